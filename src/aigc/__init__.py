@@ -1,0 +1,78 @@
+"""aigc: one typed API for multimodal generation -- text, image, audio and video, offline first.
+
+Example:
+    >>> import aigc
+    >>> gen = aigc.load("text", "path/to/gpt2-dir")                      # doctest: +SKIP
+    >>> gen.generate("Once upon a time", max_new_tokens=20, seed=1).text  # doctest: +SKIP
+
+``import aigc`` imports no torch, transformers or diffusers; they load when a generator is created.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from aigc import errors
+from aigc._api import generate, load, replay
+from aigc._generator import Generator, GeneratorInfo, LoadOptions
+from aigc._registry import BackendInfo, backends, register_backend
+from aigc._results import AudioResult, ImageResult, Record, Result, TextResult, VideoResult
+from aigc._runtime.cache import model_cache as cache
+from aigc._types import (
+    AudioRequest,
+    Event,
+    ImageRequest,
+    Message,
+    Modality,
+    Request,
+    TextRequest,
+    VideoRequest,
+)
+from aigc._version import __version__
+
+if TYPE_CHECKING:
+    from aigc import sampling, testing
+
+__all__ = [
+    "AudioRequest",
+    "AudioResult",
+    "BackendInfo",
+    "Event",
+    "Generator",
+    "GeneratorInfo",
+    "ImageRequest",
+    "ImageResult",
+    "LoadOptions",
+    "Message",
+    "Modality",
+    "Record",
+    "Request",
+    "Result",
+    "TextRequest",
+    "TextResult",
+    "VideoRequest",
+    "VideoResult",
+    "backends",
+    "cache",
+    "errors",
+    "generate",
+    "load",
+    "register_backend",
+    "replay",
+    "sampling",
+    "testing",
+]
+
+# Submodules that import torch load on first attribute access.
+_LAZY_SUBMODULES = frozenset({"sampling", "testing"})
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY_SUBMODULES:
+        return importlib.import_module(f"aigc.{name}")
+    raise AttributeError(f"module 'aigc' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

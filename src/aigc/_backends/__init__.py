@@ -1,0 +1,1 @@
+"""aigc's built-in backends, each registered through the aigc.backends entry points (internal)."""

@@ -1,0 +1,367 @@
+"""Text backend ``transformers``: causal and seq2seq language models, decoded by aigc's own seeded loop.
+
+The model runs through transformers (``AutoModelForCausalLM`` / ``AutoModelForSeq2SeqLM``) with its KV
+cache; token choice, seeds, stop sequences and streaming are aigc's (:mod:`aigc.sampling`), so every
+sample has its own ``torch.Generator`` and sample *i* of a batch equals a single run with its seed.
+
+Stages of one ``generate``:
+    1. tokenize the prompts (chat conversations through the tokenizer's chat template) and check lengths;
+    2. build one row per sample, prompt-major, left-padded (right-padded encoder input for seq2seq);
+    3. run the decode loop (prefill, then one token per step with the KV cache);
+    4. detokenize incrementally per row, applying stop sequences; emit token events.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import logging
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from aigc._generator import Generator, LoadOptions, fingerprint_files
+from aigc._results import FinishReason, TextResult
+from aigc._runtime.events import EventEmitter
+from aigc._types import TextRequest
+from aigc.errors import InvalidRequest, ModelNotFound, UnsafeModelFile
+from aigc.sampling.decode import DecodeLoop, TextAssembler
+from aigc.sampling.processors import PAD, build_processors
+
+__all__ = ["TransformersTextGenerator"]
+
+logger = logging.getLogger(__name__)
+
+_PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
+_LM_ARCH_SUFFIXES = ("ForCausalLM", "LMHeadModel", "ForConditionalGeneration", "ForSeq2SeqLM", "WithLMHead")
+_PREFIX_TOKENS = 8  # prompt tokens decoded with the output, for correct spacing (see TextAssembler)
+
+
+def _check_weight_files(path: Path, allow_pickle: bool) -> list[Path]:
+    """The weight files of a local model directory; refuses pickle-only directories unless allowed."""
+    safe = sorted(path.glob("*.safetensors"))
+    if safe:
+        return safe
+    pickles = sorted(p for p in path.iterdir() if p.suffix in _PICKLE_SUFFIXES)
+    if pickles and not allow_pickle:
+        raise UnsafeModelFile(
+            f"{path} holds only pickle weights ({', '.join(p.name for p in pickles)}), which can run arbitrary "
+            "code when loaded. Fix: convert them to safetensors, or pass allow_pickle=True if you trust the source"
+        )
+    if not pickles:
+        raise ModelNotFound(f"{path} has no weight files (*.safetensors). Fix: save the model with save_pretrained")
+    return pickles
+
+
+class _CausalStepper:
+    """A decoder-only model with a DynamicCache; left padding handled with the mask and position ids."""
+
+    def __init__(self, model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> None:
+        from transformers import DynamicCache
+
+        params = inspect.signature(model.forward).parameters
+        self.model = model
+        self.input_ids = input_ids
+        self.mask = attention_mask  # (B, T), 1 for real tokens
+        self.cache_kw = "cache" if "cache" in params else "past_key_values"
+        self.cache = DynamicCache(config=model.config)
+        self.use_positions = "position_ids" in params
+        self.keep_kw = "logits_to_keep" in params
+        self.positions = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)  # (B, T)
+
+    def _forward(self, ids: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        kwargs: dict[str, Any] = {"input_ids": ids, "attention_mask": self.mask, self.cache_kw: self.cache,
+                                  "use_cache": True}
+        if self.use_positions:
+            kwargs["position_ids"] = positions
+        if self.keep_kw:
+            kwargs["logits_to_keep"] = 1
+        return self.model(**kwargs).logits[:, -1, :]  # type: ignore[no-any-return]
+
+    def prefill(self) -> torch.Tensor:
+        return self._forward(self.input_ids, self.positions)
+
+    def step(self, tokens: torch.Tensor) -> torch.Tensor:
+        ones = torch.ones((self.mask.shape[0], 1), dtype=self.mask.dtype, device=self.mask.device)
+        self.mask = torch.cat([self.mask, ones], dim=1)
+        self.positions = self.positions[:, -1:] + 1  # (B, 1)
+        return self._forward(tokens[:, None], self.positions)
+
+
+class _Seq2SeqStepper:
+    """An encoder-decoder model: the encoder runs once; the decoder steps with an EncoderDecoderCache."""
+
+    def __init__(self, model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor, start_id: int) -> None:
+        from transformers import DynamicCache, EncoderDecoderCache
+
+        params = inspect.signature(model.forward).parameters
+        self.model = model
+        self.mask = attention_mask
+        self.cache_kw = "cache" if "cache" in params else "past_key_values"
+        self.cache = EncoderDecoderCache(DynamicCache(config=model.config), DynamicCache(config=model.config))
+        self.encoded = model.get_encoder()(input_ids=input_ids, attention_mask=attention_mask, return_dict=True)
+        self.start = torch.full((input_ids.shape[0], 1), start_id, dtype=torch.long, device=input_ids.device)
+
+    def _forward(self, decoder_ids: torch.Tensor) -> torch.Tensor:
+        out = self.model(encoder_outputs=self.encoded, attention_mask=self.mask, decoder_input_ids=decoder_ids,
+                         use_cache=True, **{self.cache_kw: self.cache})
+        return out.logits[:, -1, :]  # type: ignore[no-any-return]
+
+    def prefill(self) -> torch.Tensor:
+        return self._forward(self.start)
+
+    def step(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self._forward(tokens[:, None])
+
+
+@dataclass
+class _Run:
+    """The state of one batch while it decodes (filled in by ``_decode``)."""
+
+    assemblers: list[TextAssembler] = field(default_factory=list)
+    reasons: list[FinishReason] = field(default_factory=list)
+    tokens: list[list[int]] = field(default_factory=list)
+
+
+class TransformersTextGenerator(Generator[TextRequest, TextResult]):
+    """Causal and seq2seq language models through ``transformers``.
+
+    Loads any local directory or hub id that ``AutoModelForCausalLM`` or ``AutoModelForSeq2SeqLM`` loads,
+    with safetensors only unless ``allow_pickle=True`` and ``trust_remote_code=False`` unless given.
+
+    Example:
+        >>> gen = aigc.load("text", "path/to/gpt2-dir")  # doctest: +SKIP
+        >>> gen.generate("今天天气真好，", max_new_tokens=50, num_outputs=5, seed=42).texts  # doctest: +SKIP
+    """
+
+    modality = "text"
+    backend_name = "transformers"
+    request_type = TextRequest
+    supported_params = frozenset(
+        {"max_new_tokens", "do_sample", "temperature", "top_k", "top_p", "min_p", "repetition_penalty", "stop"}
+    )
+    load_options = frozenset({"max_batch_size"})
+
+    def __init__(self, *, model: Any, tokenizer: Any, model_id: str, options: LoadOptions, weights: str | None,
+                 revision: str | None) -> None:
+        super().__init__(model=model_id, device=options.device, dtype=options.dtype, revision=revision,
+                         weights=weights)
+        self.lm = model
+        self.tokenizer = tokenizer
+        self.is_seq2seq = bool(getattr(model.config, "is_encoder_decoder", False))
+        self.max_batch_size = int(options.extra.get("max_batch_size", 64))
+        gen_config = getattr(model, "generation_config", None)
+        eos = getattr(gen_config, "eos_token_id", None)
+        if eos is None:
+            eos = tokenizer.eos_token_id
+        self.eos_ids: set[int] = set(eos if isinstance(eos, list) else ([] if eos is None else [eos]))
+        pad = tokenizer.pad_token_id
+        if pad is None:
+            pad = getattr(gen_config, "pad_token_id", None)
+        if pad is None:
+            pad = next(iter(sorted(self.eos_ids)), 0)
+        self.pad_id: int = int(pad)
+        start = getattr(gen_config, "decoder_start_token_id", None)
+        if start is None:
+            start = getattr(model.config, "decoder_start_token_id", None)
+        self.start_id: int = int(start if start is not None else self.pad_id)
+        self.max_positions: int | None = next(
+            (getattr(model.config, k) for k in ("max_position_embeddings", "n_positions")
+             if isinstance(getattr(model.config, k, None), int)), None)
+
+    # -- loading ---------------------------------------------------------------------------------
+    @classmethod
+    def detect(cls, path: Path) -> bool:
+        config = path / "config.json"
+        if not config.is_file() or (path / "model_index.json").exists():
+            return False
+        try:
+            data = json.loads(config.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return False
+        archs = data.get("architectures") or []
+        if any(str(a).endswith(_LM_ARCH_SUFFIXES) for a in archs):
+            return True
+        model_type = data.get("model_type")
+        if not model_type:
+            return False
+        from transformers.models.auto.modeling_auto import (
+            MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
+            MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES,
+        )
+
+        return model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES or model_type in MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES
+
+    @classmethod
+    def load(cls, model: str, *, options: LoadOptions) -> TransformersTextGenerator:
+        if options.offload != "none":
+            raise InvalidRequest("offload", options.offload, "the transformers text backend keeps the model on one "
+                                 "device", "pass offload='none' (or a smaller dtype such as 'bfloat16')")
+        mbs = options.extra.get("max_batch_size", 64)
+        if not isinstance(mbs, int) or isinstance(mbs, bool) or mbs < 1:
+            raise InvalidRequest("max_batch_size", mbs, "must be an int >= 1", "pass max_batch_size=16")
+        local = os.path.isdir(model)
+        weights = None
+        if local:
+            weights = fingerprint_files(_check_weight_files(Path(model), options.allow_pickle))
+        import transformers
+
+        common: dict[str, Any] = {"revision": options.revision, "trust_remote_code": options.trust_remote_code}
+        try:
+            config = transformers.AutoConfig.from_pretrained(model, **common)
+        except (OSError, ValueError) as e:
+            where = "local directory" if local else "local directory, and the hub could not provide it"
+            raise ModelNotFound(f"model={model!r}: no usable {where}: {e}") from None
+        auto = (transformers.AutoModelForSeq2SeqLM if getattr(config, "is_encoder_decoder", False)
+                else transformers.AutoModelForCausalLM)
+        try:
+            lm = auto.from_pretrained(model, config=config, dtype=options.dtype,
+                                      use_safetensors=None if options.allow_pickle else True, **common)
+            tokenizer = transformers.AutoTokenizer.from_pretrained(model, **common)
+        except OSError as e:
+            if "safetensors" in str(e).lower() and not options.allow_pickle:
+                raise UnsafeModelFile(f"model={model!r} has no safetensors weights: {e}. Fix: pass allow_pickle=True "
+                                      "if you trust the source") from None
+            raise ModelNotFound(f"model={model!r}: {e}") from None
+        lm.to(options.device).eval()
+        revision = options.revision or getattr(config, "_commit_hash", None)
+        return cls(model=lm, tokenizer=tokenizer, model_id=model, options=options, weights=weights,
+                   revision=revision)
+
+    # -- Generator hooks -------------------------------------------------------------------------
+    def parameters_count(self) -> int:
+        return sum(p.numel() for p in self.lm.parameters())
+
+    def memory_bytes(self) -> int:
+        tensors = [*self.lm.parameters(), *self.lm.buffers()]
+        return sum(t.numel() * t.element_size() for t in tensors)
+
+    def _to(self, device: torch.device) -> None:
+        self.lm.to(device)
+
+    def _close(self) -> None:
+        self.lm = None
+        self.tokenizer = None
+
+    def _generate(self, request: TextRequest, seeds: list[int], events: EventEmitter) -> TextResult:
+        rows, prompt_index = self._rows(request)
+        run = _Run()
+        for _ in self._decode(request, rows, seeds, events, run):
+            pass
+        return TextResult(texts=[a.text for a in run.assemblers], seeds=seeds, finish_reasons=run.reasons,
+                          token_ids=run.tokens, prompt_index=prompt_index)
+
+    def _stream(self, request: TextRequest, seeds: list[int], events: EventEmitter) -> Iterator[str]:
+        rows, _ = self._rows(request)
+        run = _Run()
+        for _, piece in self._decode(request, rows, seeds, events, run):
+            if piece:
+                yield piece
+        tail = run.assemblers[0].flush()
+        if tail:
+            yield tail
+
+    # -- the stages ------------------------------------------------------------------------------
+    def _encode(self, prompt: str | list[dict[str, str]], index: int) -> list[int]:
+        tok = self.tokenizer
+        if isinstance(prompt, list):
+            if not getattr(tok, "chat_template", None):
+                raise InvalidRequest("prompt", prompt, f"{self.model_id!r} has no chat template",
+                                     "pass a plain string prompt, or use a chat model")
+            text = tok.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
+            ids = list(tok(text, add_special_tokens=False)["input_ids"])
+        else:
+            ids = list(tok(prompt)["input_ids"])
+        if not ids and not self.is_seq2seq:
+            start = tok.bos_token_id if tok.bos_token_id is not None else next(iter(sorted(self.eos_ids)), None)
+            if start is None:
+                raise InvalidRequest(f"prompt[{index}]", prompt, "empty, and the model has no start token",
+                                     "pass some text to continue")
+            ids = [start]
+        return ids
+
+    def _rows(self, request: TextRequest) -> tuple[list[list[int]], list[int]]:
+        """1-2. Token ids for each sample (prompt-major) and the prompt each continues."""
+        encoded = [self._encode(p, i) for i, p in enumerate(request.prompts())]
+        if self.max_positions is not None and not self.is_seq2seq:
+            longest = max(len(ids) for ids in encoded)
+            if longest + request.max_new_tokens > self.max_positions:
+                raise InvalidRequest(
+                    "max_new_tokens", request.max_new_tokens,
+                    f"the longest prompt has {longest} tokens and the model's context is {self.max_positions}",
+                    f"pass max_new_tokens <= {max(self.max_positions - longest, 0)} or a shorter prompt")
+        n = request.samples_per_prompt
+        rows = [ids for ids in encoded for _ in range(n)]
+        return rows, [i for i in range(len(encoded)) for _ in range(n)]
+
+    def _batch(self, rows: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Pad rows into (input_ids, attention_mask, context_ids with -1 at padding)."""
+        width = max(len(r) for r in rows)
+        left = not self.is_seq2seq  # decoders pad on the left so every row ends at the last column
+        ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, r in enumerate(rows):
+            span = slice(width - len(r), width) if left else slice(0, len(r))
+            ids[i, span] = torch.tensor(r, dtype=torch.long)
+            mask[i, span] = 1
+        context = ids.masked_fill(mask == 0, PAD)
+        return ids.to(self.device), mask.to(self.device), context
+
+    def _decode(self, request: TextRequest, rows: list[list[int]], seeds: list[int], events: EventEmitter,
+                run: _Run) -> Iterator[tuple[int, str]]:
+        """3-4. Decode all rows in chunks; yield (sample index, new text) as text becomes final."""
+        decode_fn = self._decoder()
+        processors = build_processors(request)
+        chunk = 1 if request.deterministic else self.max_batch_size
+        events.emit("start", total=request.max_new_tokens)
+        for start in range(0, len(rows), chunk):
+            part = rows[start:start + chunk]
+            ids, mask, context = self._batch(part)
+            if self.is_seq2seq:
+                stepper: Any = _Seq2SeqStepper(self.lm, ids, mask, self.start_id)
+                context = torch.full((len(part), 1), self.start_id, dtype=torch.long)
+            else:
+                stepper = _CausalStepper(self.lm, ids, mask)
+            asms = [TextAssembler(decode_fn, stop=request.stop,
+                                  prefix_ids=[] if self.is_seq2seq else r[-_PREFIX_TOKENS:]) for r in part]
+            run.assemblers += asms
+            loop = DecodeLoop(stepper, context_ids=context,
+                              seeds=seeds[start:start + chunk] if request.do_sample else None,
+                              processors=processors, eos_token_ids=self.eos_ids,
+                              max_new_tokens=request.max_new_tokens, pad_token_id=self.pad_id)
+            with torch.inference_mode():
+                for step, chosen in loop:
+                    for j, tok in enumerate(chosen):
+                        if tok is None or tok in self.eos_ids:
+                            continue
+                        piece, stopped = asms[j].add(tok)
+                        if stopped:
+                            loop.finish(j, "stop")
+                        events.emit("token", step=step + 1, total=request.max_new_tokens, text=piece,
+                                    sample=start + j)
+                        if piece:
+                            yield start + j, piece
+                    events.emit("step", step=step + 1, total=request.max_new_tokens, advance=1)
+                    if events.cancelled:
+                        loop.cancel()
+            run.reasons += [r or "length" for r in loop.reasons]
+            run.tokens += loop.tokens
+            if events.cancelled:  # samples not started yet are cancelled too
+                for _ in rows[start + len(part):]:
+                    run.assemblers.append(TextAssembler(decode_fn))
+                    run.reasons.append("cancelled")
+                    run.tokens.append([])
+                break
+        events.emit("end", total=request.max_new_tokens)
+
+    def _decoder(self) -> Any:
+        tok = self.tokenizer
+
+        def decode(ids: list[int]) -> str:
+            return str(tok.decode(ids, skip_special_tokens=True, clean_up_tokenization_spaces=False))
+
+        return decode

@@ -1,0 +1,350 @@
+"""The Generator interface every backend implements, built-in or plugin."""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+import datetime
+import hashlib
+import importlib.metadata
+import os
+import platform
+import sys
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, TypeVar
+
+from aigc._results import Record, Result
+from aigc._runtime.events import EventEmitter
+from aigc._seeds import resolve_seeds
+from aigc._types import EventCallback, Modality, Request
+from aigc._version import __version__
+from aigc.errors import AigcError, InvalidRequest
+
+if TYPE_CHECKING:
+    import torch
+    from typing_extensions import Self
+
+__all__ = ["Generator", "GeneratorInfo", "LoadOptions", "Offload"]
+
+ReqT = TypeVar("ReqT", bound=Request)
+ResT = TypeVar("ResT", bound=Result)
+Offload = Literal["none", "model", "sequential"]
+OFFLOAD_MODES: tuple[Offload, ...] = ("none", "model", "sequential")
+_BASE_FIELDS = frozenset({"prompt", "seed", "num_outputs", "deterministic"})
+
+
+@dataclass(frozen=True, kw_only=True)
+class LoadOptions:
+    """What ``aigc.load`` passes to a backend's :meth:`Generator.load`.
+
+    Attributes:
+        device, dtype: already resolved to torch objects.
+        revision: a hub revision (branch, tag or commit), or ``None``.
+        allow_pickle: allow pickle-based weight files (unsafe: they can run code).
+        trust_remote_code: allow model code from the model's repository to run.
+        offload: ``"none"``, ``"model"`` or ``"sequential"`` CPU offload, where the backend supports it.
+        extra: backend-specific options, already checked against the backend's ``load_options``.
+    """
+
+    device: torch.device
+    dtype: torch.dtype
+    revision: str | None = None
+    allow_pickle: bool = False
+    trust_remote_code: bool = False
+    offload: Offload = "none"
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class GeneratorInfo:
+    """What a generator is: backend, model and where it runs.
+
+    Example:
+        >>> gen.info.parameters  # doctest: +SKIP
+        124439808
+    """
+
+    backend: str
+    modality: Modality
+    model: str
+    revision: str | None
+    device: str
+    dtype: str
+    parameters: int
+    weights: str | None
+
+
+class Generator(abc.ABC, Generic[ReqT, ResT]):
+    """One loaded model that generates one modality. Backends subclass it.
+
+    A backend sets the class attributes, implements :meth:`load` and :meth:`_generate`, and may override
+    :meth:`detect` (to be chosen automatically for a model directory), :meth:`_stream`, :meth:`_to` and
+    :meth:`_close`. Everything shared -- request building and validation, seeds, events, provenance --
+    happens here, so every backend behaves the same.
+
+    Class attributes:
+        modality: ``"text"``, ``"image"``, ``"audio"`` or ``"video"``.
+        backend_name: the name users pass as ``backend=``; the entry point is ``"<modality>.<backend_name>"``.
+        request_type: the request class (``aigc.TextRequest`` for text, ...).
+        supported_params: request fields this backend honours beyond prompt, seed, num_outputs and
+            deterministic. Any other field set to a non-default value is rejected with a clear error.
+        load_options: names of backend-specific keyword options ``aigc.load`` accepts.
+
+    Example:
+        >>> gen = aigc.load("text", "path/to/gpt2-dir")  # doctest: +SKIP
+        >>> gen.generate("Hello", max_new_tokens=5, seed=0).text  # doctest: +SKIP
+    """
+
+    modality: ClassVar[Modality]
+    backend_name: ClassVar[str]
+    request_type: ClassVar[type[Request]]
+    supported_params: ClassVar[frozenset[str]] = frozenset()
+    load_options: ClassVar[frozenset[str]] = frozenset()
+
+    def __init__(
+        self,
+        *,
+        model: str,
+        device: torch.device,
+        dtype: torch.dtype,
+        revision: str | None = None,
+        weights: str | None = None,
+    ) -> None:
+        self.model_id = model
+        self.device = device
+        self.dtype = dtype
+        self.revision = revision
+        self.weights = weights
+        self._closed = False
+
+    # -- what a backend implements ---------------------------------------------------------------
+    @classmethod
+    def detect(cls, path: Path) -> bool:
+        """Whether this backend can load the model directory ``path`` (cheap: look at file names/config)."""
+        return False
+
+    @classmethod
+    @abc.abstractmethod
+    def load(cls, model: str, *, options: LoadOptions) -> Self:
+        """Load ``model`` (a local directory, a hub id or a built-in name)."""
+
+    @abc.abstractmethod
+    def _generate(self, request: ReqT, seeds: list[int], events: EventEmitter) -> ResT:
+        """Run one validated request with one seed per sample; the base class adds the record."""
+
+    def _stream(self, request: ReqT, seeds: list[int], events: EventEmitter) -> Iterator[str]:
+        raise InvalidRequest(
+            "stream", self.backend_name, f"the {self.backend_name} {self.modality} backend cannot stream",
+            "call generate() and follow progress with on_event=",
+        )
+
+    def _to(self, device: torch.device) -> None:
+        """Move the model's weights to ``device``."""
+        raise InvalidRequest("device", str(device), f"the {self.backend_name} backend cannot move devices",
+                             "load the model again with device=")
+
+    def _close(self) -> None:
+        """Release resources; called once by :meth:`close`."""
+
+    def parameters_count(self) -> int:
+        """Number of model parameters (0 when unknown)."""
+        return 0
+
+    def memory_bytes(self) -> int:
+        """Bytes of weights held, for the model cache's budget (0 when unknown)."""
+        return 0
+
+    # -- the public interface --------------------------------------------------------------------
+    def generate(
+        self,
+        request: ReqT | Any = None,
+        /,
+        *,
+        on_event: EventCallback | None = None,
+        progress: bool | None = None,
+        **params: Any,
+    ) -> ResT:
+        """Generate from a typed request, or from a prompt and keyword parameters.
+
+        Args:
+            request: an ``aigc.*Request``, or the prompt.
+            on_event: called with an :class:`aigc.Event` at start, for each step/token and at the end;
+                ``event.cancel()`` stops the run at the next step.
+            progress: show a progress bar (default: on in a terminal or notebook).
+            **params: request fields (``seed``, ``num_outputs``, ``max_new_tokens``, ...). Unknown names
+                raise :class:`~aigc.errors.InvalidRequest`.
+
+        Returns:
+            The modality's result type, with per-sample seeds and a provenance ``record``.
+
+        Example:
+            >>> res = gen.generate("今天天气真好，", max_new_tokens=50, num_outputs=5, seed=42)  # doctest: +SKIP
+            >>> res.seeds  # doctest: +SKIP
+            [42, 43, 44, 45, 46]
+        """
+        req = self._build_request(request, params)
+        seeds = resolve_seeds(req.seed, req.total_samples)
+        started = time.perf_counter()
+        with self._emitter(on_event, progress, req) as events:
+            result = self._generate(req, seeds, events)
+        result.record = self._record(req, seeds, time.perf_counter() - started)
+        return result
+
+    def stream(
+        self,
+        request: ReqT | Any = None,
+        /,
+        *,
+        on_event: EventCallback | None = None,
+        **params: Any,
+    ) -> Iterator[str]:
+        """Yield the output as it is produced (text pieces, for text backends).
+
+        One sample only (one prompt, ``num_outputs=1``). Joining the pieces gives exactly the text
+        ``generate`` returns for the same request.
+
+        Example:
+            >>> for piece in gen.stream("Once upon a time", max_new_tokens=50, seed=1):  # doctest: +SKIP
+            ...     print(piece, end="")
+        """
+        req = self._build_request(request, params)
+        if req.total_samples != 1:
+            raise InvalidRequest("num_outputs", req.total_samples, "stream() makes one sample",
+                                 "pass one prompt with num_outputs=1, or use generate()")
+        seeds = resolve_seeds(req.seed, 1)
+
+        def pieces() -> Iterator[str]:
+            with self._emitter(on_event, False, req) as events:
+                yield from self._stream(req, seeds, events)
+
+        return pieces()
+
+    def to(self, device: str | torch.device) -> Self:
+        """Move the generator to another device and return it.
+
+        Example:
+            >>> gen.to("cpu")  # doctest: +SKIP
+        """
+        from aigc._runtime.cache import model_cache
+        from aigc._runtime.device import resolve_device
+
+        self._check_open()
+        target = resolve_device(device)
+        if target != self.device:
+            self._to(target)
+            model_cache.discard(self)  # its cache key names the old device
+            self.device = target
+        return self
+
+    def close(self) -> None:
+        """Release the model; the generator cannot be used afterwards."""
+        from aigc._runtime.cache import model_cache
+
+        if not self._closed:
+            self._closed = True
+            model_cache.discard(self)
+            self._close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def info(self) -> GeneratorInfo:
+        """Backend, model, revision, device, dtype and parameter count."""
+        from aigc._runtime.device import dtype_name
+
+        return GeneratorInfo(
+            backend=self.backend_name, modality=self.modality, model=self.model_id, revision=self.revision,
+            device=str(self.device), dtype=dtype_name(self.dtype), parameters=self.parameters_count(),
+            weights=self.weights,
+        )
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.modality}/{self.backend_name} {self.model_id!r} on {self.device}>"
+
+    # -- shared machinery ------------------------------------------------------------------------
+    def _check_open(self) -> None:
+        if self._closed:
+            raise AigcError(f"{self!r} is closed. Fix: load the model again with aigc.load()")
+
+    def _build_request(self, request: Any, params: dict[str, Any]) -> ReqT:
+        self._check_open()
+        rtype = self.request_type
+        if isinstance(request, Request):
+            if not isinstance(request, rtype):
+                raise InvalidRequest("request", type(request).__name__, f"a {self.modality} generator needs a "
+                                     f"{rtype.__name__}", f"pass aigc.{rtype.__name__}(...)")
+            req = request.replace(**params) if params else request
+        else:
+            req = rtype.from_params(request, **params)
+        self._check_supported(req)
+        return req  # type: ignore[return-value]
+
+    def _check_supported(self, req: Request) -> None:
+        supported = _BASE_FIELDS | self.supported_params
+        for f in dataclasses.fields(req):
+            if f.name in supported:
+                continue
+            value = getattr(req, f.name)
+            default = f.default if f.default is not dataclasses.MISSING else None
+            if value != default and not (value == [] and default == ()):
+                raise InvalidRequest(
+                    f.name, value, f"not supported by the {self.backend_name} {self.modality} backend",
+                    f"leave it out; this backend takes {', '.join(sorted(supported))}",
+                )
+
+    def _emitter(self, on_event: EventCallback | None, progress: bool | None, req: Request) -> EventEmitter:
+        total = getattr(req, "max_new_tokens", None) or getattr(req, "steps", None)
+        return EventEmitter(on_event, progress=progress, total=total, desc=f"aigc {self.modality}")
+
+    def _record(self, req: Request, seeds: list[int], duration: float) -> Record:
+        from aigc._runtime.device import dtype_name
+
+        return Record(
+            modality=self.modality, backend=self.backend_name, model=self.model_id, request=req.to_dict(),
+            seeds=list(seeds), device=str(self.device), dtype=dtype_name(self.dtype), revision=self.revision,
+            weights=self.weights, duration_s=round(duration, 6),
+            created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            aigc_version=__version__, versions=library_versions(),
+        )
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of Python and of the libraries a result may depend on (those imported)."""
+    versions = {"python": platform.python_version()}
+    for name in ("torch", "transformers", "diffusers", "torchaudio", "peft"):
+        if name in sys.modules:
+            try:
+                versions[name] = importlib.metadata.version(name)
+            except importlib.metadata.PackageNotFoundError:
+                continue
+    return versions
+
+
+def fingerprint_files(paths: Iterable[Path]) -> str:
+    """A cheap, stable fingerprint of weight files: SHA-256 over name, size, first and last MiB of each.
+
+    Not a full content hash (hashing many GB on every load would be slow), but it changes whenever a file
+    is replaced, retrained or truncated in practice.
+
+    Example:
+        >>> fingerprint_files([])[:7]
+        'sha256:'
+    """
+    h = hashlib.sha256()
+    chunk = 2**20
+    for p in sorted(paths, key=lambda q: q.name):
+        size = p.stat().st_size
+        h.update(f"{p.name}\0{size}\0".encode())
+        with open(p, "rb") as f:
+            h.update(f.read(chunk))
+            if size > 2 * chunk:
+                f.seek(-chunk, os.SEEK_END)
+                h.update(f.read(chunk))
+    return "sha256:" + h.hexdigest()[:32]

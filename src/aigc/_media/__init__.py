@@ -1,0 +1,1 @@
+"""Media encoding and decoding with embedded provenance (internal)."""

@@ -1,0 +1,339 @@
+"""Result types, one per modality, and the provenance record they carry. No torch at import."""
+
+from __future__ import annotations
+
+import dataclasses
+import html
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+from aigc._media.atomic import atomic_write_text, numbered_paths
+from aigc._types import REQUEST_TYPES, Modality, Request, check_modality
+from aigc.errors import InvalidRequest, ProvenanceError
+
+if TYPE_CHECKING:
+    import numpy as np
+    from PIL import Image
+
+__all__ = ["AudioResult", "FinishReason", "ImageResult", "Record", "Result", "TextResult", "VideoResult"]
+
+FinishReason = Literal["stop", "length", "cancelled"]
+
+RECORD_FORMAT = "aigc.record/1"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Record:
+    """Provenance of a result: enough to know how it was made, and to make it again.
+
+    ``sample_index`` is set on the record embedded in one saved sample's file; :meth:`to_request`
+    then rebuilds the request for just that sample.
+
+    Example:
+        >>> rec = Record.from_json(result.record.to_json())  # doctest: +SKIP
+    """
+
+    modality: Modality
+    backend: str
+    model: str
+    request: dict[str, Any]
+    seeds: list[int]
+    device: str
+    dtype: str
+    revision: str | None = None
+    weights: str | None = None
+    duration_s: float = 0.0
+    created: str = ""
+    aigc_version: str = ""
+    versions: dict[str, str] = field(default_factory=dict)
+    sample_index: int | None = None
+    format: str = RECORD_FORMAT
+
+    def to_json(self, *, indent: int | None = None) -> str:
+        return json.dumps(dataclasses.asdict(self), ensure_ascii=False, indent=indent, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> Record:
+        """Parse a record written by :meth:`to_json`; raise :class:`ProvenanceError` if it is not one."""
+        try:
+            data = json.loads(text)
+        except (ValueError, TypeError) as e:
+            raise ProvenanceError(f"not an aigc record: {e}") from None
+        if not isinstance(data, dict) or data.get("format") != RECORD_FORMAT:
+            raise ProvenanceError(f"not an aigc record (format {RECORD_FORMAT!r} expected)")
+        known = {f.name for f in dataclasses.fields(cls)}
+        try:
+            return cls(**{k: v for k, v in data.items() if k in known})
+        except TypeError as e:
+            raise ProvenanceError(f"incomplete aigc record: {e}") from None
+
+    def for_sample(self, index: int) -> Record:
+        return dataclasses.replace(self, sample_index=index)
+
+    def to_request(self) -> Request:
+        """The request that made this result (or, with ``sample_index``, that one sample of it)."""
+        request_type = REQUEST_TYPES[check_modality(self.modality)]
+        params = dict(self.request)
+        params = {k: v for k, v in params.items() if k in request_type.field_names()}
+        try:
+            full = request_type(**params)
+        except InvalidRequest as e:
+            raise ProvenanceError(f"the record's request cannot be rebuilt: {e}") from None
+        if self.sample_index is None:
+            return full.replace(seed=list(self.seeds), num_outputs=full.samples_per_prompt)
+        i = self.sample_index
+        if not 0 <= i < len(self.seeds):
+            raise ProvenanceError(f"sample_index {i} outside the record's {len(self.seeds)} seeds")
+        prompt = full.prompts()[i // full.samples_per_prompt]
+        return full.replace(prompt=prompt, seed=self.seeds[i], num_outputs=1)
+
+
+@dataclass(kw_only=True)
+class Result:
+    """Fields and behaviour every result shares."""
+
+    modality: ClassVar[Modality]
+
+    seeds: list[int]
+    record: Record | None = None
+
+    def __len__(self) -> int:
+        return len(self.seeds)
+
+    def _records(self) -> list[str | None]:
+        return [self.record.for_sample(i).to_json() if self.record else None for i in range(len(self))]
+
+    def save(self, path: str | os.PathLike[str]) -> list[Path]:
+        """Save every sample (one file each) with its provenance; return the paths written."""
+        raise NotImplementedError
+
+
+@dataclass(kw_only=True)
+class TextResult(Result):
+    """Generated texts.
+
+    Attributes:
+        texts: one string per sample (prompt-major: all samples of prompt 0 first).
+        seeds: the seed of each sample.
+        finish_reasons: ``"stop"`` (end of sequence or a stop sequence), ``"length"`` (``max_new_tokens``)
+            or ``"cancelled"``.
+        token_ids: the generated token ids of each sample.
+        prompt_index: which prompt each sample continues.
+
+    Example:
+        >>> res = gen.generate("Hello", seed=42, num_outputs=2)  # doctest: +SKIP
+        >>> res.texts, res.seeds  # doctest: +SKIP
+        (['...', '...'], [42, 43])
+    """
+
+    modality: ClassVar[Modality] = "text"
+
+    texts: list[str]
+    finish_reasons: list[FinishReason] = field(default_factory=list)
+    token_ids: list[list[int]] = field(default_factory=list)
+    prompt_index: list[int] = field(default_factory=list)
+
+    @property
+    def text(self) -> str:
+        """The first sample's text."""
+        return self.texts[0]
+
+    @property
+    def num_tokens(self) -> list[int]:
+        """Generated tokens per sample."""
+        return [len(t) for t in self.token_ids]
+
+    def save(self, path: str | os.PathLike[str]) -> list[Path]:
+        """Save each sample as ``.txt`` (with a ``.txt.json`` provenance sidecar) or ``.json``.
+
+        Example:
+            >>> res.save("story.txt")  # doctest: +SKIP
+            [PosixPath('story.txt')]
+        """
+        p = Path(path)
+        suffix = p.suffix.lower()
+        if suffix not in (".txt", ".json"):
+            raise InvalidRequest("path", str(path), "unsupported text format", "use a .txt or .json file name")
+        written: list[Path] = []
+        for i, (target, record) in enumerate(zip(numbered_paths(p, len(self)), self._records())):
+            if suffix == ".txt":
+                written.append(atomic_write_text(target, self.texts[i]))
+                if record is not None:
+                    written.append(atomic_write_text(target.with_name(target.name + ".json"), record))
+            else:
+                doc = {
+                    "text": self.texts[i],
+                    "seed": self.seeds[i],
+                    "finish_reason": self.finish_reasons[i] if self.finish_reasons else None,
+                    "token_ids": self.token_ids[i] if self.token_ids else None,
+                    "aigc": json.loads(record) if record else None,
+                }
+                written.append(atomic_write_text(target, json.dumps(doc, ensure_ascii=False, indent=2)))
+        return written
+
+    def __str__(self) -> str:
+        return "\n---\n".join(self.texts)
+
+    def _repr_html_(self) -> str:
+        rows = "".join(
+            f"<tr><td style='text-align:right;vertical-align:top'>seed {s}</td>"
+            f"<td style='white-space:pre-wrap;text-align:left'>{html.escape(t)}</td></tr>"
+            for s, t in zip(self.seeds, self.texts)
+        )
+        return f"<table>{rows}</table>"
+
+
+@dataclass(kw_only=True)
+class ImageResult(Result):
+    """Generated images.
+
+    Attributes:
+        images: one ``PIL.Image.Image`` per sample.
+
+    ``save("x.png")`` writes one file per sample (``x.png`` alone, ``x-0.png, x-1.png, ...`` for several),
+    each with its provenance record (PNG text chunk, WebP/JPEG EXIF, else a ``.json`` sidecar).
+    In Jupyter the result renders as a grid captioned with the prompt and seeds.
+
+    Example:
+        >>> out = aigc.generate("image", "an ankle boot", seed=7, num_outputs=4)  # doctest: +SKIP
+        >>> out.images[0].size  # doctest: +SKIP
+        (32, 32)
+    """
+
+    modality: ClassVar[Modality] = "image"
+
+    images: list[Image.Image]
+
+    @property
+    def image(self) -> Image.Image:
+        """The first sample's image."""
+        return self.images[0]
+
+    def save(self, path: str | os.PathLike[str]) -> list[Path]:
+        from aigc._media import image as media
+
+        written: list[Path] = []
+        for target, img, record in zip(numbered_paths(path, len(self)), self.images, self._records()):
+            written += media.save_image(img, target, record)
+        return written
+
+    def _captions(self) -> list[str]:
+        return [f"seed {s}" for s in self.seeds]
+
+    def _repr_png_(self) -> bytes:
+        from aigc._media import image as media
+
+        return media.grid_png(self.images)
+
+    def _repr_html_(self) -> str:
+        from aigc._media import image as media
+
+        title = str(self.record.request.get("prompt", "")) if self.record else ""
+        return media.grid_html(self.images, self._captions(), title=title)
+
+
+@dataclass(kw_only=True)
+class AudioResult(Result):
+    """Generated audio.
+
+    Attributes:
+        waveforms: one float32 array of shape ``(channels, samples)`` per sample, in [-1, 1].
+        sample_rate: samples per second.
+
+    ``save`` writes WAV, FLAC or OGG (chosen by the suffix) with the provenance record in the comment field.
+
+    Example:
+        >>> res = aigc.generate("audio", "say seven", seed=1)  # doctest: +SKIP
+        >>> res.waveform.shape, res.sample_rate  # doctest: +SKIP
+        ((1, 16000), 16000)
+    """
+
+    modality: ClassVar[Modality] = "audio"
+
+    waveforms: list[np.ndarray[Any, Any]]
+    sample_rate: int
+
+    @property
+    def waveform(self) -> np.ndarray[Any, Any]:
+        """The first sample's waveform, ``(channels, samples)``."""
+        return self.waveforms[0]
+
+    @property
+    def durations_s(self) -> list[float]:
+        return [w.shape[-1] / self.sample_rate for w in self.waveforms]
+
+    def save(self, path: str | os.PathLike[str]) -> list[Path]:
+        from aigc._media import audio as media
+
+        written: list[Path] = []
+        for target, wav, record in zip(numbered_paths(path, len(self)), self.waveforms, self._records()):
+            written += media.save_audio(wav, self.sample_rate, target, record)
+        return written
+
+    def _repr_html_(self) -> str:
+        from aigc._media import audio as media
+
+        return "".join(
+            f"<div>seed {s}<br>{media.audio_html(w, self.sample_rate)}</div>"
+            for s, w in zip(self.seeds, self.waveforms)
+        )
+
+
+@dataclass(kw_only=True)
+class VideoResult(Result):
+    """Generated video clips.
+
+    Attributes:
+        videos: one uint8 array of shape ``(frames, height, width, 3)`` per sample.
+        fps: frames per second.
+
+    ``save`` writes MP4 (H.264 through PyAV, ``pip install 'aigc[video]'``), GIF or animated WebP, or a
+    folder of PNG frames when the path has no suffix; provenance goes into the file's metadata or a sidecar.
+
+    Example:
+        >>> clip = aigc.generate("video", "a 3 moving left", seed=0)  # doctest: +SKIP
+        >>> clip.frames.shape  # doctest: +SKIP
+        (16, 32, 32, 3)
+    """
+
+    modality: ClassVar[Modality] = "video"
+
+    videos: list[np.ndarray[Any, Any]]
+    fps: float
+
+    @property
+    def frames(self) -> np.ndarray[Any, Any]:
+        """The first sample's frames, ``(T, H, W, 3)`` uint8."""
+        return self.videos[0]
+
+    def save(self, path: str | os.PathLike[str]) -> list[Path]:
+        from aigc._media import video as media
+
+        written: list[Path] = []
+        for target, frames, record in zip(numbered_paths(path, len(self)), self.videos, self._records()):
+            written += media.save_video(frames, self.fps, target, record)
+        return written
+
+    def _repr_html_(self) -> str:
+        from aigc._media import video as media
+
+        return "".join(
+            f"<div>seed {s}<br>{media.video_html(v, self.fps)}</div>" for s, v in zip(self.seeds, self.videos)
+        )
+
+
+RESULT_TYPES: dict[Modality, type[Result]] = {
+    "text": TextResult,
+    "image": ImageResult,
+    "audio": AudioResult,
+    "video": VideoResult,
+}
+
+
+def check_same_length(name: str, values: Sequence[Any], expected: int) -> None:
+    if len(values) != expected:
+        raise ValueError(f"{name} has {len(values)} items, expected {expected}")

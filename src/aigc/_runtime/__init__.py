@@ -1,0 +1,1 @@
+"""Device and dtype resolution, the process-wide model cache (internal)."""

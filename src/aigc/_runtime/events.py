@@ -1,0 +1,77 @@
+"""Progress events, the optional tqdm bar, and cancellation for one generation run."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any
+
+from aigc._types import Event, EventCallback, EventKind
+
+__all__ = ["EventEmitter", "progress_default"]
+
+logger = logging.getLogger(__name__)
+
+
+def progress_default() -> bool:
+    """Progress bars default to on in a terminal or a notebook, off otherwise (pipes, CI, servers)."""
+    if "ipykernel" in sys.modules:
+        return True
+    stream = sys.stderr
+    return bool(getattr(stream, "isatty", None) and stream.isatty())
+
+
+class EventEmitter:
+    """Sends :class:`~aigc.Event` objects to a callback, drives a progress bar, and carries cancellation.
+
+    All events of one run share one cancel flag, so ``event.cancel()`` on any of them stops the run at the
+    next step boundary; backends check :attr:`cancelled` between steps.
+    """
+
+    def __init__(
+        self, callback: EventCallback | None, *, progress: bool | None, total: int | None, desc: str
+    ) -> None:
+        self._callback = callback
+        self._flag = [False]
+        self._bar: Any = None
+        if progress is None:
+            progress = progress_default()
+        if progress:
+            from tqdm.auto import tqdm
+
+            self._bar = tqdm(total=total, desc=desc, leave=False)
+
+    @property
+    def cancelled(self) -> bool:
+        return self._flag[0]
+
+    def cancel(self) -> None:
+        self._flag[0] = True
+
+    def emit(
+        self,
+        kind: EventKind,
+        *,
+        step: int = 0,
+        total: int | None = None,
+        text: str | None = None,
+        sample: int | None = None,
+        preview: Any = None,
+        advance: int = 0,
+    ) -> None:
+        """Send one event; ``advance`` moves the progress bar by that many steps."""
+        if self._bar is not None and advance:
+            self._bar.update(advance)
+        if self._callback is not None:
+            self._callback(Event(kind, step, total, text, sample, preview, self._flag))
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+    def __enter__(self) -> EventEmitter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,490 @@
+"""Typed requests, chat messages and progress events. Importing this module imports no torch."""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal, TypedDict, TypeVar, Union, get_args
+
+from aigc.errors import InvalidRequest
+
+__all__ = [
+    "MODALITIES",
+    "AudioRequest",
+    "Event",
+    "EventCallback",
+    "ImageRequest",
+    "Message",
+    "Modality",
+    "Request",
+    "TextRequest",
+    "VideoRequest",
+]
+
+Modality = Literal["text", "image", "audio", "video"]
+MODALITIES: tuple[Modality, ...] = get_args(Modality)
+
+#: Largest seed accepted: seeds are stored in a signed 64-bit integer.
+MAX_SEED = 2**63 - 1
+
+
+class Message(TypedDict):
+    """One chat message, as chat templates expect it: ``{"role": "user", "content": "Hi"}``."""
+
+    role: str
+    content: str
+
+
+Conversation = Sequence[Message]
+TextPrompt = Union[str, Sequence[str], Conversation, Sequence[Conversation]]
+
+R = TypeVar("R", bound="Request")
+
+
+def check_modality(modality: object) -> Modality:
+    """Return ``modality`` if it is one of :data:`MODALITIES`, else raise :class:`InvalidRequest`."""
+    if modality not in MODALITIES:
+        raise InvalidRequest("modality", modality, "unknown modality", f"use one of {', '.join(MODALITIES)}")
+    return modality  # type: ignore[return-value]
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def check_int(name: str, value: object, *, minimum: int, fix: str | None = None) -> None:
+    if not _is_int(value) or value < minimum:  # type: ignore[operator]
+        raise InvalidRequest(name, value, f"must be an integer >= {minimum}", fix or f"pass {name}={minimum} or more")
+
+
+def check_optional_int(name: str, value: object, *, minimum: int) -> None:
+    if value is not None:
+        check_int(name, value, minimum=minimum)
+
+
+def check_number(
+    name: str,
+    value: object,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    low_open: bool = False,
+    fix: str,
+) -> None:
+    """Check that ``value`` is a finite number in [low, high] (or (low, high] when ``low_open``)."""
+    ok = _is_number(value)
+    if ok and low is not None:
+        ok = value > low if low_open else value >= low  # type: ignore[operator]
+    if ok and high is not None:
+        ok = value <= high  # type: ignore[operator]
+    if not ok:
+        lo = "" if low is None else ("(" if low_open else "[") + f"{low:g}"
+        hi = "" if high is None else f"{high:g}]"
+        interval = f"{lo}, {hi}" if lo and hi else (f">{'' if low_open else '='} {low:g}" if lo else f"<= {high:g}")
+        raise InvalidRequest(name, value, f"must be a finite number in {interval}", fix)
+
+
+def _is_message(value: object) -> bool:
+    return isinstance(value, Mapping) and "role" in value and "content" in value
+
+
+def _check_conversation(value: Sequence[Any]) -> None:
+    for i, message in enumerate(value):
+        if not _is_message(message):
+            raise InvalidRequest(
+                f"prompt[{i}]", message, "a chat message must be a mapping with 'role' and 'content'",
+                'pass messages like {"role": "user", "content": "Hello"}',
+            )
+        if not isinstance(message["content"], str) or not isinstance(message["role"], str):
+            raise InvalidRequest(
+                f"prompt[{i}]", message, "'role' and 'content' must be strings", "pass text content"
+            )
+
+
+@dataclass(frozen=True, kw_only=True)
+class Request:
+    """Fields every request shares. Subclasses add the modality's own parameters.
+
+    Args:
+        prompt: what to generate from; a string, or a list of strings for a batch of prompts.
+        seed: ``None`` draws a fresh seed from the OS (and records it); an int ``s`` gives samples the seeds
+            ``s, s+1, ...``; a list gives one seed per sample.
+        num_outputs: samples per prompt. ``None`` means 1, or ``len(seed) / len(prompts)`` for a seed list.
+        deterministic: run every sample on its own, so that sample *i* of a batch is bit-identical to a
+            single run with its seed (slower than batching; batching is equal within a stated tolerance).
+    """
+
+    modality: ClassVar[Modality]
+
+    prompt: Any
+    seed: int | Sequence[int] | None = None
+    num_outputs: int | None = None
+    deterministic: bool = False
+
+    # -- construction ------------------------------------------------------------------------
+    @classmethod
+    def field_names(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in dataclasses.fields(cls))
+
+    @classmethod
+    def from_params(cls: type[R], prompt: Any = None, /, **params: Any) -> R:
+        """Build a request from keyword parameters, rejecting unknown names with a suggestion.
+
+        Example:
+            >>> TextRequest.from_params("Hi", max_new_tokens=5).max_new_tokens
+            5
+        """
+        cls.check_param_names(params)
+        if prompt is not None:
+            if "prompt" in params:
+                raise InvalidRequest("prompt", params["prompt"], "given twice", "pass the prompt once")
+            params["prompt"] = prompt
+        if "prompt" not in params:
+            raise InvalidRequest("prompt", None, "missing", "pass a prompt")
+        return cls(**params)
+
+    @classmethod
+    def check_param_names(cls, params: Mapping[str, Any]) -> None:
+        names = cls.field_names()
+        for name in params:
+            if name not in names:
+                close = difflib.get_close_matches(name, names, n=1)
+                hint = f"did you mean {close[0]!r}?" if close else f"valid names: {', '.join(names)}"
+                raise InvalidRequest(name, params[name], f"unknown parameter for {cls.__name__}", hint)
+
+    def replace(self: R, **changes: Any) -> R:
+        """Return a copy with some fields changed (validated again)."""
+        self.check_param_names(changes)
+        return dataclasses.replace(self, **changes)
+
+    # -- validation -----------------------------------------------------------------------------
+    def __post_init__(self) -> None:
+        self._check_prompt()
+        check_optional_int("num_outputs", self.num_outputs, minimum=1)
+        if not isinstance(self.deterministic, bool):
+            raise InvalidRequest("deterministic", self.deterministic, "must be True or False", "pass a bool")
+        seed = self.seed
+        if seed is None:
+            pass
+        elif _is_int(seed):
+            _check_seed("seed", seed)
+        elif isinstance(seed, Sequence) and not isinstance(seed, (str, bytes)):
+            if len(seed) == 0:
+                raise InvalidRequest("seed", seed, "an empty seed list", "pass one seed per sample, or an int")
+            for i, s in enumerate(seed):
+                _check_seed(f"seed[{i}]", s)
+            object.__setattr__(self, "seed", [int(s) for s in seed])
+            n_prompts = len(self.prompts())
+            expected = n_prompts * (self.num_outputs or 1)
+            if self.num_outputs is None and len(seed) % n_prompts == 0:
+                expected = len(seed)
+            if len(seed) != expected:
+                raise InvalidRequest(
+                    "seed", seed,
+                    f"{len(seed)} seeds for {n_prompts} prompt(s) x num_outputs={self.num_outputs}",
+                    f"pass exactly {expected} seeds, or one int seed",
+                )
+        else:
+            raise InvalidRequest("seed", seed, "must be an int, a list of ints or None", "pass seed=42")
+        self._check()
+
+    def _check_prompt(self) -> None:
+        prompt = self.prompt
+        if isinstance(prompt, str):
+            return
+        if isinstance(prompt, Sequence) and not isinstance(prompt, bytes):
+            if len(prompt) == 0:
+                raise InvalidRequest("prompt", prompt, "an empty prompt list", "pass at least one prompt")
+            for i, p in enumerate(prompt):
+                if not isinstance(p, str):
+                    raise InvalidRequest(f"prompt[{i}]", p, "must be a string", "pass a list of strings")
+            object.__setattr__(self, "prompt", list(prompt))
+            return
+        raise InvalidRequest("prompt", prompt, "must be a string or a list of strings", 'pass prompt="a cat"')
+
+    def _check(self) -> None:
+        """Modality-specific checks; subclasses override."""
+
+    # -- derived -----------------------------------------------------------------------------
+    def prompts(self) -> list[Any]:
+        """The prompts of this request as a list (one element for a single prompt)."""
+        return [self.prompt] if isinstance(self.prompt, str) else list(self.prompt)
+
+    @property
+    def samples_per_prompt(self) -> int:
+        if self.num_outputs is not None:
+            return self.num_outputs
+        if isinstance(self.seed, list):
+            return len(self.seed) // len(self.prompts())
+        return 1
+
+    @property
+    def total_samples(self) -> int:
+        return len(self.prompts()) * self.samples_per_prompt
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able dict of the fields (for provenance records)."""
+        return {f.name: _jsonable(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+
+def _check_seed(name: str, seed: object) -> None:
+    if not _is_int(seed) or not 0 <= seed <= MAX_SEED:  # type: ignore[operator]
+        raise InvalidRequest(name, seed, f"a seed must be an integer in [0, 2**63 - 1]", "pass seed=42")
+
+
+def _jsonable(value: Any) -> Any:
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return repr(value)
+
+
+@dataclass(frozen=True, kw_only=True)
+class TextRequest(Request):
+    """A text-generation request.
+
+    Args:
+        prompt: a string, a list of strings (a batch), a chat conversation (a list of
+            :class:`Message`), or a list of conversations. Conversations go through the tokenizer's
+            chat template.
+        max_new_tokens: tokens to generate per sample, at most.
+        do_sample: sample (``True``) or decode greedily (``False``, which ignores the sampling knobs).
+        temperature: divides the logits; must be > 0 when sampling.
+        top_k: keep the k most likely tokens (``None`` or 0: off).
+        top_p: nucleus sampling; keep the smallest set of tokens whose probability reaches ``top_p``.
+        min_p: drop tokens less likely than ``min_p`` times the most likely one (0: off).
+        repetition_penalty: > 1 discourages tokens already in the prompt or the output (CTRL, eq. 1).
+        stop: stop sequences; generation of a sample stops *before* the first one it produces.
+
+    Example:
+        >>> req = TextRequest(prompt="Once upon a time", max_new_tokens=20, seed=1, num_outputs=2)
+        >>> req.total_samples
+        2
+    """
+
+    modality: ClassVar[Modality] = "text"
+
+    prompt: TextPrompt
+    max_new_tokens: int = 50
+    do_sample: bool = True
+    temperature: float = 1.0
+    top_k: int | None = None
+    top_p: float = 1.0
+    min_p: float = 0.0
+    repetition_penalty: float = 1.0
+    stop: Sequence[str] = ()
+
+    def _check_prompt(self) -> None:
+        prompt = self.prompt
+        if isinstance(prompt, Sequence) and not isinstance(prompt, (str, bytes)) and prompt:
+            if all(_is_message(m) for m in prompt):  # one conversation
+                _check_conversation(prompt)
+                object.__setattr__(self, "prompt", [dict(m) for m in prompt])
+                return
+            if all(isinstance(c, Sequence) and not isinstance(c, str) for c in prompt):  # conversations
+                for conv in prompt:
+                    if not conv:
+                        raise InvalidRequest("prompt", prompt, "an empty conversation", "give each one a message")
+                    _check_conversation(conv)
+                object.__setattr__(self, "prompt", [[dict(m) for m in conv] for conv in prompt])
+                return
+        super()._check_prompt()
+
+    def prompts(self) -> list[Any]:
+        prompt = self.prompt
+        if isinstance(prompt, str):
+            return [prompt]
+        if prompt and _is_message(prompt[0]):
+            return [prompt]
+        return list(prompt)
+
+    def _check(self) -> None:
+        check_int("max_new_tokens", self.max_new_tokens, minimum=1)
+        if not isinstance(self.do_sample, bool):
+            raise InvalidRequest("do_sample", self.do_sample, "must be True or False", "pass a bool")
+        if self.do_sample:
+            check_number("temperature", self.temperature, low=0.0, low_open=True,
+                         fix="pass a temperature > 0, or do_sample=False for greedy decoding")
+        check_optional_int("top_k", self.top_k, minimum=0)
+        check_number("top_p", self.top_p, low=0.0, high=1.0, low_open=True, fix="pass top_p in (0, 1]; 1 turns it off")
+        check_number("min_p", self.min_p, low=0.0, high=1.0, fix="pass min_p in [0, 1]; 0 turns it off")
+        check_number("repetition_penalty", self.repetition_penalty, low=0.0, low_open=True,
+                     fix="pass a penalty > 0; 1 turns it off, 1.1-1.3 is typical")
+        stop = self.stop
+        if isinstance(stop, str):
+            stop = [stop]
+        if not isinstance(stop, Sequence) or not all(isinstance(s, str) and s for s in stop):
+            raise InvalidRequest("stop", self.stop, "must be a list of non-empty strings", 'pass stop=["\\n\\n"]')
+        object.__setattr__(self, "stop", list(stop))
+
+
+@dataclass(frozen=True, kw_only=True)
+class _VisualRequest(Request):
+    negative_prompt: str | None = None
+    width: int | None = None
+    height: int | None = None
+    steps: int | None = None
+    guidance: float | None = None
+
+    def _check(self) -> None:
+        if self.negative_prompt is not None and not isinstance(self.negative_prompt, str):
+            raise InvalidRequest("negative_prompt", self.negative_prompt, "must be a string", "pass text or None")
+        for name in ("width", "height", "steps"):
+            check_optional_int(name, getattr(self, name), minimum=1)
+        if self.guidance is not None:
+            check_number("guidance", self.guidance, low=0.0, fix="pass guidance >= 0 (1 turns guidance off)")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ImageRequest(_VisualRequest):
+    """An image-generation request (text-to-image, image-to-image, inpainting).
+
+    Args:
+        width, height: output size in pixels; ``None`` is the model's default.
+        steps: denoising steps; ``None`` is the backend's default.
+        guidance: classifier-free guidance scale; ``None`` is the backend's default.
+        init_image: a PIL image or a path, for image-to-image.
+        strength: how much to change ``init_image`` (0 keeps it, 1 ignores it).
+        mask: a PIL image or a path (white = repaint), for inpainting; needs ``init_image``.
+        scheduler: a scheduler's short name (``"ddim"``, ``"euler"``, ...), where the backend has several.
+
+    Example:
+        >>> ImageRequest(prompt="a cat", width=512, height=512, seed=[1, 2]).total_samples
+        2
+    """
+
+    modality: ClassVar[Modality] = "image"
+
+    prompt: str | Sequence[str]
+    init_image: Any = None
+    strength: float = 0.8
+    mask: Any = None
+    scheduler: str | None = None
+
+    def _check(self) -> None:
+        super()._check()
+        check_number("strength", self.strength, low=0.0, high=1.0, fix="pass strength in [0, 1]")
+        if self.mask is not None and self.init_image is None:
+            raise InvalidRequest("mask", "<mask>", "inpainting needs an init_image", "pass init_image= too")
+        if self.scheduler is not None and not isinstance(self.scheduler, str):
+            raise InvalidRequest("scheduler", self.scheduler, "must be a scheduler name", 'pass scheduler="ddim"')
+
+
+@dataclass(frozen=True, kw_only=True)
+class AudioRequest(Request):
+    """An audio-generation request (speech or music).
+
+    Args:
+        duration_s: length in seconds, where the model lets it be chosen.
+        voice: a voice or speaker name / index, where the model has several.
+        steps, guidance, negative_prompt: for diffusion audio models.
+
+    Example:
+        >>> AudioRequest(prompt="say seven", seed=3).seed
+        3
+    """
+
+    modality: ClassVar[Modality] = "audio"
+
+    prompt: str | Sequence[str]
+    duration_s: float | None = None
+    voice: str | int | None = None
+    negative_prompt: str | None = None
+    steps: int | None = None
+    guidance: float | None = None
+
+    def _check(self) -> None:
+        if self.duration_s is not None:
+            check_number("duration_s", self.duration_s, low=0.0, low_open=True, high=3600.0,
+                         fix="pass a duration in seconds, e.g. duration_s=5.0")
+        check_optional_int("steps", self.steps, minimum=1)
+        if self.guidance is not None:
+            check_number("guidance", self.guidance, low=0.0, fix="pass guidance >= 0")
+
+
+@dataclass(frozen=True, kw_only=True)
+class VideoRequest(_VisualRequest):
+    """A video-generation request.
+
+    Args:
+        num_frames: frames per clip; ``None`` is the model's default.
+        fps: frames per second of the result.
+        init_image: a PIL image or path, for image-to-video.
+
+    Example:
+        >>> VideoRequest(prompt="a 3 moving left", num_frames=16, fps=8).num_frames
+        16
+    """
+
+    modality: ClassVar[Modality] = "video"
+
+    prompt: str | Sequence[str]
+    num_frames: int | None = None
+    fps: float | None = None
+    init_image: Any = None
+
+    def _check(self) -> None:
+        super()._check()
+        check_optional_int("num_frames", self.num_frames, minimum=1)
+        if self.fps is not None:
+            check_number("fps", self.fps, low=0.0, low_open=True, high=240.0, fix="pass fps between 1 and 240")
+
+
+REQUEST_TYPES: dict[Modality, type[Request]] = {
+    "text": TextRequest,
+    "image": ImageRequest,
+    "audio": AudioRequest,
+    "video": VideoRequest,
+}
+
+EventKind = Literal["start", "token", "step", "end"]
+
+
+@dataclass
+class Event:
+    """A progress event passed to the ``on_event`` callback of ``generate``.
+
+    Attributes:
+        kind: ``"start"``, ``"token"`` (text), ``"step"`` (denoising and other iterative steps) or ``"end"``.
+        step: 1-based index of the step or token just finished (0 for ``"start"``).
+        total: the number of steps expected, when known.
+        text: for ``"token"`` events, the text newly decoded for ``sample`` (may be empty).
+        sample: the sample index the event is about, or ``None`` when it is about the whole batch.
+        preview: an optional low-resolution preview (a PIL image for image backends).
+
+    Call :meth:`cancel` to stop the generation at the next step boundary.
+
+    Example:
+        >>> def stop_after_ten(event):
+        ...     if event.kind == "token" and event.step >= 10:
+        ...         event.cancel()
+    """
+
+    kind: EventKind
+    step: int = 0
+    total: int | None = None
+    text: str | None = None
+    sample: int | None = None
+    preview: Any = None
+    _flag: list[bool] = field(default_factory=lambda: [False], repr=False, compare=False)
+
+    def cancel(self) -> None:
+        """Ask the running generation to stop at the next step boundary."""
+        self._flag[0] = True
+
+    @property
+    def cancelled(self) -> bool:
+        return self._flag[0]
+
+
+EventCallback = Callable[[Event], object]

@@ -1,0 +1,107 @@
+"""Tiny random models, saved to a directory with ``save_pretrained``, for tests that load them for real.
+
+Every factory is deterministic (same ``seed``, same weights), offline, and fast on a CPU. Weights are
+drawn inside ``torch.random.fork_rng`` so the caller's global RNG state is left as it was.
+
+Example:
+    >>> from aigc.testing import tiny_gpt2
+    >>> path = tiny_gpt2(tmp_path / "gpt2")  # doctest: +SKIP
+    >>> aigc.load("text", path).generate("Hello", max_new_tokens=5, seed=0).text  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+__all__ = ["CHAT_TEMPLATE", "tiny_gpt2", "tiny_llama", "tiny_t5", "tiny_tokenizer"]
+
+#: A minimal chat template (Jinja), so chat prompts can be tested on tiny models.
+CHAT_TEMPLATE = (
+    "{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}\n{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>{% endif %}"
+)
+
+# English and Chinese, so byte-level BPE leaves some Chinese characters split across several tokens.
+_CORPUS = [
+    "Once upon a time there was a little robot who liked to read stories.",
+    "The quick brown fox jumps over the lazy dog. The dog sleeps in the sun.",
+    "To be, or not to be, that is the question.",
+    "Shall I compare thee to a summer's day? Thou art more lovely and more temperate.",
+    "今天天气真好，我想去公园散步。",
+    "床前明月光，疑是地上霜。举头望明月，低头思故乡。",
+    "春眠不觉晓，处处闻啼鸟。夜来风雨声，花落知多少。",
+    "Hello world! Hello again, world. How are you today?",
+]
+
+PAD, EOS, BOS = "<pad>", "</s>", "<s>"  # ids 0, 1, 2
+
+
+def tiny_tokenizer(path: str | os.PathLike[str] | None = None, *, vocab_size: int = 320) -> Any:
+    """A byte-level BPE tokenizer trained on a few English and Chinese sentences.
+
+    Special tokens: ``<pad>`` = 0, ``</s>`` (EOS) = 1, ``<s>`` (BOS) = 2; a chat template is set.
+    Returns a ``PreTrainedTokenizerFast``, saved to ``path`` when given.
+    """
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=[PAD, EOS, BOS], show_progress=False,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(_CORPUS, trainer)
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token=PAD, eos_token=EOS, bos_token=BOS)
+    fast.chat_template = CHAT_TEMPLATE
+    if path is not None:
+        fast.save_pretrained(os.fspath(path))
+    return fast
+
+
+def _save(model_cls: Any, config: Any, path: str | os.PathLike[str], seed: int) -> Path:
+    import torch
+
+    out = Path(path)
+    tokenizer = tiny_tokenizer(out)
+    config.vocab_size = len(tokenizer)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = model_cls(config)
+    model.eval()
+    model.save_pretrained(os.fspath(out))  # safetensors by default
+    return out
+
+
+def tiny_gpt2(path: str | os.PathLike[str], *, seed: int = 0, layers: int = 2, width: int = 32,
+              positions: int = 128) -> Path:
+    """A random GPT-2 (``GPT2LMHeadModel``) with its tokenizer, saved to ``path``; returns ``path``.
+
+    The weights are drawn with a large initializer range so that the next-token distributions are
+    peaked, as in a trained model (greedy and low-temperature outputs then differ from uniform noise).
+    """
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    config = GPT2Config(n_embd=width, n_layer=layers, n_head=2, n_positions=positions, initializer_range=0.3,
+                        pad_token_id=0, eos_token_id=1, bos_token_id=2)
+    return _save(GPT2LMHeadModel, config, path, seed)
+
+
+def tiny_llama(path: str | os.PathLike[str], *, seed: int = 0) -> Path:
+    """A random Llama-architecture model (rotary positions, grouped-query attention) saved to ``path``."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    config = LlamaConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                         num_key_value_heads=2, max_position_embeddings=128, initializer_range=0.3,
+                         pad_token_id=0, eos_token_id=1, bos_token_id=2, tie_word_embeddings=False)
+    return _save(LlamaForCausalLM, config, path, seed)
+
+
+def tiny_t5(path: str | os.PathLike[str], *, seed: int = 0) -> Path:
+    """A random T5 (encoder-decoder) saved to ``path``; decoding starts from ``<pad>`` as in T5."""
+    from transformers import T5Config, T5ForConditionalGeneration
+
+    config = T5Config(d_model=32, d_kv=8, d_ff=64, num_layers=2, num_decoder_layers=2, num_heads=4,
+                      initializer_factor=3.0, pad_token_id=0, eos_token_id=1, decoder_start_token_id=0)
+    return _save(T5ForConditionalGeneration, config, path, seed)

@@ -1,0 +1,48 @@
+"""Shared fixtures: tiny random models built in code, saved with save_pretrained, loaded for real."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import aigc
+from aigc.testing import tiny_gpt2, tiny_llama, tiny_t5
+
+
+@pytest.fixture(scope="session")
+def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("models")
+
+
+@pytest.fixture(scope="session")
+def gpt2_dir(models_dir: Path) -> Path:
+    return tiny_gpt2(models_dir / "gpt2")
+
+
+@pytest.fixture(scope="session")
+def llama_dir(models_dir: Path) -> Path:
+    return tiny_llama(models_dir / "llama")
+
+
+@pytest.fixture(scope="session")
+def t5_dir(models_dir: Path) -> Path:
+    return tiny_t5(models_dir / "t5")
+
+
+@pytest.fixture(params=["gpt2", "llama", "t5"])
+def any_model_dir(request: pytest.FixtureRequest) -> Path:
+    """Each tiny architecture in turn: GPT-2, Llama (rotary, GQA) and T5 (encoder-decoder)."""
+    return request.getfixturevalue(f"{request.param}_dir")  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def gpt2(gpt2_dir: Path) -> aigc.Generator[aigc.TextRequest, aigc.TextResult]:
+    return aigc.load("text", gpt2_dir, device="cpu")
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache() -> Iterator[None]:
+    yield
+    aigc.cache.clear()

@@ -29,7 +29,7 @@ from aigc._types import (
     TextRequest,
     VideoRequest,
 )
-from aigc._version import __version__
+from aigc._version import __version__ as __version__
 
 if TYPE_CHECKING:
     from aigc import sampling, testing

@@ -6,7 +6,7 @@ import os
 import threading
 from collections.abc import Hashable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, overload
+from typing import TYPE_CHECKING, Any, Literal, cast, overload
 
 from aigc._generator import OFFLOAD_MODES, Generator, LoadOptions, Offload
 from aigc._registry import DEFAULT_BACKENDS, _registry
@@ -31,7 +31,9 @@ def _looks_like_path(model: str) -> bool:
     return model.startswith((".", "/", "~")) or "\\" in model or model.count("/") > 1 or os.path.isabs(model)
 
 
-def _resolve_model(modality: Modality, model: str | os.PathLike[str] | None, backend: str | None) -> tuple[str, str | None]:
+def _resolve_model(
+    modality: Modality, model: str | os.PathLike[str] | None, backend: str | None
+) -> tuple[str, str | None]:
     """Return (model id, backend) with local directories made absolute and defaults filled in."""
     if model is None:
         if modality not in EMBEDDED_DEFAULTS:
@@ -84,12 +86,12 @@ def _hashable(value: Any) -> Hashable:
     if isinstance(value, (list, tuple)):
         return tuple(_hashable(v) for v in value)
     if isinstance(value, os.PathLike):
-        return os.fspath(value)
+        return str(os.fspath(value))
     try:
         hash(value)
     except TypeError:
         return repr(value)
-    return value  # type: ignore[no-any-return]
+    return cast(Hashable, value)
 
 
 @overload
@@ -206,7 +208,7 @@ def _check_options(cls: type[Generator[Any, Any]], options: Mapping[str, Any]) -
     for name, value in options.items():
         if name not in cls.load_options:
             accepted = sorted(cls.load_options)
-            close = difflib.get_close_matches(name, accepted + ["backend", "device", "dtype", "revision"], n=1)
+            close = difflib.get_close_matches(name, [*accepted, "backend", "device", "dtype", "revision"], n=1)
             hint = f"did you mean {close[0]!r}?" if close else (
                 f"this backend's options are {accepted}" if accepted else "this backend takes no extra options")
             raise InvalidRequest(name, value, f"unknown option for the {cls.backend_name} {cls.modality} backend", hint)

@@ -185,7 +185,8 @@ class _Registry:
             except ImportError as e:
                 missing = getattr(e, "name", None)
                 hint = f" (missing module {missing!r})" if missing else ""
-                entry.error = PluginError(f"{entry.key} ({entry.source})", f"failed to import {entry.target}{hint}: {e}")
+                entry.error = PluginError(f"{entry.key} ({entry.source})",
+                                          f"failed to import {entry.target}{hint}: {e}")
             except Exception as e:  # a plugin's import-time crash must not escape as something else
                 entry.error = PluginError(f"{entry.key} ({entry.source})",
                                           f"failed to import {entry.target}: {type(e).__name__}: {e}")

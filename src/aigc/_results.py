@@ -159,7 +159,7 @@ class TextResult(Result):
         if suffix not in (".txt", ".json"):
             raise InvalidRequest("path", str(path), "unsupported text format", "use a .txt or .json file name")
         written: list[Path] = []
-        for i, (target, record) in enumerate(zip(numbered_paths(p, len(self)), self._records())):
+        for i, (target, record) in enumerate(zip(numbered_paths(p, len(self)), self._records(), strict=True)):
             if suffix == ".txt":
                 written.append(atomic_write_text(target, self.texts[i]))
                 if record is not None:
@@ -182,7 +182,7 @@ class TextResult(Result):
         rows = "".join(
             f"<tr><td style='text-align:right;vertical-align:top'>seed {s}</td>"
             f"<td style='white-space:pre-wrap;text-align:left'>{html.escape(t)}</td></tr>"
-            for s, t in zip(self.seeds, self.texts)
+            for s, t in zip(self.seeds, self.texts, strict=True)
         )
         return f"<table>{rows}</table>"
 
@@ -217,7 +217,7 @@ class ImageResult(Result):
         from aigc._media import image as media
 
         written: list[Path] = []
-        for target, img, record in zip(numbered_paths(path, len(self)), self.images, self._records()):
+        for target, img, record in zip(numbered_paths(path, len(self)), self.images, self._records(), strict=True):
             written += media.save_image(img, target, record)
         return written
 
@@ -270,7 +270,7 @@ class AudioResult(Result):
         from aigc._media import audio as media
 
         written: list[Path] = []
-        for target, wav, record in zip(numbered_paths(path, len(self)), self.waveforms, self._records()):
+        for target, wav, record in zip(numbered_paths(path, len(self)), self.waveforms, self._records(), strict=True):
             written += media.save_audio(wav, self.sample_rate, target, record)
         return written
 
@@ -279,7 +279,7 @@ class AudioResult(Result):
 
         return "".join(
             f"<div>seed {s}<br>{media.audio_html(w, self.sample_rate)}</div>"
-            for s, w in zip(self.seeds, self.waveforms)
+            for s, w in zip(self.seeds, self.waveforms, strict=True)
         )
 
 
@@ -314,7 +314,7 @@ class VideoResult(Result):
         from aigc._media import video as media
 
         written: list[Path] = []
-        for target, frames, record in zip(numbered_paths(path, len(self)), self.videos, self._records()):
+        for target, frames, record in zip(numbered_paths(path, len(self)), self.videos, self._records(), strict=True):
             written += media.save_video(frames, self.fps, target, record)
         return written
 
@@ -322,7 +322,8 @@ class VideoResult(Result):
         from aigc._media import video as media
 
         return "".join(
-            f"<div>seed {s}<br>{media.video_html(v, self.fps)}</div>" for s, v in zip(self.seeds, self.videos)
+            f"<div>seed {s}<br>{media.video_html(v, self.fps)}</div>"
+            for s, v in zip(self.seeds, self.videos, strict=True)
         )
 
 

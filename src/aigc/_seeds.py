@@ -33,6 +33,8 @@ def resolve_seeds(seed: int | Sequence[int] | None, count: int) -> list[int]:
         if not 0 <= seed <= MAX_SEED - count + 1:
             raise InvalidRequest("seed", seed, f"seed + {count} samples overflows 2**63", "pass a smaller seed")
         return [seed + i for i in range(count)]
+    if isinstance(seed, bool):
+        raise InvalidRequest("seed", seed, "must be an int, a list of ints or None", "pass seed=42")
     seeds = [int(s) for s in seed]
     if len(seeds) != count:
         raise InvalidRequest("seed", list(seed), f"{len(seeds)} seeds for {count} samples",

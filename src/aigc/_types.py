@@ -7,7 +7,7 @@ import difflib
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal, TypedDict, TypeVar, Union, get_args
+from typing import Any, ClassVar, Literal, TypedDict, TypeVar, get_args
 
 from aigc.errors import InvalidRequest
 
@@ -39,7 +39,7 @@ class Message(TypedDict):
 
 
 Conversation = Sequence[Message]
-TextPrompt = Union[str, Sequence[str], Conversation, Sequence[Conversation]]
+TextPrompt = str | Sequence[str] | Conversation | Sequence[Conversation]
 
 R = TypeVar("R", bound="Request")
 
@@ -48,7 +48,7 @@ def check_modality(modality: object) -> Modality:
     """Return ``modality`` if it is one of :data:`MODALITIES`, else raise :class:`InvalidRequest`."""
     if modality not in MODALITIES:
         raise InvalidRequest("modality", modality, "unknown modality", f"use one of {', '.join(MODALITIES)}")
-    return modality  # type: ignore[return-value]
+    return modality
 
 
 def _is_int(value: object) -> bool:
@@ -236,7 +236,7 @@ class Request:
 
 def _check_seed(name: str, seed: object) -> None:
     if not _is_int(seed) or not 0 <= seed <= MAX_SEED:  # type: ignore[operator]
-        raise InvalidRequest(name, seed, f"a seed must be an integer in [0, 2**63 - 1]", "pass seed=42")
+        raise InvalidRequest(name, seed, "a seed must be an integer in [0, 2**63 - 1]", "pass seed=42")
 
 
 def _jsonable(value: Any) -> Any:
@@ -285,7 +285,7 @@ class TextRequest(Request):
     stop: Sequence[str] = ()
 
     def _check_prompt(self) -> None:
-        prompt = self.prompt
+        prompt: Any = self.prompt
         if isinstance(prompt, Sequence) and not isinstance(prompt, (str, bytes)) and prompt:
             if all(_is_message(m) for m in prompt):  # one conversation
                 _check_conversation(prompt)

@@ -194,7 +194,8 @@ class TransformersTextGenerator(Generator[TextRequest, TextResult]):
             MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES,
         )
 
-        return model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES or model_type in MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES
+        return model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES or (
+            model_type in MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES)
 
     @classmethod
     def load(cls, model: str, *, options: LoadOptions) -> TransformersTextGenerator:
@@ -227,7 +228,8 @@ class TransformersTextGenerator(Generator[TextRequest, TextResult]):
                 raise UnsafeModelFile(f"model={model!r} has no safetensors weights: {e}. Fix: pass allow_pickle=True "
                                       "if you trust the source") from None
             raise ModelNotFound(f"model={model!r}: {e}") from None
-        lm.to(options.device).eval()
+        lm.to(options.device)  # type: ignore[arg-type]  # transformers' stubs type .to() oddly
+        lm.eval()
         revision = options.revision or getattr(config, "_commit_hash", None)
         return cls(model=lm, tokenizer=tokenizer, model_id=model, options=options, weights=weights,
                    revision=revision)

@@ -82,7 +82,8 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     dev = torch.device(device)
     if dev.type == "cuda":
         if not torch.cuda.is_available():
-            raise DeviceUnavailable(f"device={str(device)!r}: CUDA is not available here. Fix: pass device='auto' or 'cpu'")
+            raise DeviceUnavailable(
+                f"device={str(device)!r}: CUDA is not available here. Fix: pass device='auto' or 'cpu'")
         if dev.index is not None and dev.index >= torch.cuda.device_count():
             raise DeviceUnavailable(
                 f"device={str(device)!r}: only {torch.cuda.device_count()} CUDA device(s). Fix: pass device='cuda:0'"

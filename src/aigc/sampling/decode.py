@@ -96,7 +96,7 @@ class DecodeLoop:
         active = [r is None for r in self.reasons]
         if self.generators is None:
             best = scores.argmax(dim=-1).tolist()
-            return [t if a else None for t, a in zip(best, active)]
+            return [t if a else None for t, a in zip(best, active, strict=True)]
         probs = scores.float().softmax(dim=-1).cpu()  # (B, V); sampled on the CPU, like the noise
         return [
             int(torch.multinomial(probs[i], 1, generator=g).item()) if active[i] else None

@@ -53,7 +53,8 @@ def tiny_tokenizer(path: str | os.PathLike[str] | None = None, *, vocab_size: in
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=[PAD, EOS, BOS], show_progress=False,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
     tok.train_from_iterator(_CORPUS, trainer)
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token=PAD, eos_token=EOS, bos_token=BOS)
+    fast = PreTrainedTokenizerFast(  # type: ignore[no-untyped-call]
+        tokenizer_object=tok, pad_token=PAD, eos_token=EOS, bos_token=BOS)
     fast.chat_template = CHAT_TEMPLATE
     if path is not None:
         fast.save_pretrained(os.fspath(path))
@@ -102,6 +103,7 @@ def tiny_t5(path: str | os.PathLike[str], *, seed: int = 0) -> Path:
     """A random T5 (encoder-decoder) saved to ``path``; decoding starts from ``<pad>`` as in T5."""
     from transformers import T5Config, T5ForConditionalGeneration
 
-    config = T5Config(d_model=32, d_kv=8, d_ff=64, num_layers=2, num_decoder_layers=2, num_heads=4,
+    config = T5Config(  # type: ignore[call-arg]  # T5Config takes generation ids through **kwargs
+        d_model=32, d_kv=8, d_ff=64, num_layers=2, num_decoder_layers=2, num_heads=4,
                       initializer_factor=3.0, pad_token_id=0, eos_token_id=1, decoder_start_token_id=0)
     return _save(T5ForConditionalGeneration, config, path, seed)

@@ -1,0 +1,7 @@
+"""``python -m aigc`` runs the CLI."""
+
+import sys
+
+from aigc._cli import main
+
+sys.exit(main())

@@ -1,0 +1,207 @@
+"""The ``aigc`` command line: a thin layer over the public API.
+
+    aigc generate text "Once upon a time" --model DIR --seed 1 -n 2 --max-new-tokens 40
+    aigc generate image "an ankle boot" --seed 7 -o boot.png
+    aigc backends
+    aigc info
+    aigc replay boot.png -o again.png
+
+Errors print one line (``aigc: error: ...``) and exit with status 1; bad usage exits with 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import aigc
+from aigc.errors import AigcError, InvalidRequest
+
+__all__ = ["main"]
+
+# CLI flag -> request field; a flag left out is not sent, so each backend keeps its own defaults.
+_PARAM_FLAGS: list[tuple[str, str, Any, str]] = [
+    ("--seed", "seed", int, "seed of the first sample (the others get seed+1, seed+2, ...)"),
+    ("--max-new-tokens", "max_new_tokens", int, "text: tokens to generate at most"),
+    ("--temperature", "temperature", float, "text: sampling temperature"),
+    ("--top-k", "top_k", int, "text: keep the k most likely tokens"),
+    ("--top-p", "top_p", float, "text: nucleus sampling mass"),
+    ("--min-p", "min_p", float, "text: min-p sampling threshold"),
+    ("--repetition-penalty", "repetition_penalty", float, "text: > 1 discourages repeats"),
+    ("--steps", "steps", int, "image/audio/video: denoising steps"),
+    ("--guidance", "guidance", float, "image/audio/video: guidance scale"),
+    ("--width", "width", int, "image/video: width in pixels"),
+    ("--height", "height", int, "image/video: height in pixels"),
+    ("--negative-prompt", "negative_prompt", str, "image/audio/video: what to avoid"),
+    ("--scheduler", "scheduler", str, "image: scheduler short name (ddim, euler, ...)"),
+    ("--duration", "duration_s", float, "audio: length in seconds"),
+    ("--voice", "voice", str, "audio: voice or speaker"),
+    ("--num-frames", "num_frames", int, "video: frames per clip"),
+    ("--fps", "fps", float, "video: frames per second"),
+]
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="aigc", description="Multimodal generation, offline first.")
+    parser.add_argument("--version", action="version", version=f"aigc {aigc.__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress and library messages")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    gen = sub.add_parser("generate", help="generate text, images, audio or video")
+    gen.add_argument("modality", choices=["text", "image", "audio", "video"])
+    gen.add_argument("prompt", help="the prompt")
+    gen.add_argument("--model", "-m", help="model directory, hub id or built-in name (default: embedded model)")
+    gen.add_argument("--backend", "-b", help="backend name (default: inferred)")
+    gen.add_argument("-n", "--num-outputs", dest="num_outputs", type=int, help="samples to generate")
+    for flag, dest, typ, help_text in _PARAM_FLAGS:
+        gen.add_argument(flag, dest=dest, type=typ, help=help_text)
+    gen.add_argument("--stop", action="append", help="text: a stop sequence (repeatable)")
+    gen.add_argument("--greedy", action="store_true", help="text: greedy decoding instead of sampling")
+    gen.add_argument("--param", action="append", default=[], metavar="KEY=JSON",
+                     help="any other request field, e.g. --param strength=0.6")
+    gen.add_argument("--stream", action="store_true", help="text: print tokens as they are generated")
+    gen.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps (default: auto)")
+    gen.add_argument("--dtype", default="auto", help="auto, float32, float16, bfloat16 (default: auto)")
+    gen.add_argument("-o", "--output", help="where to save (one file per sample); required except for text")
+
+    sub.add_parser("backends", help="list registered backends").add_argument("--json", action="store_true")
+    sub.add_parser("info", help="versions, devices and the model cache").add_argument("--json", action="store_true")
+
+    rep = sub.add_parser("replay", help="regenerate a saved output from its embedded provenance")
+    rep.add_argument("file")
+    rep.add_argument("-o", "--output", help="where to save the regenerated output")
+    rep.add_argument("--device", help="override the recorded device")
+    rep.add_argument("--dtype", help="override the recorded dtype")
+    rep.add_argument("--model", help="load this model instead of the recorded one")
+    return parser
+
+
+def _params(args: argparse.Namespace) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    for _, dest, _, _ in _PARAM_FLAGS:
+        value = getattr(args, dest)
+        if value is not None:
+            params[dest] = value
+    if args.num_outputs is not None:
+        params["num_outputs"] = args.num_outputs
+    if args.stop:
+        params["stop"] = args.stop
+    if args.greedy:
+        params["do_sample"] = False
+    for item in args.param:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise InvalidRequest("--param", item, "expected KEY=VALUE", "write e.g. --param strength=0.6")
+        try:
+            params[key] = json.loads(raw)
+        except ValueError:
+            params[key] = raw  # a bare string
+    return params
+
+
+def _generate(args: argparse.Namespace) -> int:
+    params = _params(args)
+    if args.modality != "text" and not args.output:
+        raise InvalidRequest("--output", None, f"{args.modality} needs a file to write",
+                             f"add -o out{ {'image': '.png', 'audio': '.wav', 'video': '.mp4'}[args.modality]}")
+    from aigc._types import REQUEST_TYPES
+
+    request = REQUEST_TYPES[args.modality].from_params(args.prompt, **params)  # bad values fail before loading
+    gen = aigc.load(args.modality, args.model, backend=args.backend, device=args.device, dtype=args.dtype)
+    if args.stream:
+        for piece in gen.stream(request):
+            sys.stdout.write(piece)
+            sys.stdout.flush()
+        sys.stdout.write("\n")
+        return 0
+    result = gen.generate(request)
+    if args.output:
+        for path in result.save(args.output):
+            print(path)
+    elif isinstance(result, aigc.TextResult):
+        for i, (seed, text) in enumerate(zip(result.seeds, result.texts, strict=True)):
+            if len(result) > 1:
+                print(f"--- sample {i} (seed {seed}) ---")
+            print(text)
+    return 0
+
+
+def _backends(args: argparse.Namespace) -> int:
+    infos = aigc.backends()
+    if args.json:
+        print(json.dumps([b.__dict__ for b in infos], indent=2))
+        return 0
+    for b in infos:
+        line = f"{b.modality:<6} {b.name:<14} {b.source:<16} {b.status}"
+        print(line + (f"  ({b.error})" if b.error else ""))
+    return 0
+
+
+def _info(args: argparse.Namespace) -> int:
+    import platform
+
+    import torch
+    import transformers  # noqa: F401  (imported so that its version is reported)
+
+    from aigc._generator import library_versions
+    from aigc._runtime.device import dtype_name, resolve_device, resolve_dtype
+
+    device = resolve_device("auto")
+    info: dict[str, Any] = {
+        "aigc": aigc.__version__,
+        "python": platform.python_version(),
+        "versions": library_versions(),
+        "cuda": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())],
+        "mps": bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()),
+        "auto_device": str(device),
+        "auto_dtype": dtype_name(resolve_dtype("auto", device)),
+        "cache": {"budget_bytes": aigc.cache.budget_bytes, "used_bytes": aigc.cache.used_bytes,
+                  "models": [e.key.model for e in aigc.cache.entries()]},
+        "backends": [f"{b.modality}.{b.name}" for b in aigc.backends()],
+    }
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    for key, value in info.items():
+        print(f"{key:<12} {value}")
+    return 0
+
+
+def _replay(args: argparse.Namespace) -> int:
+    result = aigc.replay(args.file, device=args.device, dtype=args.dtype, model=args.model)
+    if args.output:
+        for path in result.save(args.output):
+            print(path)
+    elif isinstance(result, aigc.TextResult):
+        print(result.text)
+    else:
+        print(f"regenerated {len(result)} {result.modality} sample(s); pass -o FILE to save them")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; return the exit status.
+
+    Example:
+        >>> main(["backends"])  # doctest: +SKIP
+    """
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    handlers = {"generate": _generate, "backends": _backends, "info": _info, "replay": _replay}
+    try:
+        return handlers[args.command](args)
+    except AigcError as e:
+        print(f"aigc: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("aigc: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -17,8 +17,9 @@ from aigc import errors
 from aigc._api import generate, load, replay
 from aigc._generator import Generator, GeneratorInfo, LoadOptions
 from aigc._registry import BackendInfo, backends, register_backend
-from aigc._results import AudioResult, ImageResult, Record, Result, TextResult, VideoResult
+from aigc._results import AudioResult, FinishReason, ImageResult, Record, Result, TextResult, VideoResult
 from aigc._runtime.cache import model_cache as cache
+from aigc._runtime.events import EventEmitter
 from aigc._types import (
     AudioRequest,
     Event,
@@ -39,6 +40,8 @@ __all__ = [
     "AudioResult",
     "BackendInfo",
     "Event",
+    "EventEmitter",
+    "FinishReason",
     "Generator",
     "GeneratorInfo",
     "ImageRequest",

@@ -46,3 +46,10 @@ def gpt2(gpt2_dir: Path) -> aigc.Generator[aigc.TextRequest, aigc.TextResult]:
 def _fresh_cache() -> Iterator[None]:
     yield
     aigc.cache.clear()
+
+
+@pytest.fixture(scope="session")
+def sd_dir(models_dir: Path) -> Path:
+    from aigc.testing import tiny_stable_diffusion
+
+    return tiny_stable_diffusion(models_dir / "sd")

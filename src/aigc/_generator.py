@@ -5,19 +5,18 @@ from __future__ import annotations
 import abc
 import dataclasses
 import datetime
-import hashlib
 import importlib.metadata
-import os
 import platform
 import sys
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, TypeVar
 
 from aigc._results import Record, Result
 from aigc._runtime.events import EventEmitter
+from aigc._runtime.weights import fingerprint_files
 from aigc._seeds import resolve_seeds
 from aigc._types import EventCallback, Modality, Request
 from aigc._version import __version__
@@ -27,7 +26,7 @@ if TYPE_CHECKING:
     import torch
     from typing_extensions import Self
 
-__all__ = ["Generator", "GeneratorInfo", "LoadOptions", "Offload"]
+__all__ = ["Generator", "GeneratorInfo", "LoadOptions", "Offload", "fingerprint_files"]
 
 ReqT = TypeVar("ReqT", bound=Request)
 ResT = TypeVar("ResT", bound=Result)
@@ -325,26 +324,3 @@ def library_versions() -> dict[str, str]:
             except importlib.metadata.PackageNotFoundError:
                 continue
     return versions
-
-
-def fingerprint_files(paths: Iterable[Path]) -> str:
-    """A cheap, stable fingerprint of weight files: SHA-256 over name, size, first and last MiB of each.
-
-    Not a full content hash (hashing many GB on every load would be slow), but it changes whenever a file
-    is replaced, retrained or truncated in practice.
-
-    Example:
-        >>> fingerprint_files([])[:7]
-        'sha256:'
-    """
-    h = hashlib.sha256()
-    chunk = 2**20
-    for p in sorted(paths, key=lambda q: q.name):
-        size = p.stat().st_size
-        h.update(f"{p.name}\0{size}\0".encode())
-        with open(p, "rb") as f:
-            h.update(f.read(chunk))
-            if size > 2 * chunk:
-                f.seek(-chunk, os.SEEK_END)
-                h.update(f.read(chunk))
-    return "sha256:" + h.hexdigest()[:32]

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from aigc._media.atomic import atomic_write_text, numbered_paths
-from aigc._types import REQUEST_TYPES, Modality, Request, check_modality
+from aigc._types import IN_MEMORY, REQUEST_TYPES, Modality, Request, check_modality
 from aigc.errors import InvalidRequest, ProvenanceError
 
 if TYPE_CHECKING:
@@ -78,6 +78,10 @@ class Record:
         """The request that made this result (or, with ``sample_index``, that one sample of it)."""
         request_type = REQUEST_TYPES[check_modality(self.modality)]
         params = dict(self.request)
+        for name, value in params.items():
+            if isinstance(value, dict) and IN_MEMORY in value:
+                raise ProvenanceError(f"the record's {name} was an image passed in memory ({value[IN_MEMORY]}), "
+                                      f"which a record cannot hold. Fix: save it and pass {name}= the file's path")
         params = {k: v for k, v in params.items() if k in request_type.field_names()}
         try:
             full = request_type(**params)

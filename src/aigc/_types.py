@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
+import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, TypedDict, TypeVar, get_args
@@ -89,6 +90,19 @@ def check_number(
         hi = "" if high is None else f"{high:g}]"
         interval = f"{lo}, {hi}" if lo and hi else (f">{'' if low_open else '='} {low:g}" if lo else f"<= {high:g}")
         raise InvalidRequest(name, value, f"must be a finite number in {interval}", fix)
+
+
+def check_image_path(request: Request, name: str) -> None:
+    """An image given by path must exist; it is stored as an absolute path, so a record can replay it."""
+    value = getattr(request, name)
+    if isinstance(value, (str, os.PathLike)):
+        path = os.path.abspath(os.path.expanduser(os.fspath(value)))
+        if not os.path.isfile(path):
+            raise InvalidRequest(name, os.fspath(value), "no such image file", "pass an existing PNG/JPEG path")
+        object.__setattr__(request, name, path)
+    elif value is not None and not (hasattr(value, "getbbox") and hasattr(value, "mode")):
+        raise InvalidRequest(name, type(value).__name__, "must be a PIL image or a file path",
+                             "pass PIL.Image.open(...) or a path")
 
 
 def _is_message(value: object) -> bool:
@@ -239,9 +253,17 @@ def _check_seed(name: str, seed: object) -> None:
         raise InvalidRequest(name, seed, "a seed must be an integer in [0, 2**63 - 1]", "pass seed=42")
 
 
+#: The key under which a provenance record marks an image that was passed in memory (not replayable).
+IN_MEMORY = "in-memory image"
+
+
 def _jsonable(value: Any) -> Any:
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
+    if isinstance(value, os.PathLike):
+        return os.path.abspath(os.fspath(value))
+    if hasattr(value, "getbbox") and hasattr(value, "mode"):  # a PIL image: record what it was, not its pixels
+        return {IN_MEMORY: f"{value.mode} {value.width}x{value.height}"}
     if isinstance(value, Mapping):
         return {str(k): _jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
@@ -376,6 +398,8 @@ class ImageRequest(_VisualRequest):
         check_number("strength", self.strength, low=0.0, high=1.0, fix="pass strength in [0, 1]")
         if self.mask is not None and self.init_image is None:
             raise InvalidRequest("mask", "<mask>", "inpainting needs an init_image", "pass init_image= too")
+        check_image_path(self, "init_image")
+        check_image_path(self, "mask")
         if self.scheduler is not None and not isinstance(self.scheduler, str):
             raise InvalidRequest("scheduler", self.scheduler, "must be a scheduler name", 'pass scheduler="ddim"')
 
@@ -436,6 +460,7 @@ class VideoRequest(_VisualRequest):
     def _check(self) -> None:
         super()._check()
         check_optional_int("num_frames", self.num_frames, minimum=1)
+        check_image_path(self, "init_image")
         if self.fps is not None:
             check_number("fps", self.fps, low=0.0, low_open=True, high=240.0, fix="pass fps between 1 and 240")
 

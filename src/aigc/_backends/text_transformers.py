@@ -24,9 +24,10 @@ from typing import Any
 
 import torch
 
-from aigc._generator import Generator, LoadOptions, fingerprint_files
+from aigc._generator import Generator, LoadOptions
 from aigc._results import FinishReason, TextResult
 from aigc._runtime.events import EventEmitter
+from aigc._runtime.weights import fingerprint_files, weight_files
 from aigc._types import TextRequest
 from aigc.errors import InvalidRequest, ModelNotFound, UnsafeModelFile
 from aigc.sampling.decode import DecodeLoop, TextAssembler
@@ -36,25 +37,8 @@ __all__ = ["TransformersTextGenerator"]
 
 logger = logging.getLogger(__name__)
 
-_PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 _LM_ARCH_SUFFIXES = ("ForCausalLM", "LMHeadModel", "ForConditionalGeneration", "ForSeq2SeqLM", "WithLMHead")
 _PREFIX_TOKENS = 8  # prompt tokens decoded with the output, for correct spacing (see TextAssembler)
-
-
-def _check_weight_files(path: Path, allow_pickle: bool) -> list[Path]:
-    """The weight files of a local model directory; refuses pickle-only directories unless allowed."""
-    safe = sorted(path.glob("*.safetensors"))
-    if safe:
-        return safe
-    pickles = sorted(p for p in path.iterdir() if p.suffix in _PICKLE_SUFFIXES)
-    if pickles and not allow_pickle:
-        raise UnsafeModelFile(
-            f"{path} holds only pickle weights ({', '.join(p.name for p in pickles)}), which can run arbitrary "
-            "code when loaded. Fix: convert them to safetensors, or pass allow_pickle=True if you trust the source"
-        )
-    if not pickles:
-        raise ModelNotFound(f"{path} has no weight files (*.safetensors). Fix: save the model with save_pretrained")
-    return pickles
 
 
 class _CausalStepper:
@@ -208,7 +192,7 @@ class TransformersTextGenerator(Generator[TextRequest, TextResult]):
         local = os.path.isdir(model)
         weights = None
         if local:
-            weights = fingerprint_files(_check_weight_files(Path(model), options.allow_pickle))
+            weights = fingerprint_files(weight_files(Path(model), allow_pickle=options.allow_pickle))
         import transformers
 
         common: dict[str, Any] = {"revision": options.revision, "trust_remote_code": options.trust_remote_code}

@@ -42,6 +42,11 @@ class EventEmitter:
             self._bar = tqdm(total=total, desc=desc, leave=False)
 
     @property
+    def has_callback(self) -> bool:
+        """Whether anyone listens (backends skip optional work such as previews otherwise)."""
+        return self._callback is not None
+
+    @property
     def cancelled(self) -> bool:
         return self._flag[0]
 

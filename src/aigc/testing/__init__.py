@@ -13,7 +13,14 @@ Example:
 """
 
 from aigc.testing.contract import check_generator, outputs_equal
-from aigc.testing.factories import CHAT_TEMPLATE, tiny_gpt2, tiny_llama, tiny_t5, tiny_tokenizer
+from aigc.testing.factories import (
+    CHAT_TEMPLATE,
+    tiny_gpt2,
+    tiny_llama,
+    tiny_stable_diffusion,
+    tiny_t5,
+    tiny_tokenizer,
+)
 from aigc.testing.fake import FakeImageGenerator, FakeTextGenerator, registered
 
 __all__ = [
@@ -25,6 +32,7 @@ __all__ = [
     "registered",
     "tiny_gpt2",
     "tiny_llama",
+    "tiny_stable_diffusion",
     "tiny_t5",
     "tiny_tokenizer",
 ]

@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-__all__ = ["CHAT_TEMPLATE", "tiny_gpt2", "tiny_llama", "tiny_t5", "tiny_tokenizer"]
+__all__ = ["CHAT_TEMPLATE", "tiny_gpt2", "tiny_llama", "tiny_stable_diffusion", "tiny_t5", "tiny_tokenizer"]
 
 #: A minimal chat template (Jinja), so chat prompts can be tested on tiny models.
 CHAT_TEMPLATE = (
@@ -107,3 +107,46 @@ def tiny_t5(path: str | os.PathLike[str], *, seed: int = 0) -> Path:
         d_model=32, d_kv=8, d_ff=64, num_layers=2, num_decoder_layers=2, num_heads=4,
                       initializer_factor=3.0, pad_token_id=0, eos_token_id=1, decoder_start_token_id=0)
     return _save(T5ForConditionalGeneration, config, path, seed)
+
+
+def tiny_stable_diffusion(path: str | os.PathLike[str], *, seed: int = 0, sample_size: int = 16) -> Path:
+    """A random Stable Diffusion pipeline (UNet, VAE, CLIP text encoder and tokenizer, DDIM), saved to ``path``.
+
+    The UNet works on ``sample_size`` latents and the VAE has a scale factor of 2, so images are
+    ``2 * sample_size`` pixels square (32x32 by default): fast on a CPU, the real code path throughout.
+    """
+    import string
+
+    import torch
+    from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
+    for ch in string.ascii_lowercase + string.digits + ".,!?'-":
+        vocab.setdefault(ch, len(vocab))
+        vocab.setdefault(ch + "</w>", len(vocab))
+    tokenizer = CLIPTokenizer(vocab=vocab, merges=[], model_max_length=16)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        unet = UNet2DConditionModel(
+            block_out_channels=(8, 16), layers_per_block=1, sample_size=sample_size, in_channels=4, out_channels=4,
+            down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+            up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"), cross_attention_dim=32, norm_num_groups=4,
+            attention_head_dim=4,
+        )
+        vae = AutoencoderKL(
+            block_out_channels=[8, 16], in_channels=3, out_channels=3, latent_channels=4, norm_num_groups=4,
+            down_block_types=["DownEncoderBlock2D"] * 2, up_block_types=["UpDecoderBlock2D"] * 2,
+            sample_size=2 * sample_size,
+        )
+        text_encoder = CLIPTextModel(CLIPTextConfig(
+            vocab_size=len(tokenizer), hidden_size=32, intermediate_size=37, num_attention_heads=4,
+            num_hidden_layers=2, max_position_embeddings=16, bos_token_id=0, eos_token_id=1, pad_token_id=1,
+        ))
+    scheduler = DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+                              clip_sample=False, set_alpha_to_one=False, steps_offset=1)
+    pipe = StableDiffusionPipeline(unet=unet, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer,
+                                   scheduler=scheduler, safety_checker=None, feature_extractor=None,
+                                   requires_safety_checker=False)
+    pipe.save_pretrained(os.fspath(path))
+    return Path(path)

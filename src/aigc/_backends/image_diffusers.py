@@ -1,0 +1,330 @@
+"""Image backend ``diffusers``: Stable Diffusion and every pipeline the diffusers auto classes know.
+
+Text-to-image, image-to-image (``init_image``, ``strength``) and inpainting (``mask``) run through one
+``ImageRequest``. The image-to-image and inpainting pipelines are made from the loaded one with
+``from_pipe``, so they share its weights. Noise comes from the sampling core: one CPU ``torch.Generator``
+per sample (and, for UNet pipelines, the initial latents from :func:`aigc.sampling.randn`), so sample *i*
+of a batch equals a single run with its seed.
+
+Stages of one ``generate``:
+    1. check the request against the model (size, scheduler name, images) before any denoising;
+    2. pick the pipeline (text-to-image, image-to-image or inpainting) and the scheduler;
+    3. per chunk of samples: seeded latents and generators, run the pipeline with a step callback that
+       emits events and cancels;
+    4. collect the PIL images.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import os
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from aigc._generator import Generator, LoadOptions
+from aigc._results import ImageResult
+from aigc._runtime.events import EventEmitter
+from aigc._runtime.weights import fingerprint_files, weight_files
+from aigc._types import ImageRequest
+from aigc.errors import GenerationCancelled, InvalidRequest, ModelNotFound, UnsafeModelFile
+from aigc.sampling import generators, randn
+
+__all__ = ["SCHEDULERS", "DiffusersImageGenerator"]
+
+logger = logging.getLogger(__name__)
+
+#: Scheduler short names -> (diffusers class, extra config).
+SCHEDULERS: dict[str, tuple[str, dict[str, Any]]] = {
+    "ddim": ("DDIMScheduler", {}),
+    "ddpm": ("DDPMScheduler", {}),
+    "pndm": ("PNDMScheduler", {}),
+    "euler": ("EulerDiscreteScheduler", {}),
+    "euler_a": ("EulerAncestralDiscreteScheduler", {}),
+    "heun": ("HeunDiscreteScheduler", {}),
+    "dpm++": ("DPMSolverMultistepScheduler", {}),
+    "dpm++_karras": ("DPMSolverMultistepScheduler", {"use_karras_sigmas": True}),
+    "dpm++_sde": ("DPMSolverMultistepScheduler", {"algorithm_type": "sde-dpmsolver++"}),
+    "unipc": ("UniPCMultistepScheduler", {}),
+}
+
+# An approximate linear map from SD's 4 latent channels to RGB, for cheap step previews.
+_LATENT_RGB = torch.tensor([[0.298, 0.207, 0.208], [0.187, 0.286, 0.173],
+                            [-0.158, 0.189, 0.264], [-0.184, -0.271, -0.473]])
+
+
+class _Cancelled(Exception):
+    """Raised inside the step callback to leave the pipeline at once."""
+
+
+def _check_weights(path: Path, allow_pickle: bool) -> list[Path]:
+    """Weight files of every component folder; a folder with only pickle weights is refused."""
+    files: list[Path] = []
+    for sub in sorted(p for p in path.iterdir() if p.is_dir()):
+        files += weight_files(sub, allow_pickle=allow_pickle, required=False)
+    return files
+
+
+def _open_image(name: str, value: Any, mode: str) -> Any:
+    from PIL import Image
+
+    if isinstance(value, Image.Image):
+        return value.convert(mode)
+    if isinstance(value, (str, os.PathLike)):
+        try:
+            with Image.open(value) as img:
+                return img.convert(mode)
+        except (OSError, ValueError) as e:
+            raise InvalidRequest(name, str(value), f"cannot read the image: {e}", "pass a PNG/JPEG path or a "
+                                 "PIL image") from None
+    raise InvalidRequest(name, type(value).__name__, "must be a PIL image or a file path", "pass Image.open(...)")
+
+
+class DiffusersImageGenerator(Generator[ImageRequest, ImageResult]):
+    """Stable Diffusion 1.x/2.x, SDXL, SD3, Flux and other diffusers pipelines.
+
+    Load options: ``attention_slicing`` (bool), ``vae_tiling`` (bool), ``max_batch_size`` (int, default 8).
+
+    Example:
+        >>> gen = aigc.load("image", "path/to/sd-dir", device="auto")  # doctest: +SKIP
+        >>> req = aigc.ImageRequest(prompt="a cat", width=512, height=512, steps=20, guidance=7.5, seed=[1, 2])
+        >>> gen.generate(req).images  # doctest: +SKIP
+    """
+
+    modality = "image"
+    backend_name = "diffusers"
+    request_type = ImageRequest
+    supported_params = frozenset(
+        {"negative_prompt", "width", "height", "steps", "guidance", "init_image", "strength", "mask", "scheduler"}
+    )
+    load_options = frozenset({"attention_slicing", "vae_tiling", "max_batch_size"})
+
+    def __init__(self, *, pipe: Any, model_id: str, options: LoadOptions, weights: str | None) -> None:
+        super().__init__(model=model_id, device=options.device, dtype=options.dtype, revision=options.revision,
+                         weights=weights)
+        self.pipe = pipe
+        self.offload = options.offload
+        self.max_batch_size = int(options.extra.get("max_batch_size", 8))
+        self._variants: dict[str, Any] = {"text2image": pipe}
+        self._lock = threading.Lock()  # a pipeline holds per-call state
+        self.vae_scale_factor = int(getattr(pipe, "vae_scale_factor", 8))
+        unet = getattr(pipe, "unet", None)
+        default = getattr(pipe, "default_sample_size", None) or getattr(getattr(unet, "config", None),
+                                                                        "sample_size", None) or 64
+        self.default_size = int(default if isinstance(default, int) else default[0]) * self.vae_scale_factor
+
+    # -- loading ---------------------------------------------------------------------------------
+    @classmethod
+    def detect(cls, path: Path) -> bool:
+        return (path / "model_index.json").is_file()
+
+    @classmethod
+    def load(cls, model: str, *, options: LoadOptions) -> DiffusersImageGenerator:
+        extra = options.extra
+        for flag in ("attention_slicing", "vae_tiling"):
+            if not isinstance(extra.get(flag, False), bool):
+                raise InvalidRequest(flag, extra[flag], "must be True or False", f"pass {flag}=True")
+        mbs = extra.get("max_batch_size", 8)
+        if not isinstance(mbs, int) or isinstance(mbs, bool) or mbs < 1:
+            raise InvalidRequest("max_batch_size", mbs, "must be an int >= 1", "pass max_batch_size=4")
+        if options.offload != "none" and options.device.type == "cpu":
+            raise InvalidRequest("offload", options.offload, "offload moves weights between the CPU and an "
+                                 "accelerator, and this generator runs on the CPU", "pass offload='none' on CPU")
+        weights = None
+        if os.path.isdir(model):
+            weights = fingerprint_files(_check_weights(Path(model), options.allow_pickle))
+        import diffusers
+
+        try:
+            pipe = diffusers.AutoPipelineForText2Image.from_pretrained(
+                model, dtype=options.dtype, revision=options.revision,
+                use_safetensors=None if options.allow_pickle else True,
+                trust_remote_code=options.trust_remote_code)
+        except OSError as e:
+            if "safetensors" in str(e).lower() and not options.allow_pickle:
+                raise UnsafeModelFile(f"model={model!r} has no safetensors weights: {e}. Fix: pass "
+                                      "allow_pickle=True if you trust the source") from None
+            raise ModelNotFound(f"model={model!r}: not a loadable diffusers pipeline: {e}") from None
+        except ValueError as e:
+            raise ModelNotFound(f"model={model!r}: diffusers has no text-to-image pipeline for it: {e}") from None
+        if options.offload == "model":
+            pipe.enable_model_cpu_offload(device=options.device)
+        elif options.offload == "sequential":
+            pipe.enable_sequential_cpu_offload(device=options.device)
+        else:
+            pipe.to(options.device)
+        if extra.get("attention_slicing"):
+            pipe.enable_attention_slicing()
+        if extra.get("vae_tiling") and hasattr(pipe, "vae"):
+            pipe.vae.enable_tiling()
+        pipe.set_progress_bar_config(disable=True)  # aigc's own events and progress bar report the steps
+        return cls(pipe=pipe, model_id=model, options=options, weights=weights)
+
+    # -- Generator hooks -------------------------------------------------------------------------
+    def _modules(self) -> list[torch.nn.Module]:
+        return [m for m in self.pipe.components.values() if isinstance(m, torch.nn.Module)]
+
+    def parameters_count(self) -> int:
+        return sum(p.numel() for m in self._modules() for p in m.parameters())
+
+    def memory_bytes(self) -> int:
+        return sum(t.numel() * t.element_size() for m in self._modules() for t in [*m.parameters(), *m.buffers()])
+
+    def _to(self, device: torch.device) -> None:
+        if self.offload != "none":
+            raise InvalidRequest("device", str(device), "an offloaded pipeline manages its own devices",
+                                 "load it again with the device you want")
+        self.pipe.to(device)
+
+    def _close(self) -> None:
+        self._variants.clear()
+        self.pipe = None
+
+    # -- generation ------------------------------------------------------------------------------
+    def _check(self, request: ImageRequest) -> tuple[str, Any, Any, int, int]:
+        """1. Everything that can be wrong with the request for this model, before any denoising."""
+        init = mask = None
+        if request.init_image is not None:
+            init = _open_image("init_image", request.init_image, "RGB")
+        if request.mask is not None:
+            mask = _open_image("mask", request.mask, "L")
+        width = request.width or (init.width if init is not None else self.default_size)
+        height = request.height or (init.height if init is not None else self.default_size)
+        f = self.vae_scale_factor
+        for name, value in (("width", width), ("height", height)):
+            if value % f:
+                down, up = value // f * f, (value // f + 1) * f
+                raise InvalidRequest(name, value, f"this model needs sizes that are multiples of {f} (its VAE "
+                                     f"scale factor)", f"pass {name}={down or up} or {up}")
+        if init is not None and init.size != (width, height):
+            init = init.resize((width, height), resample=3)  # bicubic
+        if mask is not None and mask.size != (width, height):
+            mask = mask.resize((width, height), resample=0)  # nearest keeps the mask binary
+        if request.scheduler is not None:
+            if request.scheduler not in SCHEDULERS:
+                raise InvalidRequest("scheduler", request.scheduler, "unknown scheduler name",
+                                     f"use one of {', '.join(SCHEDULERS)}")
+            if type(self.pipe.scheduler).__name__.startswith("FlowMatch"):
+                raise InvalidRequest("scheduler", request.scheduler, "this is a flow-matching model; it runs only "
+                                     "with its own scheduler", "leave scheduler out")
+        mode = "inpaint" if mask is not None else ("image2image" if init is not None else "text2image")
+        return mode, init, mask, width, height
+
+    def _pipeline(self, mode: str) -> Any:
+        """2. The pipeline for a mode, built once from the loaded one (shared weights)."""
+        if mode not in self._variants:
+            import diffusers
+
+            auto = (diffusers.AutoPipelineForInpainting if mode == "inpaint"
+                    else diffusers.AutoPipelineForImage2Image)
+            try:
+                pipe = auto.from_pipe(self.pipe)
+            except ValueError as e:
+                field = "mask" if mode == "inpaint" else "init_image"
+                raise InvalidRequest(field, "<image>", f"this model has no {mode} pipeline: {e}",
+                                     "use a model that supports it") from None
+            pipe.set_progress_bar_config(disable=True)
+            self._variants[mode] = pipe
+        return self._variants[mode]
+
+    def _generate(self, request: ImageRequest, seeds: list[int], events: EventEmitter) -> ImageResult:
+        mode, init, mask, width, height = self._check(request)
+        with self._lock:
+            pipe = self._pipeline(mode)
+            original = pipe.scheduler
+            if request.scheduler is not None:
+                import diffusers
+
+                cls_name, extra = SCHEDULERS[request.scheduler]
+                pipe.scheduler = getattr(diffusers, cls_name).from_config(original.config, **extra)
+            try:
+                images = self._run(pipe, mode, request, seeds, events, init, mask, width, height)
+            finally:
+                pipe.scheduler = original
+        return ImageResult(images=images, seeds=seeds)
+
+    def _call_kwargs(self, pipe: Any, mode: str, request: ImageRequest, init: Any, mask: Any, width: int,
+                     height: int) -> dict[str, Any]:
+        params = inspect.signature(pipe.__call__).parameters
+        kwargs: dict[str, Any] = {"output_type": "pil", "num_images_per_prompt": 1}
+        wanted: dict[str, Any] = {
+            "num_inference_steps": request.steps, "guidance_scale": request.guidance,
+            "negative_prompt": request.negative_prompt,
+        }
+        if mode == "text2image" or mode == "inpaint":
+            wanted |= {"width": width, "height": height}
+        if mode != "text2image":
+            wanted |= {"image": init, "strength": request.strength}
+        if mode == "inpaint":
+            wanted["mask_image"] = mask
+        for name, value in wanted.items():
+            if value is None:
+                continue
+            if name not in params:
+                field = {"num_inference_steps": "steps", "guidance_scale": "guidance"}.get(name, name)
+                raise InvalidRequest(field, value, f"{type(pipe).__name__} does not take it", "leave it out")
+            kwargs[name] = value
+        return kwargs
+
+    def _run(self, pipe: Any, mode: str, request: ImageRequest, seeds: list[int], events: EventEmitter,
+             init: Any, mask: Any, width: int, height: int) -> list[Any]:
+        """3-4. Run the samples in chunks (one by one with ``deterministic``); return the images."""
+        kwargs = self._call_kwargs(pipe, mode, request, init, mask, width, height)
+        params = inspect.signature(pipe.__call__).parameters
+        default_steps = params["num_inference_steps"].default if "num_inference_steps" in params else None
+        total = request.steps or (default_steps if isinstance(default_steps, int) else None)
+        prompts = [p for p in request.prompts() for _ in range(request.samples_per_prompt)]
+        unet = getattr(pipe, "unet", None)
+        own_latents = mode == "text2image" and unet is not None and "latents" in params
+        chunk = 1 if request.deterministic else self.max_batch_size
+        images: list[Any] = []
+        events.emit("start", total=total)
+        for start in range(0, len(seeds), chunk):
+            part = seeds[start:start + chunk]
+            call = dict(kwargs, prompt=prompts[start:start + len(part)], generator=generators(part))
+            if "negative_prompt" in call:
+                call["negative_prompt"] = [request.negative_prompt] * len(part)
+            for name in ("image", "mask_image"):  # one copy per sample: each is VAE-encoded with its own generator
+                if name in call:
+                    call[name] = [call[name]] * len(part)
+            if own_latents:
+                channels = int(pipe.unet.config.in_channels)
+                shape = (channels, height // self.vae_scale_factor, width // self.vae_scale_factor)
+                call["latents"] = randn(shape, part, device=self.device, dtype=self.dtype)
+            if "callback_on_step_end" in params:
+                call["callback_on_step_end"] = self._callback(events, total, start)
+            try:
+                with torch.inference_mode():
+                    out = pipe(**call)
+            except _Cancelled:
+                raise GenerationCancelled(f"cancelled by the event callback after sample {start}; the "
+                                          "generator is still usable") from None
+            images += list(out.images)
+        events.emit("end", total=total)
+        return images
+
+    def _callback(self, events: EventEmitter, total: int | None, first: int) -> Callable[..., dict[str, Any]]:
+        def on_step_end(pipe: Any, step: int, timestep: Any, tensors: dict[str, Any]) -> dict[str, Any]:
+            preview = None
+            latents = tensors.get("latents")
+            if events.has_callback and isinstance(latents, torch.Tensor) and latents.ndim == 4 \
+                    and latents.shape[1] == 4:
+                preview = _preview(latents[0])
+            events.emit("step", step=step + 1, total=total, sample=None, preview=preview, advance=1)
+            if events.cancelled:
+                raise _Cancelled
+            return {}
+
+        return on_step_end
+
+
+def _preview(latent: torch.Tensor) -> Any:
+    """A rough RGB preview of one latent (4, h, w), at latent resolution."""
+    from PIL import Image
+
+    rgb = torch.einsum("chw,cr->hwr", latent.float().cpu(), _LATENT_RGB)  # (h, w, 3)
+    return Image.fromarray(((rgb + 1) * 127.5).clamp(0, 255).to(torch.uint8).numpy())

@@ -175,3 +175,11 @@ def test_load_options(sd_dir: Path) -> None:
 def test_model_index_is_what_detection_uses(sd_dir: Path) -> None:
     assert json.loads((sd_dir / "model_index.json").read_text())["_class_name"] == "StableDiffusionPipeline"
     assert aigc.load("image", sd_dir, device="cpu", backend="diffusers").info.backend == "diffusers"
+
+
+def test_progress_bar_on_request(sd: aigc.Generator[aigc.ImageRequest, aigc.ImageResult],
+                                 capsys: pytest.CaptureFixture[str]) -> None:
+    sd.generate("a cat", seed=1, steps=3, progress=True)
+    assert "3/3" in capsys.readouterr().err
+    sd.generate("a cat", seed=1, steps=3, progress=False)
+    assert "3/3" not in capsys.readouterr().err

@@ -6,7 +6,7 @@ import dataclasses
 import html
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
@@ -108,8 +108,14 @@ class Result:
     def __len__(self) -> int:
         return len(self.seeds)
 
-    def _records(self) -> list[str | None]:
-        return [self.record.for_sample(i).to_json() if self.record else None for i in range(len(self))]
+    def _save_each(
+        self, path: str | os.PathLike[str], write: Callable[[int, Path, str | None], list[Path]]
+    ) -> list[Path]:
+        """Call ``write(sample index, file name, that sample's record as JSON)`` per sample; collect paths."""
+        written: list[Path] = []
+        for i, target in enumerate(numbered_paths(path, len(self))):
+            written += write(i, target, self.record.for_sample(i).to_json() if self.record else None)
+        return written
 
     def save(self, path: str | os.PathLike[str]) -> list[Path]:
         """Save every sample (one file each) with its provenance; return the paths written."""
@@ -162,22 +168,21 @@ class TextResult(Result):
         suffix = p.suffix.lower()
         if suffix not in (".txt", ".json"):
             raise InvalidRequest("path", str(path), "unsupported text format", "use a .txt or .json file name")
-        written: list[Path] = []
-        for i, (target, record) in enumerate(zip(numbered_paths(p, len(self)), self._records(), strict=True)):
+
+        def write(i: int, target: Path, record: str | None) -> list[Path]:
             if suffix == ".txt":
-                written.append(atomic_write_text(target, self.texts[i]))
-                if record is not None:
-                    written.append(atomic_write_text(target.with_name(target.name + ".json"), record))
-            else:
-                doc = {
-                    "text": self.texts[i],
-                    "seed": self.seeds[i],
-                    "finish_reason": self.finish_reasons[i] if self.finish_reasons else None,
-                    "token_ids": self.token_ids[i] if self.token_ids else None,
-                    "aigc": json.loads(record) if record else None,
-                }
-                written.append(atomic_write_text(target, json.dumps(doc, ensure_ascii=False, indent=2)))
-        return written
+                sidecar = [atomic_write_text(target.with_name(target.name + ".json"), record)] if record else []
+                return [atomic_write_text(target, self.texts[i]), *sidecar]
+            doc = {
+                "text": self.texts[i],
+                "seed": self.seeds[i],
+                "finish_reason": self.finish_reasons[i] if self.finish_reasons else None,
+                "token_ids": self.token_ids[i] if self.token_ids else None,
+                "aigc": json.loads(record) if record else None,
+            }
+            return [atomic_write_text(target, json.dumps(doc, ensure_ascii=False, indent=2))]
+
+        return self._save_each(p, write)
 
     def __str__(self) -> str:
         return "\n---\n".join(self.texts)
@@ -220,10 +225,7 @@ class ImageResult(Result):
     def save(self, path: str | os.PathLike[str]) -> list[Path]:
         from aigc._media import image as media
 
-        written: list[Path] = []
-        for target, img, record in zip(numbered_paths(path, len(self)), self.images, self._records(), strict=True):
-            written += media.save_image(img, target, record)
-        return written
+        return self._save_each(path, lambda i, target, record: media.save_image(self.images[i], target, record))
 
     def _captions(self) -> list[str]:
         return [f"seed {s}" for s in self.seeds]
@@ -273,10 +275,8 @@ class AudioResult(Result):
     def save(self, path: str | os.PathLike[str]) -> list[Path]:
         from aigc._media import audio as media
 
-        written: list[Path] = []
-        for target, wav, record in zip(numbered_paths(path, len(self)), self.waveforms, self._records(), strict=True):
-            written += media.save_audio(wav, self.sample_rate, target, record)
-        return written
+        return self._save_each(
+            path, lambda i, target, record: media.save_audio(self.waveforms[i], self.sample_rate, target, record))
 
     def _repr_html_(self) -> str:
         from aigc._media import audio as media
@@ -317,10 +317,8 @@ class VideoResult(Result):
     def save(self, path: str | os.PathLike[str]) -> list[Path]:
         from aigc._media import video as media
 
-        written: list[Path] = []
-        for target, frames, record in zip(numbered_paths(path, len(self)), self.videos, self._records(), strict=True):
-            written += media.save_video(frames, self.fps, target, record)
-        return written
+        return self._save_each(
+            path, lambda i, target, record: media.save_video(self.videos[i], self.fps, target, record))
 
     def _repr_html_(self) -> str:
         from aigc._media import video as media
@@ -338,7 +336,3 @@ RESULT_TYPES: dict[Modality, type[Result]] = {
     "video": VideoResult,
 }
 
-
-def check_same_length(name: str, values: Sequence[Any], expected: int) -> None:
-    if len(values) != expected:
-        raise ValueError(f"{name} has {len(values)} items, expected {expected}")

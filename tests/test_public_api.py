@@ -154,3 +154,19 @@ def test_closed_generator_refuses_work(gpt2_dir: object) -> None:
         gen.generate("x", max_new_tokens=2, seed=0)
     with pytest.raises(AigcError, match="closed"):
         gen.generate("x", max_new_tokens=2)
+
+
+def test_constructor_typos_get_the_same_suggestion_as_keywords() -> None:
+    with pytest.raises(InvalidRequest, match="did you mean 'temperature'"):
+        aigc.TextRequest(prompt="hi", temprature=0.5)  # type: ignore[call-arg]
+    with pytest.raises(InvalidRequest, match="did you mean 'num_frames'"):
+        aigc.VideoRequest(prompt="x", num_frame=3)  # type: ignore[call-arg]
+
+
+def test_bound_messages_read_well() -> None:
+    with pytest.raises(InvalidRequest) as e:
+        aigc.TextRequest(prompt="hi", temperature=0.0)
+    assert "must be a finite number > 0." in str(e.value)
+    with pytest.raises(InvalidRequest) as e:
+        aigc.TextRequest(prompt="hi", top_p=2.0)
+    assert "must be a finite number in (0, 1]." in str(e.value)

@@ -137,3 +137,16 @@ def test_contract_suite_catches_a_broken_backend() -> None:
 
     with registered(GlobalRng), pytest.raises(AssertionError, match="global RNG"):
         check_generator(aigc.load("text", "m", backend="global_rng"), prompt="hi", max_new_tokens=3)
+
+
+def test_record_from_file_and_errors_name_the_file(gpt2: aigc.Generator[aigc.TextRequest, aigc.TextResult],
+                                                   tmp_path: Path) -> None:
+    res = gpt2.generate("Hi", seed=2, max_new_tokens=3)
+    png = res.save(tmp_path / "t.json")[0]
+    assert aigc.Record.from_file(png) == res.record.for_sample(0)  # type: ignore[union-attr]
+    stray = tmp_path / "stray.json"
+    stray.write_text("{}")
+    with pytest.raises(ProvenanceError, match=r"stray\.json"):
+        aigc.replay(stray)
+    with pytest.raises(ProvenanceError, match=r"missing\.png"):
+        aigc.Record.from_file(tmp_path / "missing.png")

@@ -277,9 +277,7 @@ def replay(
     Example:
         >>> again = aigc.replay("boots-0.png")  # doctest: +SKIP
     """
-    from aigc._media.provenance import read_record
-
-    record = Record.from_json(read_record(path))
+    record = Record.from_file(path)
     request = record.to_request()
     try:
         gen = load(record.modality, model if model is not None else record.model, backend=record.backend,

@@ -314,13 +314,19 @@ class Generator(abc.ABC, Generic[ReqT, ResT]):
         )
 
 
+_VERSIONS: dict[str, str | None] = {}
+
+
 def library_versions() -> dict[str, str]:
-    """Versions of Python and of the libraries a result may depend on (those imported)."""
+    """Versions of Python and of the libraries a result may depend on (those imported; looked up once)."""
     versions = {"python": platform.python_version()}
     for name in ("torch", "transformers", "diffusers", "torchaudio", "peft"):
         if name in sys.modules:
-            try:
-                versions[name] = importlib.metadata.version(name)
-            except importlib.metadata.PackageNotFoundError:
-                continue
+            if name not in _VERSIONS:
+                try:
+                    _VERSIONS[name] = importlib.metadata.version(name)
+                except importlib.metadata.PackageNotFoundError:
+                    _VERSIONS[name] = None
+            if _VERSIONS[name]:
+                versions[name] = _VERSIONS[name]  # type: ignore[assignment]
     return versions

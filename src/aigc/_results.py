@@ -71,6 +71,25 @@ class Record:
         except TypeError as e:
             raise ProvenanceError(f"incomplete aigc record: {e}") from None
 
+    @classmethod
+    def from_file(cls, path: str | os.PathLike[str]) -> Record:
+        """Read the record embedded in a saved file (PNG, WebP, JPEG, WAV, FLAC, MP4, GIF, JSON, ...).
+
+        Raises:
+            ProvenanceError: no such file, or it (and its ``.json`` sidecar) holds no aigc record.
+
+        Example:
+            >>> aigc.Record.from_file("boots-0.png").seeds  # doctest: +SKIP
+            [7, 8, 9, 10]
+        """
+        from aigc._media.provenance import read_record
+
+        try:
+            return cls.from_json(read_record(path))
+        except ProvenanceError as e:
+            message = str(e)
+            raise ProvenanceError(message if os.fspath(path) in message else f"{os.fspath(path)}: {message}") from None
+
     def for_sample(self, index: int) -> Record:
         return dataclasses.replace(self, sample_index=index)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import math
 import os
 from collections.abc import Callable, Mapping, Sequence
@@ -86,10 +87,13 @@ def check_number(
     if ok and high is not None:
         ok = value <= high  # type: ignore[operator]
     if not ok:
-        lo = "" if low is None else ("(" if low_open else "[") + f"{low:g}"
-        hi = "" if high is None else f"{high:g}]"
-        interval = f"{lo}, {hi}" if lo and hi else (f">{'' if low_open else '='} {low:g}" if lo else f"<= {high:g}")
-        raise InvalidRequest(name, value, f"must be a finite number in {interval}", fix)
+        if low is not None and high is not None:
+            where = f"in {'(' if low_open else '['}{low:g}, {high:g}]"
+        elif low is not None:
+            where = f"{'>' if low_open else '>='} {low:g}"
+        else:
+            where = f"<= {high:g}"
+        raise InvalidRequest(name, value, f"must be a finite number {where}", fix)
 
 
 def check_image_path(request: Request, name: str) -> None:
@@ -464,6 +468,22 @@ class VideoRequest(_VisualRequest):
         if self.fps is not None:
             check_number("fps", self.fps, low=0.0, low_open=True, high=240.0, fix="pass fps between 1 and 240")
 
+
+def _friendly_init(cls: type[R]) -> type[R]:
+    """Make ``cls(...)`` reject misspelt keywords with a suggestion, like ``from_params`` does."""
+    init = cls.__init__
+
+    @functools.wraps(init)
+    def checked_init(self: Request, *args: Any, **kwargs: Any) -> None:
+        type(self).check_param_names(kwargs)
+        init(self, *args, **kwargs)
+
+    cls.__init__ = checked_init  # type: ignore[method-assign]
+    return cls
+
+
+for _cls in (TextRequest, ImageRequest, AudioRequest, VideoRequest):
+    _friendly_init(_cls)
 
 REQUEST_TYPES: dict[Modality, type[Request]] = {
     "text": TextRequest,

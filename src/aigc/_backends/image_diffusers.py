@@ -282,6 +282,8 @@ class DiffusersImageGenerator(Generator[ImageRequest, ImageResult]):
         own_latents = mode == "text2image" and unet is not None and "latents" in params
         chunk = 1 if request.deterministic else self.max_batch_size
         images: list[Any] = []
+        if total is not None:
+            events.set_total(total * -(-len(seeds) // chunk))  # steps x pipeline calls
         events.emit("start", total=total)
         for start in range(0, len(seeds), chunk):
             part = seeds[start:start + chunk]

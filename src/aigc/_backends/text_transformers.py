@@ -56,12 +56,16 @@ class _CausalStepper:
         self.use_positions = "position_ids" in params
         self.keep_kw = "logits_to_keep" in params
         self.positions = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)  # (B, T)
+        # Without padding the model's own defaults (a full mask, positions 0..T-1) are the same thing;
+        # leaving them out saves a mask concatenation and the model's mask checks at every step.
+        self.padded = bool((attention_mask == 0).any())
 
     def _forward(self, ids: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-        kwargs: dict[str, Any] = {"input_ids": ids, "attention_mask": self.mask, self.cache_kw: self.cache,
-                                  "use_cache": True}
-        if self.use_positions:
-            kwargs["position_ids"] = positions
+        kwargs: dict[str, Any] = {"input_ids": ids, self.cache_kw: self.cache, "use_cache": True}
+        if self.padded:
+            kwargs["attention_mask"] = self.mask
+            if self.use_positions:
+                kwargs["position_ids"] = positions
         if self.keep_kw:
             kwargs["logits_to_keep"] = 1
         return self.model(**kwargs).logits[:, -1, :]  # type: ignore[no-any-return]
@@ -70,8 +74,9 @@ class _CausalStepper:
         return self._forward(self.input_ids, self.positions)
 
     def step(self, tokens: torch.Tensor) -> torch.Tensor:
-        ones = torch.ones((self.mask.shape[0], 1), dtype=self.mask.dtype, device=self.mask.device)
-        self.mask = torch.cat([self.mask, ones], dim=1)
+        if self.padded:
+            ones = torch.ones((self.mask.shape[0], 1), dtype=self.mask.dtype, device=self.mask.device)
+            self.mask = torch.cat([self.mask, ones], dim=1)
         self.positions = self.positions[:, -1:] + 1  # (B, 1)
         return self._forward(tokens[:, None], self.positions)
 
@@ -303,6 +308,7 @@ class TransformersTextGenerator(Generator[TextRequest, TextResult]):
         decode_fn = self._decoder()
         processors = build_processors(request)
         chunk = 1 if request.deterministic else self.max_batch_size
+        events.set_total(request.max_new_tokens * -(-len(rows) // chunk))  # steps x chunks
         events.emit("start", total=request.max_new_tokens)
         for start in range(0, len(rows), chunk):
             part = rows[start:start + chunk]

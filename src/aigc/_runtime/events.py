@@ -41,6 +41,12 @@ class EventEmitter:
 
             self._bar = tqdm(total=total, desc=desc, leave=False)
 
+    def set_total(self, total: int | None) -> None:
+        """Change the progress bar's total (e.g. steps x chunks, once a backend knows how it will batch)."""
+        if self._bar is not None:
+            self._bar.total = total
+            self._bar.refresh()
+
     @property
     def has_callback(self) -> bool:
         """Whether anyone listens (backends skip optional work such as previews otherwise)."""

@@ -131,11 +131,14 @@ class DecodeLoop:
 class TextAssembler:
     """Incremental detokenization of one row, with stop sequences.
 
-    ``decode`` turns token ids into text. The row's text is decoded together with the last few prompt
-    tokens (``prefix_ids``) so that tokenizers which drop a word's leading space at the start of a
+    ``decode`` turns token ids into text. Decoding works on a sliding window (the tokens not yet turned
+    into final text, plus the few before them for context), so a row of ``n`` tokens costs ``O(n)``
+    decodes of a few tokens each, not ``n`` decodes of the whole row. The first window starts with the last
+    prompt tokens (``prefix_ids``), so tokenizers that drop a word's leading space at the start of a
     sequence still give the right spacing. :meth:`add` returns only text that is final: never a trailing
-    partial UTF-8 character (shown as U+FFFD while incomplete) and never text that could still turn out
-    to be the start of a stop sequence. The text stops *before* the first stop sequence.
+    partial UTF-8 character (U+FFFD while incomplete) and never text that could still turn out to be the
+    start of a stop sequence. The text stops *before* the first stop sequence, and the pieces returned by
+    :meth:`add` and :meth:`flush` always join to exactly :attr:`text`.
 
     Example:
         >>> asm = TextAssembler(lambda ids: "".join(chr(i) for i in ids), stop=["\\n"])
@@ -148,26 +151,37 @@ class TextAssembler:
     ) -> None:
         self._decode = decode
         self._stop = [s for s in stop if s]
-        self._prefix_ids = list(prefix_ids)
-        self._prefix_text = decode(self._prefix_ids) if self._prefix_ids else ""
-        if self._prefix_text.endswith("\ufffd"):  # the prompt ends inside a character: decode alone
-            self._prefix_ids, self._prefix_text = [], ""
-        self.ids: list[int] = []
+        prefix = list(prefix_ids)
+        if prefix and decode(prefix).endswith("\ufffd"):  # the prompt ends inside a character: no context
+            prefix = []
+        self._all = prefix  # context tokens, then the row's tokens
+        self._n_prefix = len(prefix)
+        self._window = 0  # where the decoding window starts (context for the pending tokens)
+        self._read = len(prefix)  # tokens before this are already in ``_stable``
+        self._stable = ""  # the row's text from complete characters
         self._emitted = 0
         self._final: str | None = None  # set once a stop sequence ends the text
         self._searched = 0  # characters of the text already searched for stop sequences
 
     @property
+    def ids(self) -> list[int]:
+        """The row's token ids (without the prompt context)."""
+        return self._all[self._n_prefix:]
+
+    @property
     def stopped(self) -> bool:
         return self._final is not None
 
-    def _full(self) -> str:
-        if not self._prefix_ids:
-            return self._decode(self.ids)
-        text = self._decode(self._prefix_ids + self.ids)
-        if text.startswith(self._prefix_text):
-            return text[len(self._prefix_text):]
-        return self._decode(self.ids)
+    def _pending(self) -> tuple[str, str]:
+        """(text of the window's context, text of the window including the pending tokens)."""
+        return self._decode(self._all[self._window:self._read]), self._decode(self._all[self._window:])
+
+    def _advance(self) -> None:
+        """Move the pending tokens into the stable text once they end on a complete character."""
+        before, now = self._pending()
+        if len(now) > len(before) and not now.endswith("\ufffd"):
+            self._stable += now[len(before):]
+            self._window, self._read = self._read, len(self._all)
 
     def _apply_stop(self, text: str) -> bool:
         if not self._stop:
@@ -195,9 +209,9 @@ class TextAssembler:
         """Append a token; return ``(new final text, whether a stop sequence ended the text)``."""
         if self._final is not None:
             return "", True
-        self.ids.append(token_id)
-        text = self._full()
-        stable = text.rstrip("\ufffd")
+        self._all.append(token_id)
+        self._advance()
+        stable = self._stable
         if self._apply_stop(stable):
             return self._take(self._final or ""), True
         return self._take(stable[: len(stable) - self._holdback(stable)]), False
@@ -214,7 +228,8 @@ class TextAssembler:
         """The row's whole text so far (including a trailing partial character, if the row ended in one)."""
         if self._final is not None:
             return self._final
-        text = self._full()
+        before, now = self._pending()
+        text = self._stable + now[len(before):]
         if self._apply_stop(text):
             return self._final or ""
         return text

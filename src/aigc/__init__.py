@@ -33,7 +33,7 @@ from aigc._types import (
 from aigc._version import __version__ as __version__
 
 if TYPE_CHECKING:
-    from aigc import sampling, testing
+    from aigc import evaluate, sampling, testing
 
 __all__ = [
     "AudioRequest",
@@ -59,6 +59,7 @@ __all__ = [
     "backends",
     "cache",
     "errors",
+    "evaluate",
     "generate",
     "load",
     "register_backend",
@@ -68,7 +69,7 @@ __all__ = [
 ]
 
 # Submodules that import torch load on first attribute access.
-_LAZY_SUBMODULES = frozenset({"sampling", "testing"})
+_LAZY_SUBMODULES = frozenset({"evaluate", "sampling", "testing"})
 
 
 def __getattr__(name: str) -> Any:

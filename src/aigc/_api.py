@@ -282,7 +282,8 @@ def replay(
     try:
         gen = load(record.modality, model if model is not None else record.model, backend=record.backend,
                    device=device if device is not None else record.device,
-                   dtype=dtype if dtype is not None else record.dtype, revision=record.revision)
+                   dtype=dtype if dtype is not None else record.dtype, revision=record.revision,
+                   **record.options)
     except ModelNotFound as e:
         raise ModelNotFound(f"{path}: the model that made it is not available: {e}. "
                             "Fix: pass model= the directory holding it") from None

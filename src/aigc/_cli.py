@@ -77,6 +77,10 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument("--device", help="override the recorded device")
     rep.add_argument("--dtype", help="override the recorded dtype")
     rep.add_argument("--model", help="load this model instead of the recorded one")
+
+    from aigc.evaluate.cli import add_eval_parser
+
+    add_eval_parser(sub)
     return parser
 
 
@@ -192,7 +196,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
-    handlers = {"generate": _generate, "backends": _backends, "info": _info, "replay": _replay}
+    from aigc.evaluate.cli import run_eval
+
+    handlers = {"generate": _generate, "backends": _backends, "info": _info, "replay": _replay, "eval": run_eval}
     try:
         return handlers[args.command](args)
     except AigcError as e:

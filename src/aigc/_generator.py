@@ -18,7 +18,7 @@ from aigc._results import Record, Result
 from aigc._runtime.events import EventEmitter
 from aigc._runtime.weights import fingerprint_files
 from aigc._seeds import resolve_seeds
-from aigc._types import EventCallback, Modality, Request
+from aigc._types import EventCallback, Modality, Request, _jsonable
 from aigc._version import __version__
 from aigc.errors import AigcError, InvalidRequest
 
@@ -111,12 +111,15 @@ class Generator(abc.ABC, Generic[ReqT, ResT]):
         dtype: torch.dtype,
         revision: str | None = None,
         weights: str | None = None,
+        options: Mapping[str, Any] | None = None,
     ) -> None:
         self.model_id = model
         self.device = device
         self.dtype = dtype
         self.revision = revision
         self.weights = weights
+        #: backend-specific load options (recorded, so that replay loads the model the same way)
+        self.options = dict(options or {})
         self._closed = False
 
     # -- what a backend implements ---------------------------------------------------------------
@@ -308,7 +311,7 @@ class Generator(abc.ABC, Generic[ReqT, ResT]):
         return Record(
             modality=self.modality, backend=self.backend_name, model=self.model_id, request=req.to_dict(),
             seeds=list(seeds), device=str(self.device), dtype=dtype_name(self.dtype), revision=self.revision,
-            weights=self.weights, duration_s=round(duration, 6),
+            weights=self.weights, duration_s=round(duration, 6), options=_jsonable(self.options),
             created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             aigc_version=__version__, versions=library_versions(),
         )

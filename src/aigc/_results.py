@@ -50,6 +50,7 @@ class Record:
     created: str = ""
     aigc_version: str = ""
     versions: dict[str, str] = field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict)
     sample_index: int | None = None
     format: str = RECORD_FORMAT
 

@@ -105,7 +105,7 @@ class DiffusersImageGenerator(Generator[ImageRequest, ImageResult]):
 
     def __init__(self, *, pipe: Any, model_id: str, options: LoadOptions, weights: str | None) -> None:
         super().__init__(model=model_id, device=options.device, dtype=options.dtype, revision=options.revision,
-                         weights=weights)
+                         weights=weights, options=options.extra)
         self.pipe = pipe
         self.offload = options.offload
         self.max_batch_size = int(options.extra.get("max_batch_size", 8))

@@ -29,7 +29,7 @@ from aigc._results import FinishReason, TextResult
 from aigc._runtime.events import EventEmitter
 from aigc._runtime.weights import fingerprint_files, weight_files
 from aigc._types import TextRequest
-from aigc.errors import InvalidRequest, ModelNotFound, UnsafeModelFile
+from aigc.errors import BackendUnavailable, InvalidRequest, ModelNotFound, UnsafeModelFile
 from aigc.sampling.decode import DecodeLoop, TextAssembler
 from aigc.sampling.processors import PAD, build_processors
 
@@ -107,6 +107,34 @@ class _Seq2SeqStepper:
         return self._forward(tokens[:, None])
 
 
+def _check_adapter(options: LoadOptions) -> Path | None:
+    """The LoRA adapter directory asked for (``adapter=``), checked before anything loads."""
+    value = options.extra.get("adapter")
+    merge = options.extra.get("merge_adapter", False)
+    if not isinstance(merge, bool):
+        raise InvalidRequest("merge_adapter", merge, "must be True or False", "pass merge_adapter=True")
+    if value is None:
+        if merge:
+            raise InvalidRequest("merge_adapter", merge, "there is no adapter to merge", "pass adapter= too")
+        return None
+    if not isinstance(value, (str, os.PathLike)):
+        raise InvalidRequest("adapter", value, "must be a directory path", "pass adapter='path/to/lora-dir'")
+    path = Path(os.path.abspath(os.path.expanduser(os.fspath(value))))
+    if not (path / "adapter_config.json").is_file():
+        raise ModelNotFound(f"adapter={os.fspath(value)!r}: no adapter_config.json there. Fix: pass the directory "
+                            "that finetune_text(method='lora') or peft's save_pretrained wrote")
+    return path
+
+
+def _apply_adapter(lm: Any, adapter: Path, *, merge: bool) -> Any:
+    try:
+        import peft
+    except ImportError:
+        raise BackendUnavailable("loading a LoRA adapter needs peft", extra="train") from None
+    model = peft.PeftModel.from_pretrained(lm, os.fspath(adapter))
+    return model.merge_and_unload() if merge else model
+
+
 @dataclass
 class _Run:
     """The state of one batch while it decodes (filled in by ``_decode``)."""
@@ -133,12 +161,12 @@ class TransformersTextGenerator(Generator[TextRequest, TextResult]):
     supported_params = frozenset(
         {"max_new_tokens", "do_sample", "temperature", "top_k", "top_p", "min_p", "repetition_penalty", "stop"}
     )
-    load_options = frozenset({"max_batch_size"})
+    load_options = frozenset({"max_batch_size", "adapter", "merge_adapter"})
 
     def __init__(self, *, model: Any, tokenizer: Any, model_id: str, options: LoadOptions, weights: str | None,
                  revision: str | None) -> None:
         super().__init__(model=model_id, device=options.device, dtype=options.dtype, revision=revision,
-                         weights=weights)
+                         weights=weights, options=options.extra)
         self.lm = model
         self.tokenizer = tokenizer
         self.is_seq2seq = bool(getattr(model.config, "is_encoder_decoder", False))
@@ -194,10 +222,14 @@ class TransformersTextGenerator(Generator[TextRequest, TextResult]):
         mbs = options.extra.get("max_batch_size", 64)
         if not isinstance(mbs, int) or isinstance(mbs, bool) or mbs < 1:
             raise InvalidRequest("max_batch_size", mbs, "must be an int >= 1", "pass max_batch_size=16")
+        adapter = _check_adapter(options)
         local = os.path.isdir(model)
         weights = None
         if local:
-            weights = fingerprint_files(weight_files(Path(model), allow_pickle=options.allow_pickle))
+            files = weight_files(Path(model), allow_pickle=options.allow_pickle)
+            if adapter is not None:
+                files += weight_files(adapter, allow_pickle=options.allow_pickle)
+            weights = fingerprint_files(files)
         import transformers
 
         common: dict[str, Any] = {"revision": options.revision, "trust_remote_code": options.trust_remote_code}
@@ -217,6 +249,8 @@ class TransformersTextGenerator(Generator[TextRequest, TextResult]):
                 raise UnsafeModelFile(f"model={model!r} has no safetensors weights: {e}. Fix: pass allow_pickle=True "
                                       "if you trust the source") from None
             raise ModelNotFound(f"model={model!r}: {e}") from None
+        if adapter is not None:
+            lm = _apply_adapter(lm, adapter, merge=bool(options.extra.get("merge_adapter", False)))
         lm.to(options.device)  # type: ignore[arg-type]  # transformers' stubs type .to() oddly
         lm.eval()
         revision = options.revision or getattr(config, "_commit_hash", None)

@@ -183,3 +183,48 @@ def test_progress_bar_on_request(sd: aigc.Generator[aigc.ImageRequest, aigc.Imag
     assert "3/3" in capsys.readouterr().err
     sd.generate("a cat", seed=1, steps=3, progress=False)
     assert "3/3" not in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def lora_dirs(sd_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    """Two random LoRAs for the tiny UNet, saved the way diffusers saves LoRA weights."""
+    from diffusers import StableDiffusionPipeline, UNet2DConditionModel
+    from peft import LoraConfig
+    from peft.utils import get_peft_model_state_dict
+
+    out = []
+    for seed in (1, 2):
+        unet = UNet2DConditionModel.from_pretrained(sd_dir / "unet")
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            unet.add_adapter(LoraConfig(r=4, lora_alpha=4, target_modules=["to_q", "to_k", "to_v", "to_out.0"],
+                                        init_lora_weights=False))
+        path = tmp_path_factory.mktemp(f"lora{seed}")
+        StableDiffusionPipeline.save_lora_weights(path, unet_lora_layers=get_peft_model_state_dict(unet))
+        out.append(path)
+    return out
+
+
+def test_loras_load_scale_combine_and_replay(sd_dir: Path, lora_dirs: list[Path], tmp_path: Path) -> None:
+    base = px(aigc.load("image", sd_dir, device="cpu").generate("a cat", seed=1, steps=2).images[0])
+    one = aigc.load("image", sd_dir, device="cpu", lora=lora_dirs[0])
+    with_lora = px(one.generate("a cat", seed=1, steps=2).images[0])
+    assert np.abs(with_lora - base).max() > TOL
+    zero = aigc.load("image", sd_dir, device="cpu", lora=lora_dirs[0], lora_scale=0.0)
+    assert np.abs(px(zero.generate("a cat", seed=1, steps=2).images[0]) - base).max() <= TOL
+    both = aigc.load("image", sd_dir, device="cpu", lora=lora_dirs, lora_scale=[1.0, 0.5])
+    res = both.generate("a cat", seed=1, steps=2)
+    assert np.abs(px(res.images[0]) - with_lora).max() > TOL
+    assert res.record is not None and res.record.options["lora_scale"] == [1.0, 0.5]
+    path = res.save(tmp_path / "l.png")[0]
+    aigc.cache.clear()
+    assert np.array_equal(px(aigc.replay(path).images[0]), px(res.images[0]))
+
+
+def test_lora_option_errors(sd_dir: Path, lora_dirs: list[Path], tmp_path: Path) -> None:
+    with pytest.raises(InvalidRequest, match="lora_scale"):
+        aigc.load("image", sd_dir, device="cpu", lora=lora_dirs, lora_scale=[1.0])
+    with pytest.raises(InvalidRequest, match="lora_scale"):
+        aigc.load("image", sd_dir, device="cpu", lora_scale=0.5)
+    with pytest.raises(aigc.errors.ModelNotFound, match="no such directory"):
+        aigc.load("image", sd_dir, device="cpu", lora=tmp_path / "nope")

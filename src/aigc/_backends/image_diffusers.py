@@ -16,6 +16,7 @@ Stages of one ``generate``:
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import logging
 import os
@@ -31,7 +32,7 @@ from aigc._results import ImageResult
 from aigc._runtime.events import EventEmitter
 from aigc._runtime.weights import fingerprint_files, weight_files
 from aigc._types import ImageRequest
-from aigc.errors import GenerationCancelled, InvalidRequest, ModelNotFound, UnsafeModelFile
+from aigc.errors import BackendUnavailable, GenerationCancelled, InvalidRequest, ModelNotFound, UnsafeModelFile
 from aigc.sampling import generators, randn
 
 __all__ = ["SCHEDULERS", "DiffusersImageGenerator"]
@@ -69,6 +70,44 @@ def _check_weights(path: Path, allow_pickle: bool) -> list[Path]:
     return files
 
 
+def _check_loras(options: LoadOptions) -> tuple[list[Path], list[float]]:
+    """The LoRA directories and their weights (``lora=``, ``lora_scale=``), checked before anything loads."""
+    value, scale = options.extra.get("lora"), options.extra.get("lora_scale", 1.0)
+    if value is None:
+        if "lora_scale" in options.extra:
+            raise InvalidRequest("lora_scale", scale, "there is no LoRA to scale", "pass lora= too")
+        return [], []
+    items = [value] if isinstance(value, (str, os.PathLike)) else value
+    if not isinstance(items, (list, tuple)) or not items or not all(isinstance(v, (str, os.PathLike)) for v in items):
+        raise InvalidRequest("lora", value, "must be a directory or a list of directories",
+                             "pass lora='path/to/lora' or lora=['a', 'b']")
+    scales = [scale] * len(items) if isinstance(scale, (int, float)) and not isinstance(scale, bool) else scale
+    if not isinstance(scales, (list, tuple)) or len(scales) != len(items) or not all(
+            isinstance(s, (int, float)) and not isinstance(s, bool) for s in scales):
+        raise InvalidRequest("lora_scale", scale, f"needs one number, or one per LoRA ({len(items)})",
+                             "pass lora_scale=0.8 or lora_scale=[1.0, 0.5]")
+    paths = []
+    for item in items:
+        path = Path(os.path.abspath(os.path.expanduser(os.fspath(item))))
+        if not path.is_dir():
+            raise ModelNotFound(f"lora={os.fspath(item)!r}: no such directory. Fix: pass the folder "
+                                "finetune_image() or save_lora_weights() wrote")
+        weight_files(path, allow_pickle=options.allow_pickle)
+        paths.append(path)
+    return paths, [float(s) for s in scales]
+
+
+def _apply_loras(pipe: Any, loras: list[Path], scales: list[float]) -> None:
+    try:
+        import peft  # noqa: F401  (diffusers' LoRA loading runs through peft)
+    except ImportError:
+        raise BackendUnavailable("loading a LoRA needs peft", extra="train") from None
+    names = [f"lora{i}" for i in range(len(loras))]
+    for name, path in zip(names, loras, strict=True):
+        pipe.load_lora_weights(os.fspath(path), adapter_name=name)
+    pipe.set_adapters(names, adapter_weights=scales)
+
+
 def _open_image(name: str, value: Any, mode: str) -> Any:
     from PIL import Image
 
@@ -87,7 +126,9 @@ def _open_image(name: str, value: Any, mode: str) -> Any:
 class DiffusersImageGenerator(Generator[ImageRequest, ImageResult]):
     """Stable Diffusion 1.x/2.x, SDXL, SD3, Flux and other diffusers pipelines.
 
-    Load options: ``attention_slicing`` (bool), ``vae_tiling`` (bool), ``max_batch_size`` (int, default 8).
+    Load options: ``attention_slicing`` (bool), ``vae_tiling`` (bool), ``max_batch_size`` (int, default 8),
+    ``lora`` (a LoRA directory, or a list of them, as ``finetune_image`` or diffusers' ``save_lora_weights``
+    writes) and ``lora_scale`` (a weight, or one per LoRA; default 1.0).
 
     Example:
         >>> gen = aigc.load("image", "path/to/sd-dir", device="auto")  # doctest: +SKIP
@@ -101,7 +142,7 @@ class DiffusersImageGenerator(Generator[ImageRequest, ImageResult]):
     supported_params = frozenset(
         {"negative_prompt", "width", "height", "steps", "guidance", "init_image", "strength", "mask", "scheduler"}
     )
-    load_options = frozenset({"attention_slicing", "vae_tiling", "max_batch_size"})
+    load_options = frozenset({"attention_slicing", "vae_tiling", "max_batch_size", "lora", "lora_scale"})
 
     def __init__(self, *, pipe: Any, model_id: str, options: LoadOptions, weights: str | None) -> None:
         super().__init__(model=model_id, device=options.device, dtype=options.dtype, revision=options.revision,
@@ -134,9 +175,16 @@ class DiffusersImageGenerator(Generator[ImageRequest, ImageResult]):
         if options.offload != "none" and options.device.type == "cpu":
             raise InvalidRequest("offload", options.offload, "offload moves weights between the CPU and an "
                                  "accelerator, and this generator runs on the CPU", "pass offload='none' on CPU")
+        loras, scales = _check_loras(options)
+        if loras:  # record absolute paths, so that replay works from any directory
+            options = dataclasses.replace(options, extra={**options.extra, "lora": [str(p) for p in loras],
+                                                          "lora_scale": scales})
         weights = None
         if os.path.isdir(model):
-            weights = fingerprint_files(_check_weights(Path(model), options.allow_pickle))
+            files = _check_weights(Path(model), options.allow_pickle)
+            for lora in loras:
+                files += weight_files(lora, allow_pickle=options.allow_pickle)
+            weights = fingerprint_files(files)
         import diffusers
 
         try:
@@ -151,6 +199,8 @@ class DiffusersImageGenerator(Generator[ImageRequest, ImageResult]):
             raise ModelNotFound(f"model={model!r}: not a loadable diffusers pipeline: {e}") from None
         except ValueError as e:
             raise ModelNotFound(f"model={model!r}: diffusers has no text-to-image pipeline for it: {e}") from None
+        if loras:
+            _apply_loras(pipe, loras, scales)
         if options.offload == "model":
             pipe.enable_model_cpu_offload(device=options.device)
         elif options.offload == "sequential":

@@ -13,6 +13,7 @@ Stages of one ``generate``:
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import json
 import logging
@@ -223,6 +224,8 @@ class TransformersTextGenerator(Generator[TextRequest, TextResult]):
         if not isinstance(mbs, int) or isinstance(mbs, bool) or mbs < 1:
             raise InvalidRequest("max_batch_size", mbs, "must be an int >= 1", "pass max_batch_size=16")
         adapter = _check_adapter(options)
+        if adapter is not None:  # record the absolute path, so that replay works from any directory
+            options = dataclasses.replace(options, extra={**options.extra, "adapter": str(adapter)})
         local = os.path.isdir(model)
         weights = None
         if local:

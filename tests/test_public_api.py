@@ -15,6 +15,7 @@ def test_all_is_exactly_the_public_namespace() -> None:
     import aigc.evaluate
     import aigc.sampling
     import aigc.testing
+    import aigc.train
 
     public = {name for name in vars(aigc) if not name.startswith("_")}
     public -= {"annotations", "importlib", "TYPE_CHECKING", "Any"}  # module-level helpers of __init__

@@ -33,7 +33,7 @@ from aigc._types import (
 from aigc._version import __version__ as __version__
 
 if TYPE_CHECKING:
-    from aigc import evaluate, sampling, testing
+    from aigc import evaluate, sampling, testing, train
 
 __all__ = [
     "AudioRequest",
@@ -66,10 +66,11 @@ __all__ = [
     "replay",
     "sampling",
     "testing",
+    "train",
 ]
 
 # Submodules that import torch load on first attribute access.
-_LAZY_SUBMODULES = frozenset({"evaluate", "sampling", "testing"})
+_LAZY_SUBMODULES = frozenset({"evaluate", "sampling", "testing", "train"})
 
 
 def __getattr__(name: str) -> Any:

@@ -5,6 +5,9 @@
     aigc backends
     aigc info
     aigc replay boot.png -o again.png
+    aigc eval bleu --hyp hyp.txt --ref ref.txt
+    aigc train finetune-text MODEL DATA -o OUT
+    aigc train finetune-image MODEL DATA -o OUT
 
 Errors print one line (``aigc: error: ...``) and exit with status 1; bad usage exits with 2.
 """
@@ -81,6 +84,10 @@ def _parser() -> argparse.ArgumentParser:
     from aigc.evaluate.cli import add_eval_parser
 
     add_eval_parser(sub)
+
+    from aigc.train.cli import add_train_parser
+
+    add_train_parser(sub)
     return parser
 
 
@@ -197,8 +204,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     from aigc.evaluate.cli import run_eval
+    from aigc.train.cli import run_train
 
-    handlers = {"generate": _generate, "backends": _backends, "info": _info, "replay": _replay, "eval": run_eval}
+    handlers = {"generate": _generate, "backends": _backends, "info": _info, "replay": _replay, "eval": run_eval,
+                "train": run_train}
     try:
         return handlers[args.command](args)
     except AigcError as e:

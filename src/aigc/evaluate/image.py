@@ -493,6 +493,17 @@ def image_features(images: Images, *, extractor: Extractor = None, batch_size: i
     return _extract("images", items, fn, batch_size)
 
 
+def _features_of_both(images_a: Any, images_b: Any, extractor: Any, batch_size: int) -> tuple[Any, Any, str]:
+    """Features of both image sets with one extractor, checked as a pair; and the extractor's name."""
+    items_a = _image_items("images_a", images_a, min_count=2)
+    items_b = _image_items("images_b", images_b, min_count=2)
+    fn, name = _resolve_extractor(extractor)
+    a = _extract("images_a", items_a, fn, batch_size)
+    b = _extract("images_b", items_b, fn, batch_size)
+    a, b = _pair(a, b)
+    return a, b, name
+
+
 def fid(images_a: Images, images_b: Images, *, extractor: Extractor = None, batch_size: int = 64) -> Score:
     """Frechet distance between the features of two image sets (FID when the extractor is Inception).
 
@@ -514,12 +525,7 @@ def fid(images_a: Images, images_b: Images, *, extractor: Extractor = None, batc
         12.3
     """
     _check_batch_size(batch_size)
-    items_a = _image_items("images_a", images_a, min_count=2)
-    items_b = _image_items("images_b", images_b, min_count=2)
-    fn, name = _resolve_extractor(extractor)
-    a = _extract("images_a", items_a, fn, batch_size)
-    b = _extract("images_b", items_b, fn, batch_size)
-    a, b = _pair(a, b)
+    a, b, name = _features_of_both(images_a, images_b, extractor, batch_size)
     return _frechet_score(a, b, "FID", {"extractor": name})
 
 
@@ -556,12 +562,7 @@ def kid_images(
     """
     _check_batch_size(batch_size)
     _check_kid_args(subsets, subset_size, degree, seed)
-    items_a = _image_items("images_a", images_a, min_count=2)
-    items_b = _image_items("images_b", images_b, min_count=2)
-    fn, name = _resolve_extractor(extractor)
-    a = _extract("images_a", items_a, fn, batch_size)
-    b = _extract("images_b", items_b, fn, batch_size)
-    a, b = _pair(a, b)
+    a, b, name = _features_of_both(images_a, images_b, extractor, batch_size)
     return _kid_score(a, b, subsets, subset_size, degree, seed, {"extractor": name})
 
 

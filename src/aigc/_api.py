@@ -21,7 +21,9 @@ if TYPE_CHECKING:
 __all__ = ["generate", "load", "replay"]
 
 #: Embedded default models, by modality (built-in names a backend knows how to load offline).
-EMBEDDED_DEFAULTS: dict[Modality, tuple[str, str]] = {}
+EMBEDDED_DEFAULTS: dict[Modality, tuple[str, str]] = {
+    "image": ("default", "diffusion"),  # class-conditional diffusion on Fashion-MNIST + digits (assets/image_default)
+}
 
 _detected: dict[tuple[str, str], str] = {}
 _detected_lock = threading.Lock()

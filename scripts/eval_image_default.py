@@ -1,0 +1,261 @@
+"""Measure the embedded default image model: can an independent classifier tell what was asked for?
+
+1. Train a small CNN on the REAL data only (Fashion-MNIST train + 4,000 of the 5,000 MNIST digits; never on
+   generated images) and report its accuracy on the real test images (Fashion-MNIST t10k + the other 1,000
+   digits). Its weights are cached under /tmp, not in the repository.
+2. Generate ``--per-class`` samples (default 10) of each of the 20 classes through the public API
+   (``aigc.load("image", ...).generate(prompt, seed=..., num_outputs=...)``), with fixed seeds.
+3. Report the classifier's accuracy on them, overall and per class, with the most common confusions.
+4. Report the Frechet distance between the classifier's penultimate features of 2,000 real test images
+   (100 per garment, the 1,000 held-out digits) and those of the generated samples (float64), next to the
+   same distance for as many real *training* images as there are samples, a floor for that sample size.
+
+Usage:
+    OMP_NUM_THREADS=1 python scripts/eval_image_default.py                      # model "default", its defaults
+    OMP_NUM_THREADS=1 python scripts/eval_image_default.py --guidance 2 3 4 --steps 25
+    OMP_NUM_THREADS=1 python scripts/eval_image_default.py --model /tmp/some/export-dir --grid /tmp/grid.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from train_image_default import load_fashion, load_mnist5k, pad32
+
+import aigc
+
+CLASSIFIER_CACHE = Path("/tmp/aigc_eval_classifier")
+N_CLASSES = 20
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# 1. The independent classifier, real data only
+# ---------------------------------------------------------------------------------------------------------------
+class SmallCNN(nn.Module):
+    """4 convolutions (32, 64, 128, 128 channels, 3 max-pools) -> 128-d penultimate features -> 20 logits."""
+
+    def __init__(self) -> None:
+        super().__init__()
+
+        def conv(cin: int, cout: int) -> list[nn.Module]:
+            return [nn.Conv2d(cin, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.ReLU()]
+
+        self.body = nn.Sequential(*conv(1, 32), nn.MaxPool2d(2),  # (B, 32, 16, 16)
+                                  *conv(32, 64), nn.MaxPool2d(2),  # (B, 64, 8, 8)
+                                  *conv(64, 128), *conv(128, 128), nn.MaxPool2d(2))  # (B, 128, 4, 4)
+        self.neck = nn.Sequential(nn.Flatten(), nn.Dropout(0.3), nn.Linear(128 * 16, 128), nn.ReLU())
+        self.head = nn.Linear(128, N_CLASSES)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.neck(self.body(x))  # (B, 128)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+def real_data(wheel_dir: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Train / test splits: (N, 32, 32) uint8 images, (N,) labels 0-19 (digits are 10-19)."""
+    f_tr, fy_tr = load_fashion("train")
+    f_te, fy_te = load_fashion("test")
+    m_img, m_lbl = load_mnist5k(wheel_dir)
+    perm = np.random.default_rng(0).permutation(len(m_img))  # fixed 4,000 / 1,000 split of the digits
+    tr, te = perm[:4000], perm[4000:]
+    return {
+        "train": (pad32(np.concatenate([f_tr, m_img[tr]])), np.concatenate([fy_tr, m_lbl[tr] + 10])),
+        "test": (pad32(np.concatenate([f_te, m_img[te]])), np.concatenate([fy_te, m_lbl[te] + 10])),
+    }
+
+
+def to_input(images: np.ndarray) -> torch.Tensor:
+    """uint8 (N, 32, 32) -> float (N, 1, 32, 32) in [-1, 1]."""
+    return torch.from_numpy(images).float().unsqueeze(1) / 127.5 - 1.0
+
+
+def train_classifier(data: dict[str, tuple[np.ndarray, np.ndarray]], steps: int, seed: int) -> SmallCNN:
+    """Class-balanced batches of real images with random shifts of up to 2 pixels; cached under /tmp."""
+    key = hashlib.sha256(f"v2-{steps}-{seed}-{len(data['train'][0])}".encode()).hexdigest()[:12]
+    path = CLASSIFIER_CACHE / f"classifier-{key}.pt"
+    torch.manual_seed(seed)  # script, not library: the CNN's initial weights come from the global RNG
+    model = SmallCNN()
+    if path.exists():
+        model.load_state_dict(torch.load(path, map_location="cpu"))
+        print(f"classifier: loaded cached weights {path}")
+        return model.eval()
+    images, labels = data["train"]
+    x_all, y_all = to_input(images), torch.from_numpy(labels)
+    order = torch.argsort(y_all, stable=True)  # rows of class c: order[starts[c]:starts[c + 1]]
+    counts = torch.bincount(y_all, minlength=N_CLASSES)
+    starts = torch.cumsum(counts, 0) - counts
+    gen = torch.Generator().manual_seed(seed)
+    opt = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=2e-3, total_steps=steps)
+    started = time.perf_counter()
+    model.train()
+    for step in range(steps):
+        cls = torch.randint(0, N_CLASSES, (128,), generator=gen)
+        idx = order[starts[cls] + (torch.rand(128, generator=gen, dtype=torch.float64) * counts[cls]).long()]
+        x = x_all[idx]
+        dx, dy = torch.randint(-2, 3, (2,), generator=gen).tolist()
+        x = torch.roll(x, shifts=(dy, dx), dims=(2, 3))  # the 2-pixel black border makes this a shift
+        loss = nn.functional.cross_entropy(model(x), y_all[idx], label_smoothing=0.05)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+        if (step + 1) % 250 == 0:
+            print(f"classifier step {step + 1}/{steps} loss {loss.item():.3f} "
+                  f"({time.perf_counter() - started:.0f} s)", flush=True)
+    CLASSIFIER_CACHE.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save(model.state_dict(), tmp)
+    os.replace(tmp, path)
+    return model.eval()
+
+
+@torch.no_grad()
+def run_classifier(model: SmallCNN, x: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """Predicted labels (N,) and penultimate features (N, 128) as float64."""
+    preds, feats = [], []
+    for start in range(0, len(x), 500):
+        f = model.features(x[start:start + 500])
+        feats.append(f.double())
+        preds.append(model.head(f).argmax(1))
+    return torch.cat(preds).numpy(), torch.cat(feats).numpy()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# 4. Frechet distance ||mu1 - mu2||^2 + Tr(S1 + S2 - 2 (S1 S2)^(1/2))  (Heusel et al. 2017, eq. 6)
+# ---------------------------------------------------------------------------------------------------------------
+def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
+    mu1, mu2 = a.mean(0), b.mean(0)
+    s1, s2 = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    # Tr((S1 S2)^(1/2)) = sum of sqrt of the eigenvalues of S1^(1/2) S2 S1^(1/2) (symmetric PSD: eigh is exact).
+    w, v = np.linalg.eigh(s1)
+    root1 = (v * np.sqrt(np.clip(w, 0, None))) @ v.T
+    eig = np.linalg.eigvalsh(root1 @ s2 @ root1)
+    tr_root = np.sqrt(np.clip(eig, 0, None)).sum()
+    return float(((mu1 - mu2) ** 2).sum() + np.trace(s1) + np.trace(s2) - 2 * tr_root)
+
+
+def balanced_subset(labels: np.ndarray, per_class: int, seed: int) -> np.ndarray:
+    """Up to ``per_class`` random rows of each class (all of a class's rows when it has fewer)."""
+    rng = np.random.default_rng(seed)
+    rows = [np.flatnonzero(labels == c) for c in range(N_CLASSES)]
+    return np.concatenate([rng.choice(r, min(per_class, len(r)), replace=False) for r in rows])
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# 2-3. Generated samples through the public API
+# ---------------------------------------------------------------------------------------------------------------
+def generate(gen: Any, names: list[str], per_class: int, seed: int, **params: Any) -> tuple[np.ndarray, float]:
+    """(20 * per_class, 32, 32) uint8 samples, class-major; the seconds it took."""
+    started = time.perf_counter()
+    out = []
+    for name in names:
+        res = gen.generate(name, seed=seed, num_outputs=per_class, progress=False, **params)
+        out += [np.asarray(im.convert("L")) for im in res.images]
+    return np.stack(out), time.perf_counter() - started
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", default="default", help="'default' (the shipped model) or a model directory")
+    p.add_argument("--steps", type=int, default=None, help="sampling steps (default: the model's)")
+    p.add_argument("--guidance", type=float, nargs="*", default=[None], help="one or more guidance scales")
+    p.add_argument("--scheduler", default=None)
+    p.add_argument("--per-class", type=int, default=10)
+    p.add_argument("--seed", type=int, default=0, help="samples of every class use seeds seed..seed+per_class-1")
+    p.add_argument("--classifier-steps", type=int, default=2000)
+    p.add_argument("--mnist-wheel-dir", default="/tmp/mlx")
+    p.add_argument("--grid", default=None, help="write a PNG grid of the samples (rows = classes)")
+    p.add_argument("--json", default=None, help="write the figures as JSON")
+    args = p.parse_args()
+    torch.set_num_threads(1)
+
+    # 1. The classifier and its accuracy on real test images.
+    data = real_data(args.mnist_wheel_dir)
+    t0 = time.perf_counter()
+    clf = train_classifier(data, args.classifier_steps, seed=0)
+    print(f"classifier ready in {time.perf_counter() - t0:.0f} s")
+    test_x, test_y = data["test"]
+    pred, _ = run_classifier(clf, to_input(test_x))
+    fashion, digits = test_y < 10, test_y >= 10
+    real_acc = {"overall": float((pred == test_y).mean()), "fashion": float((pred == test_y)[fashion].mean()),
+                "digits": float((pred == test_y)[digits].mean())}
+    print(f"classifier accuracy on real test images: {real_acc['overall']:.4f} "
+          f"(Fashion-MNIST {real_acc['fashion']:.4f} on {fashion.sum()}, digits {real_acc['digits']:.4f} "
+          f"on {digits.sum()})")
+    real_per_class = [float((pred == test_y)[test_y == c].mean()) for c in range(N_CLASSES)]
+
+    # 2,000 real test images: 100 of each garment and the 1,000 held-out digits (about 100 of each).
+    ref_idx = np.concatenate([balanced_subset(np.where(fashion, test_y, -1), 100, seed=1), np.flatnonzero(digits)])
+    _, ref_feat = run_classifier(clf, to_input(test_x[ref_idx]))
+    train_x, train_y = data["train"]
+    floor_idx = balanced_subset(train_y, args.per_class, seed=2)
+    _, floor_feat = run_classifier(clf, to_input(train_x[floor_idx]))
+    fd_floor = frechet_distance(ref_feat, floor_feat)
+
+    # 2. The generator, through the public API.
+    gen = aigc.load("image", args.model, backend="diffusion", device="cpu")
+    table = json.loads((_assets(args.model) / "aigc_classes.json").read_text())
+    names = [c["name"] for c in sorted(table["classes"], key=lambda c: c["id"])]
+    results = {"classifier_real_accuracy": real_acc, "classifier_real_per_class": real_per_class,
+               "fd_real_floor": fd_floor, "runs": []}
+    for guidance in args.guidance:
+        params: dict[str, Any] = {}
+        if args.steps is not None:
+            params["steps"] = args.steps
+        if guidance is not None:
+            params["guidance"] = guidance
+        if args.scheduler is not None:
+            params["scheduler"] = args.scheduler
+        samples, seconds = generate(gen, names, args.per_class, args.seed, **params)
+        labels = np.repeat(np.arange(N_CLASSES), args.per_class)
+        gpred, gfeat = run_classifier(clf, to_input(samples))
+        correct = gpred == labels
+        # 3. Accuracy per class, and what the misses were taken for.
+        print(f"\n== {len(samples)} samples, params {params or 'model defaults'}: {seconds:.0f} s to generate ==")
+        per_class = {}
+        for c, name in enumerate(names):
+            hit = correct[labels == c]
+            misses = [names[k] for k in gpred[(labels == c) & ~correct]]
+            per_class[name] = float(hit.mean())
+            print(f"  {c:2d} {name:12s} {hit.mean():6.0%}  (real test {real_per_class[c]:.0%})"
+                  + (f"  missed as: {', '.join(misses)}" if misses else ""))
+        fd = frechet_distance(ref_feat, gfeat)
+        print(f"  overall accuracy: {correct.mean():.4f} ({correct.sum()}/{len(correct)})")
+        print(f"  Frechet distance (classifier features, 2000 real test vs {len(samples)} generated): {fd:.3f}; "
+              f"real train vs real test at the same sample size: {fd_floor:.3f}")
+        results["runs"].append({"params": params, "accuracy": float(correct.mean()), "per_class": per_class,
+                                "fd": fd, "seconds": seconds})
+        if args.grid:
+            from PIL import Image
+
+            rows = samples.reshape(N_CLASSES, args.per_class, 32, 32).transpose(0, 2, 1, 3).reshape(N_CLASSES * 32, -1)
+            grid_path = args.grid if len(args.guidance) == 1 else args.grid.replace(".png", f"-g{guidance}.png")
+            Image.fromarray(rows).save(grid_path)
+            print(f"  grid: {grid_path}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2))
+
+
+def _assets(model: str) -> Path:
+    if os.path.isdir(model):
+        return Path(model)
+    return Path(aigc.__file__).parent / "assets" / "image_default"
+
+
+if __name__ == "__main__":
+    main()

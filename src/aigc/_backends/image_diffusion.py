@@ -1,0 +1,353 @@
+"""Image backend ``diffusion``: small class-conditional diffusion models, such as aigc's embedded default.
+
+A model directory holds a diffusers ``UNet2DModel`` whose class embeddings are the model's classes (the last
+id is the "null" class used for classifier-free guidance), a diffusers noise scheduler, and
+``aigc_classes.json``, which names the classes and the prompt phrases that map to each::
+
+    model-dir/
+        aigc_classes.json     {"classes": [{"id": 9, "name": "ankle boot", "phrases": ["boot", ...]}, ...],
+                               "null_class": 20, "image_size": 32, "default_steps": 50, "default_guidance": 2.5,
+                               "default_scheduler": "ddpm"}
+        unet/                 config.json + diffusion_pytorch_model.safetensors (save_pretrained)
+        scheduler/            scheduler_config.json (the training schedule)
+
+The built-in name ``"default"`` is the model shipped in the package (``aigc/assets/image_default``): 20
+classes, the ten Fashion-MNIST garments and the digits 0-9, at 32x32 in grayscale.
+
+Stages of one ``generate``:
+    1. map every prompt to a class, and check steps, guidance, size and scheduler -- before any work;
+    2. draw x_T for each sample from its own seed (:func:`aigc.sampling.randn`, on the CPU, then moved);
+    3. denoise: at each step predict the noise with classifier-free guidance and let the scheduler step;
+       stochastic schedulers draw their per-step noise from per-sample generators too;
+    4. turn [-1, 1] samples into 8-bit RGB images, upscaled to the requested size.
+
+Sample *i* of ``seed=s, num_outputs=n`` equals a single run with ``seed=s+i`` within rounding of the batched
+convolutions (at most a few 1/255 steps); with ``deterministic=True`` the network sees one sample at a time
+and the result is bit-identical.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+import inspect
+import json
+import logging
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from aigc._generator import Generator, LoadOptions
+from aigc._results import ImageResult
+from aigc._runtime.events import EventEmitter
+from aigc._runtime.weights import fingerprint_files, weight_files
+from aigc._types import ImageRequest
+from aigc.errors import GenerationCancelled, InvalidRequest, ModelNotFound
+from aigc.sampling import generators, randn
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+__all__ = ["ClassDiffusionGenerator"]
+
+logger = logging.getLogger(__name__)
+
+CLASSES_FILE = "aigc_classes.json"
+BUILTIN_MODELS = {"default": "image_default"}  # built-in name -> folder under aigc/assets
+_ARTICLES = frozenset({"a", "an", "the"})
+# Scheduler short name -> diffusers class name; each is built from the model's training schedule.
+SCHEDULERS = {
+    "ddim": "DDIMScheduler",  # deterministic (eta = 0), Song et al. 2021
+    "ddpm": "DDPMScheduler",  # ancestral sampling, Ho et al. 2020, eq. 11; draws noise every step
+    "euler": "EulerDiscreteScheduler",  # Karras et al. 2022, Algorithm 1 without churn
+    "dpm": "DPMSolverMultistepScheduler",  # DPM-Solver++(2M), Lu et al. 2022
+}
+UPSCALE_FILTERS = ("bicubic", "nearest")
+
+
+def _words(text: str) -> tuple[str, ...]:
+    """Lower-case words of ``text`` without articles: "An Ankle-Boot!" -> ("ankle", "boot")."""
+    return tuple(w for w in re.findall(r"[a-z0-9]+", text.lower()) if w not in _ARTICLES)
+
+
+@dataclass(frozen=True)
+class ClassTable:
+    """The classes of a model and the phrases that name them.
+
+    Attributes:
+        names: class id -> display name.
+        phrases: word tuple of a phrase -> class id (names are phrases too).
+        null_class: the id of the unconditional class (classifier-free guidance).
+    """
+
+    names: dict[int, str]
+    phrases: dict[tuple[str, ...], int]
+    null_class: int
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ClassTable:
+        names: dict[int, str] = {}
+        phrases: dict[tuple[str, ...], int] = {}
+        for entry in data["classes"]:
+            cid, name = int(entry["id"]), str(entry["name"])
+            names[cid] = name
+            for phrase in [name, *entry.get("phrases", [])]:
+                words = _words(str(phrase))
+                if words and phrases.setdefault(words, cid) != cid:
+                    raise ValueError(f"phrase {phrase!r} names two classes ({phrases[words]} and {cid})")
+        return cls(names=names, phrases=phrases, null_class=int(data.get("null_class", max(names) + 1)))
+
+    def match(self, prompt: str) -> int | None:
+        """The class named by ``prompt``: the longest phrase found in it as whole words; ``None`` when no
+        phrase is found or two classes tie (``"a boot and a bag"``).
+
+        Example:
+            >>> table.match("a photo of an ankle boot")  # doctest: +SKIP
+            9
+        """
+        words = _words(prompt)
+        best_len, best = 0, set()
+        for n in range(len(words), 0, -1):  # longest phrases first
+            for start in range(len(words) - n + 1):
+                cid = self.phrases.get(words[start:start + n])
+                if cid is not None:
+                    best.add(cid)
+            if best:
+                best_len = n
+                break
+        return next(iter(best)) if best_len and len(best) == 1 else None
+
+    def listing(self) -> str:
+        return ", ".join(repr(self.names[c]) for c in sorted(self.names))
+
+
+def _model_dir(model: str) -> Path:
+    """A local directory, or the folder of a built-in name inside the installed package."""
+    if os.path.isdir(model):
+        return Path(model)
+    if model in BUILTIN_MODELS:
+        path = Path(str(importlib.resources.files("aigc") / "assets" / BUILTIN_MODELS[model]))
+        if not (path / CLASSES_FILE).is_file():
+            raise ModelNotFound(f"the built-in image model {model!r} is missing from {path}. "
+                                "Fix: reinstall aigc (the wheel ships it under aigc/assets)")
+        return path
+    raise ModelNotFound(f"model={model!r}: not a directory, nor a built-in name ({', '.join(BUILTIN_MODELS)}). "
+                        "Fix: pass a model directory holding aigc_classes.json and unet/")
+
+
+class ClassDiffusionGenerator(Generator[ImageRequest, ImageResult]):
+    """Class-conditional diffusion models: a prompt picks a class, the UNet draws it.
+
+    Prompts are matched to the model's classes by phrase ("an ankle boot", "sneakers", "a handwritten 7",
+    "the number seven"); a prompt that names no class raises :class:`~aigc.errors.InvalidRequest` listing
+    them. Request fields: ``steps``, ``guidance`` (classifier-free guidance scale; 1 turns it off),
+    ``width``/``height`` (multiples of the model's size, reached by upscaling) and ``scheduler``
+    (``"ddpm"``, ``"ddim"``, ``"euler"``, ``"dpm"``). Defaults come from the model's ``aigc_classes.json``; the
+    shipped model uses ancestral DDPM sampling, 50 steps, guidance 2.5: on such small, briefly trained
+    networks the deterministic samplers (DDIM, Euler, DPM-Solver) leave visible artefacts that the fresh noise
+    of each DDPM step washes out.
+
+    Load options: ``upscale`` (``"bicubic"``, the default, or ``"nearest"``) and ``max_batch_size``
+    (samples per network call, default 64).
+
+    Example:
+        >>> gen = aigc.load("image", "default", backend="diffusion")  # doctest: +SKIP
+        >>> res = gen.generate("an ankle boot", seed=7, num_outputs=4, width=128, height=128)  # doctest: +SKIP
+        >>> res.images[0].size  # doctest: +SKIP
+        (128, 128)
+    """
+
+    modality = "image"
+    backend_name = "diffusion"
+    request_type = ImageRequest
+    supported_params = frozenset({"steps", "guidance", "width", "height", "scheduler"})
+    load_options = frozenset({"upscale", "max_batch_size"})
+
+    def __init__(self, *, unet: Any, scheduler_config: dict[str, Any], table: ClassTable, settings: dict[str, Any],
+                 model_id: str, options: LoadOptions, weights: str) -> None:
+        super().__init__(model=model_id, device=options.device, dtype=options.dtype, weights=weights)
+        self.unet = unet
+        self.scheduler_config = scheduler_config
+        self.table = table
+        self.image_size = int(settings.get("image_size", unet.config.sample_size))
+        self.channels = int(unet.config.in_channels)
+        self.default_steps = int(settings.get("default_steps", 50))
+        self.default_guidance = float(settings.get("default_guidance", 2.5))
+        self.default_scheduler = str(settings.get("default_scheduler", "ddpm"))
+        self.train_steps = int(scheduler_config.get("num_train_timesteps", 1000))
+        self.upscale = str(options.extra.get("upscale", "bicubic"))
+        self.max_batch_size = int(options.extra.get("max_batch_size", 64))
+
+    # -- loading ---------------------------------------------------------------------------------
+    @classmethod
+    def detect(cls, path: Path) -> bool:
+        return (path / CLASSES_FILE).is_file() and (path / "unet").is_dir()
+
+    @classmethod
+    def load(cls, model: str, *, options: LoadOptions) -> ClassDiffusionGenerator:
+        if options.offload != "none":
+            raise InvalidRequest("offload", options.offload, "the diffusion image backend keeps its small model on "
+                                 "one device", "pass offload='none'")
+        upscale = options.extra.get("upscale", "bicubic")
+        if upscale not in UPSCALE_FILTERS:
+            raise InvalidRequest("upscale", upscale, "unknown upscaling filter",
+                                 f"use one of: {', '.join(UPSCALE_FILTERS)}")
+        mbs = options.extra.get("max_batch_size", 64)
+        if not isinstance(mbs, int) or isinstance(mbs, bool) or mbs < 1:
+            raise InvalidRequest("max_batch_size", mbs, "must be an int >= 1", "pass max_batch_size=16")
+        path = _model_dir(model)
+        if not cls.detect(path):
+            raise ModelNotFound(f"{path} is not a class-diffusion model (it needs {CLASSES_FILE} and unet/). "
+                                "Fix: pass a directory written by scripts/train_image_default.py, or another backend=")
+        files = weight_files(path / "unet", allow_pickle=options.allow_pickle)
+        try:
+            settings = json.loads((path / CLASSES_FILE).read_text(encoding="utf-8"))
+            table = ClassTable.from_json(settings)
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise ModelNotFound(f"{path / CLASSES_FILE} is not a valid class table: {e}. Fix: regenerate it") from None
+        scheduler_file = path / "scheduler" / "scheduler_config.json"
+        scheduler_config = json.loads(scheduler_file.read_text(encoding="utf-8")) if scheduler_file.is_file() else {}
+
+        from diffusers import UNet2DModel
+
+        # fp16 weights on disk; the UNet is cast to the resolved dtype (float32 on CPU) as it loads.
+        unet = UNet2DModel.from_pretrained(path / "unet", torch_dtype=options.dtype,
+                                           use_safetensors=files[0].suffix == ".safetensors")
+        n_embeds = unet.config.num_class_embeds
+        if n_embeds is None or table.null_class >= n_embeds or max(table.names) >= n_embeds:
+            raise ModelNotFound(f"{path}: the UNet has {n_embeds} class embeddings but {CLASSES_FILE} uses ids up to "
+                                f"{max(table.null_class, *table.names)}. Fix: export the model and table together")
+        unet.to(options.device).eval().requires_grad_(False)
+        return cls(unet=unet, scheduler_config=scheduler_config, table=table, settings=settings, model_id=model,
+                   options=options, weights=fingerprint_files(files))
+
+    # -- Generator hooks -------------------------------------------------------------------------
+    def parameters_count(self) -> int:
+        return sum(p.numel() for p in self.unet.parameters())
+
+    def memory_bytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in [*self.unet.parameters(), *self.unet.buffers()])
+
+    def _to(self, device: torch.device) -> None:
+        self.unet.to(device)
+
+    def _close(self) -> None:
+        self.unet = None
+
+    # -- the stages ------------------------------------------------------------------------------
+    def _classes(self, request: ImageRequest) -> list[int]:
+        """1a. One class id per prompt, or InvalidRequest naming the prompt and the classes."""
+        prompts = request.prompts()
+        ids = []
+        for i, prompt in enumerate(prompts):
+            cid = self.table.match(prompt)
+            if cid is None:
+                field = "prompt" if isinstance(request.prompt, str) else f"prompt[{i}]"
+                raise InvalidRequest(field, prompt, f"names none of the {len(self.table.names)} classes this model "
+                                     "draws (or more than one)", f"use one of: {self.table.listing()}")
+            ids.append(cid)
+        return ids
+
+    def _settings(self, request: ImageRequest) -> tuple[int, float, str, tuple[int, int]]:
+        """1b. Steps, guidance, scheduler name and output (width, height), with the model's defaults."""
+        steps = request.steps if request.steps is not None else self.default_steps
+        if steps > self.train_steps:
+            raise InvalidRequest("steps", steps, f"more than the {self.train_steps} steps the model was trained with",
+                                 f"pass steps <= {self.train_steps} (50 is plenty)")
+        guidance = float(request.guidance if request.guidance is not None else self.default_guidance)
+        name = (request.scheduler or self.default_scheduler).lower()
+        if name not in SCHEDULERS:
+            raise InvalidRequest("scheduler", request.scheduler, "unknown scheduler",
+                                 f"use one of: {', '.join(SCHEDULERS)}")
+        size = self.image_size
+        width = request.width or request.height or size
+        height = request.height or request.width or size
+        for field, value in (("width", width), ("height", height)):
+            if value % size:
+                raise InvalidRequest(field, value, f"the model draws {size}x{size} images and upscales by whole "
+                                     f"factors", f"pass a multiple of {size} (e.g. {size * 4})")
+        return steps, guidance, name, (width, height)
+
+    def _scheduler(self, name: str, steps: int) -> Any:
+        import diffusers
+
+        scheduler = getattr(diffusers, SCHEDULERS[name]).from_config(self.scheduler_config)
+        scheduler.set_timesteps(steps)
+        return scheduler
+
+    def _eps(self, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor, guidance: float,
+             chunk: int) -> torch.Tensor:
+        """3a. Guided noise prediction eps_u + g (eps_c - eps_u)  (Ho & Salimans 2022, eq. 6), in float32.
+
+        Rows go through the network ``chunk`` samples at a time (conditional and unconditional together),
+        so a sample's result does not depend on the batch when ``chunk == 1``.
+        """
+        outs = []
+        for start in range(0, x.shape[0], chunk):
+            xc, yc = x[start:start + chunk], labels[start:start + chunk]  # (b, C, H, W), (b,)
+            if guidance == 1.0:
+                inp, ids = xc, yc
+            else:
+                inp, ids = torch.cat([xc, xc]), torch.cat([yc, torch.full_like(yc, self.table.null_class)])
+            tt = t.expand(inp.shape[0]).to(self.device)
+            pred = self.unet(inp.to(self.dtype), tt, class_labels=ids).sample.float()  # (b or 2b, C, H, W)
+            if guidance != 1.0:
+                cond, uncond = pred.chunk(2)
+                pred = uncond + guidance * (cond - uncond)
+            outs.append(pred)
+        return torch.cat(outs)
+
+    def _to_images(self, x: torch.Tensor, size: tuple[int, int]) -> list[Image.Image]:
+        """4. (B, C, H, W) in [-1, 1] -> RGB PIL images, upscaled to ``size`` (width, height)."""
+        from PIL import Image
+
+        pixels = ((x.float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)  # (B, C, H, W)
+        resample = Image.Resampling.NEAREST if self.upscale == "nearest" else Image.Resampling.BICUBIC
+        images = []
+        for p in pixels.numpy():
+            img = Image.fromarray(p[0]) if self.channels == 1 else Image.fromarray(p.transpose(1, 2, 0)[..., :3])
+            if img.size != size:
+                img = img.resize(size, resample=resample)
+            images.append(img.convert("RGB"))
+        return images
+
+    def _generate(self, request: ImageRequest, seeds: list[int], events: EventEmitter) -> ImageResult:
+        # 1. Validate everything before any tensor work.
+        class_ids = self._classes(request)
+        steps, guidance, name, size = self._settings(request)
+        n = request.samples_per_prompt
+        labels = torch.tensor([c for c in class_ids for _ in range(n)], device=self.device)  # (B,) prompt-major
+        scheduler = self._scheduler(name, steps)
+
+        # 2. x_T ~ N(0, I) per sample from its own seed, made on the CPU then moved; scaled for schedulers
+        #    that work in sigma space (Euler). Per-step noise (DDPM) continues each sample's own generator.
+        hw = self.image_size
+        x = randn((self.channels, hw, hw), seeds, device=self.device) * scheduler.init_noise_sigma  # (B, C, H, W)
+        step_kwargs: dict[str, Any] = {}
+        if "generator" in inspect.signature(scheduler.step).parameters:
+            gens = generators(seeds)
+            for g in gens:  # skip past the x_T draw so per-step noise never repeats it
+                torch.randn((self.channels, hw, hw), generator=g)
+            step_kwargs["generator"] = gens  # diffusers draws row i from gens[i], on the CPU
+
+        # 3. Denoise, one event per step; a cancelled run stops between steps.
+        chunk = 1 if request.deterministic else self.max_batch_size
+        events.emit("start", total=steps)
+        with torch.inference_mode():
+            for i, t in enumerate(scheduler.timesteps):
+                if events.cancelled:
+                    raise GenerationCancelled(f"cancelled after {i} of {steps} steps. Fix: nothing to fix; "
+                                              "run generate() again to restart")
+                model_in = scheduler.scale_model_input(x, t)
+                eps = self._eps(model_in, t.reshape(1), labels, guidance, chunk)
+                x = scheduler.step(eps, t, x, **step_kwargs).prev_sample
+                events.emit("step", step=i + 1, total=steps, advance=1)
+            if events.cancelled:
+                raise GenerationCancelled(f"cancelled after {steps} of {steps} steps. Fix: run generate() again")
+
+        # 4. Pixels.
+        events.emit("end", step=steps, total=steps)
+        return ImageResult(images=self._to_images(x, size), seeds=seeds)

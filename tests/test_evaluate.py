@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import sacrebleu
 import torch
-from PIL import Image
+from PIL import Image, ImageDraw
 from rouge_score import rouge_scorer
 
 import aigc
@@ -392,11 +392,36 @@ def test_classifier_round_trip_and_default_extractor() -> None:
     big = evaluate.SmallCNN(evaluate.SmallCNNConfig(stages=((32,), (64,), (128, 128))))
     assert {k.split(".")[0] for k in big.state_dict()} == {"body", "neck", "head"}
     assert "neck.2.weight" in big.state_dict()  # the layout of scripts/eval_image_default.py's SmallCNN
+
+
+def _strokes(kind: str, n: int, seed: int) -> list[Image.Image]:
+    """White-on-black 32x32 drawings, jittered: vertical strokes ("1"-like) or rings ("0"-like)."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        img = Image.new("L", (32, 32), 0)
+        draw = ImageDraw.Draw(img)
+        dx, dy = (int(v) for v in rng.integers(-2, 3, 2))
+        if kind == "stroke":
+            draw.line([(16 + dx, 5 + dy), (16 + dx, 27 + dy)], fill=255, width=3)
+        else:
+            draw.ellipse([(9 + dx, 5 + dy), (23 + dx, 27 + dy)], outline=255, width=3)
+        out.append(img)
+    return out
+
+
+def test_shipped_default_extractor_separates_shapes() -> None:
     from aigc.evaluate._classifier import DEFAULT_CLASSIFIER_DIR
 
-    if not (DEFAULT_CLASSIFIER_DIR / "model.safetensors").is_file():
-        with pytest.raises(ModelNotFound, match="extractor="):
-            evaluate.fid(_images(0, 3), _images(1, 3))
+    model = evaluate.load_classifier(DEFAULT_CLASSIFIER_DIR)
+    assert (model.config.num_classes, model.config.feature_dim) == (20, 128)
+    ones, more_ones, zeros = _strokes("stroke", 12, 0), _strokes("stroke", 12, 1), _strokes("ring", 12, 2)
+    logits = model(model.preprocess(ones + zeros))
+    assert (logits[:12].argmax(-1) == 11).float().mean() >= 0.75  # class 11 is the digit 1
+    assert (logits[12:].argmax(-1) == 10).float().mean() >= 0.75  # class 10 is the digit 0
+    same = evaluate.fid(ones, more_ones).score  # extractor=None: the shipped classifier's features
+    different = evaluate.fid(ones, zeros).score
+    assert 0 <= same < different
 
 
 def test_image_input_errors(tmp_path: Path) -> None:

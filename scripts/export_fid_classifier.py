@@ -27,7 +27,8 @@ def main() -> None:
     torch.set_num_threads(1)
     sys.path.insert(0, str(ROOT / "scripts"))  # eval_image_default imports train_image_default
     spec = importlib.util.spec_from_file_location("eval_image_default", ROOT / "scripts" / "eval_image_default.py")
-    assert spec is not None and spec.loader is not None
+    if spec is None or spec.loader is None:
+        raise SystemExit("scripts/eval_image_default.py not found")
     ev = importlib.util.module_from_spec(spec)
     sys.modules["eval_image_default"] = ev
     spec.loader.exec_module(ev)

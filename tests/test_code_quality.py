@@ -14,7 +14,7 @@ def _run(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_ruff_is_clean() -> None:
-    out = _run("ruff", "check", "src", "tests", "examples", "benchmarks")
+    out = _run("ruff", "check", "src", "tests", "examples", "benchmarks", "scripts")
     assert out.returncode == 0, out.stdout + out.stderr
 
 

@@ -211,3 +211,13 @@ def test_pickle_refused_and_missing_models(tiny_dir: Path, tmp_path: Path) -> No
         aigc.load("image", "no-such-built-in", backend="diffusion")
     with pytest.raises(InvalidRequest, match="nearest"):
         aigc.load("image", tiny_dir, device="cpu", upscale="lanczos")
+
+
+def test_upscale_option_is_recorded_and_replayed(tmp_path: Path) -> None:
+    gen = aigc.load("image", "default", backend="diffusion", device="cpu", upscale="nearest")
+    res = gen.generate("a bag", seed=1, steps=4, width=64, height=64)
+    assert res.record is not None and res.record.options == {"upscale": "nearest"}
+    path = res.save(tmp_path / "bag.png")[0]
+    aigc.cache.clear()
+    again = aigc.replay(path)
+    assert np.array_equal(np.asarray(again.images[0]), np.asarray(res.images[0]))

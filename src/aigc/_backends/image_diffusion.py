@@ -168,7 +168,8 @@ class ClassDiffusionGenerator(Generator[ImageRequest, ImageResult]):
 
     def __init__(self, *, unet: Any, scheduler_config: dict[str, Any], table: ClassTable, settings: dict[str, Any],
                  model_id: str, options: LoadOptions, weights: str) -> None:
-        super().__init__(model=model_id, device=options.device, dtype=options.dtype, weights=weights)
+        super().__init__(model=model_id, device=options.device, dtype=options.dtype, weights=weights,
+                         options=options.extra)  # recorded: upscale changes the pixels
         self.unet = unet
         self.scheduler_config = scheduler_config
         self.table = table
@@ -214,7 +215,7 @@ class ClassDiffusionGenerator(Generator[ImageRequest, ImageResult]):
         from diffusers import UNet2DModel
 
         # fp16 weights on disk; the UNet is cast to the resolved dtype (float32 on CPU) as it loads.
-        unet = UNet2DModel.from_pretrained(path / "unet", torch_dtype=options.dtype,
+        unet = UNet2DModel.from_pretrained(path / "unet", dtype=options.dtype,
                                            use_safetensors=files[0].suffix == ".safetensors")
         n_embeds = unet.config.num_class_embeds
         if n_embeds is None or table.null_class >= n_embeds or max(table.names) >= n_embeds:

@@ -521,3 +521,17 @@ def test_read_record_errors(tmp_path: Path) -> None:
         provenance.read_record(broken)
     (tmp_path / "broken.png.json").write_text(RECORD, encoding="utf-8")
     assert provenance.read_record(broken) == RECORD
+
+
+def test_saved_files_follow_the_umask(tmp_path: Path) -> None:
+    import os
+
+    from aigc._media.atomic import atomic_write_text
+
+    old = os.umask(0o022)
+    try:
+        path = atomic_write_text(tmp_path / "a.txt", "hello")
+    finally:
+        os.umask(old)
+    assert (path.stat().st_mode & 0o777) == 0o644
+    assert [p.name for p in tmp_path.iterdir()] == ["a.txt"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,14 +25,16 @@ def atomic_path(path: str | os.PathLike[str], *, suffix: str | None = None) -> I
     """
     final = Path(path)
     final.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(
-        prefix=f".{final.name}.", suffix=(suffix if suffix is not None else final.suffix) + ".part",
-        dir=final.parent,
-    )
-    os.close(fd)
-    # Encoders choose their format from the last suffix; give them the real one.
-    tmp = Path(tmp_name[: -len(".part")])
-    os.replace(tmp_name, tmp)
+    # The temporary name ends with the real suffix (encoders choose their format from it). It is created
+    # with mode 0o666 filtered by the umask, like any file the user writes (mkstemp would make it 0o600).
+    ext = suffix if suffix is not None else final.suffix
+    while True:
+        tmp = final.parent / f".{final.name}.{secrets.token_hex(6)}.part{ext}"
+        try:
+            os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+            break
+        except FileExistsError:
+            continue
     try:
         yield tmp
         with open(tmp, "rb+") as f:

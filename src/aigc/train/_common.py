@@ -100,6 +100,14 @@ def check_float(field: str, value: Any, *, low: float, high: float = math.inf, l
         raise InvalidRequest(field, value, f"must be {lo}{hi}", fix)
 
 
+def check_hooks(progress: object, on_step: object) -> None:
+    """``progress`` is None or a bool; ``on_step`` is None or a callable taking a TrainStep."""
+    if progress is not None:
+        check_bool("progress", progress)
+    if on_step is not None and not callable(on_step):
+        raise InvalidRequest("on_step", on_step, "must be callable", "pass a function taking a TrainStep")
+
+
 def check_bool(field: str, value: Any) -> None:
     if not isinstance(value, bool):
         raise InvalidRequest(field, value, "must be True or False", f"pass {field}=True or {field}=False")

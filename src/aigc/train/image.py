@@ -40,6 +40,7 @@ from aigc.train._common import (
     check_bool,
     check_choice,
     check_float,
+    check_hooks,
     check_int,
     check_out,
     check_seed,
@@ -363,10 +364,7 @@ def finetune_image(
     run_seed = check_seed(seed)
     check_int("checkpoint_every", checkpoint_every, minimum=1, fix="pass checkpoint_every=100, or None",
               allow_none=True)
-    if progress is not None:
-        check_bool("progress", progress)
-    if on_step is not None and not callable(on_step):
-        raise InvalidRequest("on_step", on_step, "must be callable", "pass a function taking a TrainStep")
+    check_hooks(progress, on_step)
     out_dir = check_out(out, resume=resume, overwrite=overwrite)
     from aigc._runtime.device import resolve_device
 

@@ -42,6 +42,7 @@ from aigc.train._common import (
     check_bool,
     check_choice,
     check_float,
+    check_hooks,
     check_int,
     check_out,
     check_seed,
@@ -522,10 +523,7 @@ def finetune_text(
     if merge and method != "lora":
         raise InvalidRequest("merge", merge, "full fine-tuning already writes a standalone model",
                              "leave merge out with method='full'")
-    if progress is not None:
-        check_bool("progress", progress)
-    if on_step is not None and not callable(on_step):
-        raise InvalidRequest("on_step", on_step, "must be callable", "pass a function taking a TrainStep")
+    check_hooks(progress, on_step)
     out_dir = check_out(out, resume=resume, overwrite=overwrite)
     from aigc._runtime.device import resolve_device
 

@@ -153,3 +153,33 @@ def test_private_cache_instance() -> None:
         gen = cache.get_or_load(CacheKey("text", "fake", "m", None, "cpu", "float32"),
                                 lambda: FakeTextGenerator.load("m", options=opts))
         assert len(cache) == 1 and cache.entries()[0].generator is gen  # 0 bytes fit a 0-byte budget
+
+
+@pytest.mark.parametrize("error", [torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB"),
+                                   MemoryError("cannot allocate"), RuntimeError("DefaultCPUAllocator: not enough "
+                                                                                "memory: you tried to allocate 9 GB"
+                                                                                " -- out of memory")])
+def test_out_of_memory_becomes_a_typed_error_with_a_fix(error: BaseException) -> None:
+    class Hungry(FakeTextGenerator):
+        backend_name = "hungry"
+
+        def _generate(self, request, seeds, events):  # type: ignore[no-untyped-def]
+            raise error
+
+    with registered(Hungry):
+        gen = aigc.load("text", "m", backend="hungry")
+        with pytest.raises(aigc.errors.OutOfMemory, match="Fix: try fewer samples") as e:
+            gen.generate("hi", num_outputs=4)
+        assert e.value.__cause__ is error
+        assert isinstance(e.value, MemoryError)
+
+
+def test_other_runtime_errors_pass_through() -> None:
+    class Broken(FakeTextGenerator):
+        backend_name = "broken"
+
+        def _generate(self, request, seeds, events):  # type: ignore[no-untyped-def]
+            raise RuntimeError("shape mismatch")
+
+    with registered(Broken), pytest.raises(RuntimeError, match="shape mismatch"):
+        aigc.load("text", "m", backend="broken").generate("hi")

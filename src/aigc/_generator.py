@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import contextlib
 import dataclasses
 import datetime
 import importlib.metadata
@@ -20,7 +21,7 @@ from aigc._runtime.weights import fingerprint_files
 from aigc._seeds import resolve_seeds
 from aigc._types import EventCallback, Modality, Request, _jsonable
 from aigc._version import __version__
-from aigc.errors import AigcError, InvalidRequest
+from aigc.errors import AigcError, InvalidRequest, OutOfMemory
 
 if TYPE_CHECKING:
     import torch
@@ -190,7 +191,7 @@ class Generator(abc.ABC, Generic[ReqT, ResT]):
         req = self._build_request(request, params)
         seeds = resolve_seeds(req.seed, req.total_samples)
         started = time.perf_counter()
-        with self._emitter(on_event, progress, req) as events:
+        with self._emitter(on_event, progress, req) as events, self._out_of_memory(req):
             result = self._generate(req, seeds, events)
         result.record = self._record(req, seeds, time.perf_counter() - started)
         return result
@@ -219,7 +220,7 @@ class Generator(abc.ABC, Generic[ReqT, ResT]):
         seeds = resolve_seeds(req.seed, 1)
 
         def pieces() -> Iterator[str]:
-            with self._emitter(on_event, False, req) as events:
+            with self._emitter(on_event, False, req) as events, self._out_of_memory(req):
                 yield from self._stream(req, seeds, events)
 
         return pieces()
@@ -287,6 +288,33 @@ class Generator(abc.ABC, Generic[ReqT, ResT]):
             req = rtype.from_params(request, **params)
         self._check_supported(req)
         return req  # type: ignore[return-value]
+
+    @contextlib.contextmanager
+    def _out_of_memory(self, req: Request) -> Iterator[None]:
+        """Turn the device's out-of-memory error into :class:`~aigc.errors.OutOfMemory` with what would help."""
+        try:
+            yield
+        except MemoryError as e:  # host memory
+            raise OutOfMemory(f"out of host memory while generating {req.total_samples} sample(s) with "
+                              f"{self.model_id!r}: {e}", suggestion=self._memory_hint(req)) from e
+        except RuntimeError as e:
+            torch = sys.modules.get("torch")
+            oom = getattr(torch, "OutOfMemoryError", ()) if torch is not None else ()
+            if not (oom and isinstance(e, oom)) and "out of memory" not in str(e).lower():
+                raise
+            raise OutOfMemory(f"{self.device} ran out of memory while generating {req.total_samples} sample(s) "
+                              f"with {self.model_id!r}", suggestion=self._memory_hint(req)) from e
+
+    def _memory_hint(self, req: Request) -> str:
+        hints = []
+        if req.total_samples > 1:
+            hints.append("fewer samples per call (num_outputs, or the load option max_batch_size)")
+        if self.device.type != "cpu":
+            if str(self.dtype) == "torch.float32":
+                hints.append("dtype='bfloat16' or 'float16'")
+            hints.append("offload='model' where the backend supports it")
+        hints.append("a smaller model")
+        return "try " + ", or ".join(hints)
 
     def _check_supported(self, req: Request) -> None:
         supported = _BASE_FIELDS | self.supported_params

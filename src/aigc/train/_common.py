@@ -100,6 +100,15 @@ def check_float(field: str, value: Any, *, low: float, high: float = math.inf, l
         raise InvalidRequest(field, value, f"must be {lo}{hi}", fix)
 
 
+def check_optimizer(schedule: object, warmup_steps: object, weight_decay: object, max_grad_norm: object) -> None:
+    """The optimiser knobs both recipes share: learning-rate schedule, warm-up, weight decay, gradient clipping."""
+    check_choice("schedule", schedule, SCHEDULES)
+    check_int("warmup_steps", warmup_steps, minimum=0, fix="pass warmup_steps=0 or more")
+    check_float("weight_decay", weight_decay, low=0.0, fix="pass weight_decay=0.0 or 0.01")
+    check_float("max_grad_norm", max_grad_norm, low=0.0, low_open=True, fix="pass max_grad_norm=1.0 or None",
+                allow_none=True)
+
+
 def check_hooks(progress: object, on_step: object) -> None:
     """``progress`` is None or a bool; ``on_step`` is None or a callable taking a TrainStep."""
     if progress is not None:

@@ -31,17 +31,16 @@ from typing import TYPE_CHECKING, Any
 
 from aigc.errors import BackendUnavailable, InvalidRequest, ModelNotFound, UnsafeModelFile
 from aigc.train._common import (
-    SCHEDULES,
     FinetuneResult,
     LoopSpec,
     Schedule,
     TrainStep,
     batch_indices,
     check_bool,
-    check_choice,
     check_float,
     check_hooks,
     check_int,
+    check_optimizer,
     check_out,
     check_seed,
     derive_seed,
@@ -356,11 +355,7 @@ def finetune_image(
     check_int("lora_alpha", lora_alpha, minimum=1, fix="pass lora_alpha=4, or None for lora_r", allow_none=True)
     check_bool("train_text_encoder", train_text_encoder)
     check_bool("random_flip", random_flip)
-    check_choice("schedule", schedule, SCHEDULES)
-    check_int("warmup_steps", warmup_steps, minimum=0, fix="pass warmup_steps=0 or more")
-    check_float("weight_decay", weight_decay, low=0.0, fix="pass weight_decay=0.0 or 0.01")
-    check_float("max_grad_norm", max_grad_norm, low=0.0, low_open=True, fix="pass max_grad_norm=1.0 or None",
-                allow_none=True)
+    check_optimizer(schedule, warmup_steps, weight_decay, max_grad_norm)
     run_seed = check_seed(seed)
     check_int("checkpoint_every", checkpoint_every, minimum=1, fix="pass checkpoint_every=100, or None",
               allow_none=True)

@@ -33,7 +33,6 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from aigc.errors import BackendUnavailable, InvalidRequest, ModelNotFound, UnsafeModelFile
 from aigc.train._common import (
-    SCHEDULES,
     FinetuneResult,
     LoopSpec,
     Schedule,
@@ -44,6 +43,7 @@ from aigc.train._common import (
     check_float,
     check_hooks,
     check_int,
+    check_optimizer,
     check_out,
     check_seed,
     derive_seed,
@@ -497,11 +497,7 @@ def finetune_text(
     check_float("lr", lr, low=0.0, low_open=True, fix="pass a small positive learning rate, e.g. lr=2e-4")
     check_int("batch_size", batch_size, minimum=1, fix="pass batch_size=8")
     check_int("max_length", max_length, minimum=2, fix="pass max_length=512", allow_none=True)
-    check_choice("schedule", schedule, SCHEDULES)
-    check_int("warmup_steps", warmup_steps, minimum=0, fix="pass warmup_steps=0 or more")
-    check_float("weight_decay", weight_decay, low=0.0, fix="pass weight_decay=0.0 or 0.01")
-    check_float("max_grad_norm", max_grad_norm, low=0.0, low_open=True, fix="pass max_grad_norm=1.0 or None",
-                allow_none=True)
+    check_optimizer(schedule, warmup_steps, weight_decay, max_grad_norm)
     check_int("lora_r", lora_r, minimum=1, fix="pass lora_r=8 (a rank of 1 or more)")
     check_int("lora_alpha", lora_alpha, minimum=1, fix="pass lora_alpha=16 (often 2 * lora_r)")
     check_float("lora_dropout", lora_dropout, low=0.0, high=0.9, fix="pass lora_dropout=0.05")

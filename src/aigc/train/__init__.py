@@ -1,4 +1,4 @@
-"""Fine-tuning recipes: LoRA or full fine-tuning of text models, LoRA for Stable Diffusion.
+"""Training recipes: pre-training aigc's GAN and VAE; LoRA or full fine-tuning of text models; LoRA for SD.
 
     >>> from aigc.train import finetune_text
     >>> res = finetune_text("gpt2-dir", ["The quick brown fox."] * 16, out="runs/fox", steps=60)  # doctest: +SKIP
@@ -19,18 +19,26 @@ from aigc.train._common import FinetuneResult, TrainStep, latest_checkpoint
 
 if TYPE_CHECKING:
     from aigc.train.image import finetune_image
+    from aigc.train.pretrain import PretrainResult, load_image_set, train_diffusion, train_gan, train_vae
     from aigc.train.text import finetune_text
 
 __all__ = [
     "FinetuneResult",
+    "PretrainResult",
     "TrainStep",
     "finetune_image",
     "finetune_text",
     "latest_checkpoint",
+    "load_image_set",
+    "train_diffusion",
+    "train_gan",
+    "train_vae",
 ]
 
 # Public name -> the submodule that defines it; imported on first access (PEP 562).
-_LAZY = {"finetune_text": "text", "finetune_image": "image"}
+_LAZY = {"finetune_text": "text", "finetune_image": "image", "train_gan": "pretrain", "train_vae": "pretrain",
+         "train_diffusion": "pretrain",
+         "PretrainResult": "pretrain", "load_image_set": "pretrain"}
 
 
 def __getattr__(name: str) -> Any:

@@ -367,7 +367,8 @@ class FinetuneResult:
         if self.eval_losses:
             last = max(self.eval_losses)
             evals = f", eval loss {self.eval_losses[last]:.4g} at step {last}"
-        return (f"FinetuneResult({str(self.output)!r}, method={self.method!r}, steps={self.steps}, {losses}{evals}, "
+        return (f"{type(self).__name__}({str(self.output)!r}, method={self.method!r}, steps={self.steps}, "
+                f"{losses}{evals}, "
                 f"{self.duration_s:.1f}s)")
 
 

@@ -1,4 +1,4 @@
-"""The ``aigc train`` command: fine-tuning from the command line.
+"""The ``aigc train`` command: pre-training and fine-tuning from the command line.
 
     aigc train finetune-text MODEL DATA -o OUT [--method lora|full] [--steps N | --epochs N] [--lr LR]
         [--batch-size N] [--max-length N] [--lora-r R] [--lora-alpha A] [--target-modules M ...]
@@ -6,7 +6,15 @@
     aigc train finetune-image MODEL DATA -o OUT [--steps N] [--lr LR] [--batch-size N] [--resolution PX]
         [--lora-r R] [--train-text-encoder] [--seed S] [--checkpoint-every N] [--resume [CHECKPOINT]]
 
-Both print the output directory and a summary of the losses (or the whole result as JSON with ``--json``).
+    aigc train gan DATA -o OUT [--steps N] [--lr LR] [--batch-size N] [--truncation PSI] [--balance-classes]
+        [--mixed-precision] [--fp16] [--seed S] [--checkpoint-every N] [--resume [CHECKPOINT]] [--overwrite]
+    aigc train vae DATA -o OUT  (the same options, and --beta B, --eval-fraction F)
+    aigc train diffusion DATA -o OUT  (the same options but --truncation)
+
+DATA for ``gan``/``vae`` is a folder of images (one sub-folder per class) or a ``.npz`` file holding ``images``
+(N, H, W[, C]) and optionally ``labels`` (N,) and ``class_names``.
+
+All print the output directory and a summary of the losses (or the whole result as JSON with ``--json``).
 Errors print one line (``aigc: error: ...``) and exit with status 1.
 """
 
@@ -59,8 +67,8 @@ def add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
         ArgumentParser(prog='aigc train', ...)
     """
     train: argparse.ArgumentParser = subparsers.add_parser(
-        "train", help="fine-tune a text model (LoRA or full) or a Stable Diffusion LoRA",
-        description="Fine-tune models. Runs are reproducible, checkpointed and resumable.")
+        "train", help="pre-train a GAN or VAE; fine-tune a text model (LoRA or full) or a Stable Diffusion LoRA",
+        description="Train models. Runs are reproducible, checkpointed and resumable.")
     recipes = train.add_subparsers(dest="recipe", required=True, metavar="RECIPE")
 
     p = recipes.add_parser("finetune-text", help="fine-tune a causal language model",
@@ -83,6 +91,37 @@ def add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--resolution", type=int, help="training size in pixels (default: the model's)")
     p.add_argument("--train-text-encoder", action="store_true", help="also train a LoRA for the text encoder")
     p.add_argument("--random-flip", action="store_true", help="flip images horizontally at random")
+
+    for name, what in (("gan", "a StyleGAN2-style GAN"), ("vae", "a convolutional VAE"),
+                       ("diffusion", "a small class-conditional DDPM")):
+        p = recipes.add_parser(name, help=f"pre-train {what} on a folder of images or an .npz array",
+                               description=f"Pre-train {what}; the output loads with backend='{name}'.")
+        p.add_argument("data", metavar="DATA", help="a folder of images (one sub-folder per class) "
+                                                    "or an .npz with images[, labels, class_names]")
+        p.add_argument("-o", "--out", required=True, help="output directory")
+        p.add_argument("--steps", type=int, help="optimizer steps")
+        p.add_argument("--lr", type=float, help="learning rate")
+        p.add_argument("--batch-size", type=int, help="images per step")
+        if name != "diffusion":
+            p.add_argument("--truncation", type=float, help="default truncation written for the backend")
+        else:
+            p.add_argument("--widths", type=int, nargs="+", help="UNet channels per level (default 32 64 64)")
+        p.add_argument("--balance-classes", action="store_true", help="draw classes uniformly")
+        p.add_argument("--mixed-precision", action="store_true", help="bfloat16 autocast")
+        p.add_argument("--fp16", dest="export_dtype", action="store_const", const="float16",
+                       help="write the weights in float16")
+        if name == "vae":
+            p.add_argument("--beta", type=float, help="weight of the KL term (default 1)")
+            p.add_argument("--eval-fraction", type=float, help="share of images held out (default 0.05)")
+        p.add_argument("--seed", type=int, help="the run's seed (default 0)")
+        p.add_argument("--checkpoint-every", type=int, metavar="N", help="write a checkpoint every N steps")
+        p.add_argument("--resume", nargs="?", const=True, default=False, metavar="CHECKPOINT",
+                       help="continue the run in OUT from its latest checkpoint, or from CHECKPOINT")
+        p.add_argument("--overwrite", action="store_true", help="start again in a non-empty OUT")
+        p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, mps (default: cpu)")
+        p.add_argument("--no-progress", dest="progress", action="store_const", const=False, default=None,
+                       help="no progress bar")
+        p.add_argument("--json", action="store_true", help="print the result as JSON")
     return train
 
 
@@ -92,12 +131,48 @@ _TEXT_KEYS = ("steps", "epochs", "lr", "batch_size", "max_length", "schedule", "
               "checkpoint_every")
 _IMAGE_KEYS = ("steps", "lr", "batch_size", "resolution", "schedule", "warmup_steps", "lora_r", "lora_alpha",
                "seed", "checkpoint_every")
+_PRETRAIN_KEYS = ("steps", "lr", "batch_size", "truncation", "export_dtype", "beta", "eval_fraction", "widths",
+                  "seed", "checkpoint_every")
+
+
+def _pretrain_data(path: str) -> tuple[Any, dict[str, Any]]:
+    """A folder as it is, or an .npz file's arrays with its labels and class names as keywords."""
+    from aigc.errors import InvalidRequest
+
+    if not path.endswith(".npz"):
+        return path, {}
+    import numpy as np
+
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {k: npz[k] for k in npz.files}
+    except (OSError, ValueError) as e:
+        raise InvalidRequest("data", path, f"cannot read the .npz file ({e})",
+                             "write it with np.savez(path, images=..., labels=...)") from None
+    if "images" not in arrays:
+        raise InvalidRequest("data", path, f"has no 'images' array (it has {sorted(arrays)})",
+                             "write it with np.savez(path, images=..., labels=...)")
+    extra: dict[str, Any] = {}
+    if "labels" in arrays:
+        extra["labels"] = arrays["labels"].tolist()
+    if "class_names" in arrays:
+        extra["class_names"] = [str(x) for x in arrays["class_names"].tolist()]
+    return arrays["images"], extra
 
 
 def _run(args: argparse.Namespace) -> int:
     common: dict[str, Any] = {"out": args.out, "resume": args.resume, "overwrite": args.overwrite,
                               "device": args.device, "progress": args.progress}
-    if args.recipe == "finetune-text":
+    result: Any
+    if args.recipe in ("gan", "vae", "diffusion"):
+        from aigc.train.pretrain import train_diffusion, train_gan, train_vae
+
+        data, extra = _pretrain_data(args.data)
+        kwargs = {k: getattr(args, k) for k in _PRETRAIN_KEYS if getattr(args, k, None) is not None}
+        recipe: Any = {"gan": train_gan, "vae": train_vae, "diffusion": train_diffusion}[args.recipe]
+        result = recipe(data, balance_classes=args.balance_classes, mixed_precision=args.mixed_precision,
+                        **common, **extra, **kwargs)
+    elif args.recipe == "finetune-text":
         from aigc.train.text import finetune_text
 
         kwargs = {k: getattr(args, k) for k in _TEXT_KEYS if getattr(args, k) is not None}

@@ -1,0 +1,13 @@
+"""aigc's own network architectures: a StyleGAN2-style GAN and a convolutional VAE.
+
+Each lives in one file, readable top to bottom, with shapes in comments. ``import aigc.models`` imports torch.
+
+Example:
+    >>> from aigc.models import StyleGANConfig, StyleGANGenerator
+    >>> g = StyleGANGenerator(StyleGANConfig(resolution=16, widths=(32, 32, 16)))  # doctest: +SKIP
+"""
+
+from aigc.models.stylegan import StyleGANConfig, StyleGANDiscriminator, StyleGANGenerator
+from aigc.models.vae import ConvVAE, VAEConfig
+
+__all__ = ["ConvVAE", "StyleGANConfig", "StyleGANDiscriminator", "StyleGANGenerator", "VAEConfig"]

@@ -45,6 +45,11 @@ _PARAM_FLAGS: list[tuple[str, str, Any, str]] = [
     ("--voice", "voice", str, "audio: voice or speaker"),
     ("--num-frames", "num_frames", int, "video: frames per clip"),
     ("--fps", "fps", float, "video: frames per second"),
+    ("--truncation", "truncation", float, "gan/vae/walk: truncation psi (0 = the class's average)"),
+    ("--mix-seed", "mix_seed", int, "gan: style-mixing donor seed"),
+    ("--mix-layer", "mix_layer", int, "gan: first layer styled by the donor"),
+    ("--keyframes", "keyframes", int, "walk: seeds the latent walk passes through"),
+    ("--interpolation", "interpolation", str, "walk: z (spherical) or w (linear, GAN)"),
 ]
 
 

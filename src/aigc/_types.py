@@ -371,6 +371,12 @@ class _VisualRequest(Request):
             check_number("guidance", self.guidance, low=0.0, fix="pass guidance >= 0 (1 turns guidance off)")
 
 
+def _check_truncation(value: object) -> None:
+    if value is not None:
+        check_number("truncation", value, low=0.0, high=2.0,
+                     fix="pass truncation in [0, 1] (0.7 is typical; values up to 2 extrapolate)")
+
+
 @dataclass(frozen=True, kw_only=True)
 class ImageRequest(_VisualRequest):
     """An image-generation request (text-to-image, image-to-image, inpainting).
@@ -383,6 +389,10 @@ class ImageRequest(_VisualRequest):
         strength: how much to change ``init_image`` (0 keeps it, 1 ignores it).
         mask: a PIL image or a path (white = repaint), for inpainting; needs ``init_image``.
         scheduler: a scheduler's short name (``"ddim"``, ``"euler"``, ...), where the backend has several.
+        truncation: for GANs and VAEs, how far the latent may stray from the average (1 leaves it, 0 gives
+            the average image for every seed); ``None`` is the model's default.
+        mix_seed, mix_layer: GAN style mixing: layers ``mix_layer`` onwards take their style from the latent
+            of ``mix_seed`` (the same for every sample).
 
     Example:
         >>> ImageRequest(prompt="a cat", width=512, height=512, seed=[1, 2]).total_samples
@@ -396,10 +406,19 @@ class ImageRequest(_VisualRequest):
     strength: float = 0.8
     mask: Any = None
     scheduler: str | None = None
+    truncation: float | None = None
+    mix_seed: int | None = None
+    mix_layer: int | None = None
 
     def _check(self) -> None:
         super()._check()
         check_number("strength", self.strength, low=0.0, high=1.0, fix="pass strength in [0, 1]")
+        _check_truncation(self.truncation)
+        check_optional_int("mix_seed", self.mix_seed, minimum=0)
+        check_optional_int("mix_layer", self.mix_layer, minimum=1)
+        if self.mix_layer is not None and self.mix_seed is None:
+            raise InvalidRequest("mix_layer", self.mix_layer, "style mixing needs a second latent",
+                                 "pass mix_seed= too, or drop mix_layer")
         if self.mask is not None and self.init_image is None:
             raise InvalidRequest("mask", "<mask>", "inpainting needs an init_image", "pass init_image= too")
         check_image_path(self, "init_image")
@@ -448,6 +467,10 @@ class VideoRequest(_VisualRequest):
         num_frames: frames per clip; ``None`` is the model's default.
         fps: frames per second of the result.
         init_image: a PIL image or path, for image-to-video.
+        keyframes: latent walks: how many seeds the walk passes through (``seed``, ``seed + 1``, ...).
+        interpolation: latent walks: ``"z"`` (spherical, in the input latent) or ``"w"`` (linear, in a GAN's
+            intermediate latent).
+        truncation: latent walks: as :class:`ImageRequest`.
 
     Example:
         >>> VideoRequest(prompt="a 3 moving left", num_frames=16, fps=8).num_frames
@@ -460,10 +483,18 @@ class VideoRequest(_VisualRequest):
     num_frames: int | None = None
     fps: float | None = None
     init_image: Any = None
+    keyframes: int | None = None
+    interpolation: str | None = None
+    truncation: float | None = None
 
     def _check(self) -> None:
         super()._check()
         check_optional_int("num_frames", self.num_frames, minimum=1)
+        check_optional_int("keyframes", self.keyframes, minimum=2)
+        if self.interpolation is not None and self.interpolation not in ("z", "w"):
+            raise InvalidRequest("interpolation", self.interpolation, "unknown latent interpolation",
+                                 'pass "z" (spherical in z) or "w" (linear in w)')
+        _check_truncation(self.truncation)
         check_image_path(self, "init_image")
         if self.fps is not None:
             check_number("fps", self.fps, low=0.0, low_open=True, high=240.0, fix="pass fps between 1 and 240")

@@ -124,6 +124,22 @@ class ClassTable:
         return ", ".join(repr(self.names[c]) for c in sorted(self.names))
 
 
+def to_images(x: torch.Tensor, size: tuple[int, int], upscale: str) -> list[Image.Image]:
+    """(B, C, H, W) in [-1, 1], C = 1 or 3 -> RGB PIL images, resized to ``size`` (width, height) with the
+    ``"bicubic"`` or ``"nearest"`` filter."""
+    from PIL import Image
+
+    pixels = ((x.float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)  # (B, C, H, W)
+    resample = Image.Resampling.NEAREST if upscale == "nearest" else Image.Resampling.BICUBIC
+    images = []
+    for p in pixels.numpy():
+        img = Image.fromarray(p[0]) if p.shape[0] == 1 else Image.fromarray(p.transpose(1, 2, 0)[..., :3])
+        if img.size != size:
+            img = img.resize(size, resample=resample)
+        images.append(img.convert("RGB"))
+    return images
+
+
 def _model_dir(model: str) -> Path:
     """A local directory, or the folder of a built-in name inside the installed package."""
     if os.path.isdir(model):
@@ -303,17 +319,7 @@ class ClassDiffusionGenerator(Generator[ImageRequest, ImageResult]):
 
     def _to_images(self, x: torch.Tensor, size: tuple[int, int]) -> list[Image.Image]:
         """4. (B, C, H, W) in [-1, 1] -> RGB PIL images, upscaled to ``size`` (width, height)."""
-        from PIL import Image
-
-        pixels = ((x.float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)  # (B, C, H, W)
-        resample = Image.Resampling.NEAREST if self.upscale == "nearest" else Image.Resampling.BICUBIC
-        images = []
-        for p in pixels.numpy():
-            img = Image.fromarray(p[0]) if self.channels == 1 else Image.fromarray(p.transpose(1, 2, 0)[..., :3])
-            if img.size != size:
-                img = img.resize(size, resample=resample)
-            images.append(img.convert("RGB"))
-        return images
+        return to_images(x, size, self.upscale)
 
     def _generate(self, request: ImageRequest, seeds: list[int], events: EventEmitter) -> ImageResult:
         # 1. Validate everything before any tensor work.

@@ -1,7 +1,7 @@
 """Test helpers for aigc and for plugin authors.
 
 - Tiny random models saved to a directory (:func:`tiny_gpt2`, :func:`tiny_llama`, :func:`tiny_t5`,
-  :func:`tiny_tokenizer`), to test the real loading path offline.
+  :func:`tiny_tokenizer`, :func:`tiny_gan`, :func:`tiny_vae`), to test the real loading path offline.
 - The backend contract suite (:func:`check_generator`), which any backend -- ours or a plugin's -- runs.
 - Fake backends (:class:`FakeTextGenerator`, :class:`FakeImageGenerator`) and :func:`registered`, to test
   code that uses aigc without models.
@@ -15,11 +15,13 @@ Example:
 from aigc.testing.contract import check_generator, outputs_equal
 from aigc.testing.factories import (
     CHAT_TEMPLATE,
+    tiny_gan,
     tiny_gpt2,
     tiny_llama,
     tiny_stable_diffusion,
     tiny_t5,
     tiny_tokenizer,
+    tiny_vae,
 )
 from aigc.testing.fake import FakeImageGenerator, FakeTextGenerator, registered
 
@@ -30,9 +32,11 @@ __all__ = [
     "check_generator",
     "outputs_equal",
     "registered",
+    "tiny_gan",
     "tiny_gpt2",
     "tiny_llama",
     "tiny_stable_diffusion",
     "tiny_t5",
     "tiny_tokenizer",
+    "tiny_vae",
 ]

@@ -15,7 +15,10 @@ import os
 from pathlib import Path
 from typing import Any
 
-__all__ = ["CHAT_TEMPLATE", "tiny_gpt2", "tiny_llama", "tiny_stable_diffusion", "tiny_t5", "tiny_tokenizer"]
+__all__ = [
+    "CHAT_TEMPLATE", "tiny_gan", "tiny_gpt2", "tiny_llama", "tiny_stable_diffusion", "tiny_t5", "tiny_tokenizer",
+    "tiny_vae",
+]
 
 #: A minimal chat template (Jinja), so chat prompts can be tested on tiny models.
 CHAT_TEMPLATE = (
@@ -150,3 +153,55 @@ def tiny_stable_diffusion(path: str | os.PathLike[str], *, seed: int = 0, sample
                                    requires_safety_checker=False)
     pipe.save_pretrained(os.fspath(path))
     return Path(path)
+
+
+_TINY_CLASSES = ("circle", "square", "cross")
+
+
+def tiny_gan(path: str | os.PathLike[str], *, seed: int = 0, resolution: int = 16, num_classes: int = 3) -> Path:
+    """A random class-conditional StyleGAN2-style generator in the ``gan`` backend's format, saved to ``path``.
+
+    Classes are ``"circle"``, ``"square"`` and ``"cross"`` (the first ``num_classes``); ``w_avg`` holds the mean w
+    of 256 random latents per class, as training would leave it; noise strengths are non-zero.
+    """
+    import torch
+
+    from aigc.models import StyleGANConfig, StyleGANGenerator
+    from aigc.train.pretrain import GAN_FORMAT, _classes_json, _export
+
+    levels = resolution.bit_length() - 2
+    cfg = StyleGANConfig(resolution=resolution, widths=tuple(max(8, 32 >> i) for i in range(levels)), z_dim=16,
+                         w_dim=32, mapping_layers=2, num_classes=num_classes)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        net = StyleGANGenerator(cfg)
+        with torch.no_grad():
+            for layer in net.synthesis.layers:
+                layer.noise_strength.fill_(0.1)  # type: ignore[operator]
+            for c in range(max(num_classes, 1)):
+                labels = torch.full((256,), c) if num_classes else None
+                net.w_avg[c] = net.mapping(torch.randn(256, cfg.z_dim), labels).mean(0)
+    out = Path(path)
+    out.mkdir(parents=True, exist_ok=True)
+    names = _TINY_CLASSES[:num_classes]
+    _export(out, GAN_FORMAT, cfg.to_dict(), _classes_json(names, None), {"truncation": 0.7}, net.state_dict(),
+            "float32")
+    return out
+
+
+def tiny_vae(path: str | os.PathLike[str], *, seed: int = 0, resolution: int = 16, num_classes: int = 3) -> Path:
+    """A random class-conditional convolutional VAE in the ``vae`` backend's format, saved to ``path``."""
+    import torch
+
+    from aigc.models import ConvVAE, VAEConfig
+    from aigc.train.pretrain import VAE_FORMAT, _classes_json, _export
+
+    cfg = VAEConfig(resolution=resolution, widths=(8, 16), latent_dim=8, num_classes=num_classes, class_dim=4)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        net = ConvVAE(cfg)
+    out = Path(path)
+    out.mkdir(parents=True, exist_ok=True)
+    _export(out, VAE_FORMAT, cfg.to_dict(), _classes_json(_TINY_CLASSES[:num_classes], None), {"truncation": 1.0},
+            net.state_dict(), "float32")
+    return out

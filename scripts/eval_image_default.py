@@ -172,6 +172,8 @@ def generate(gen: Any, names: list[str], per_class: int, seed: int, **params: An
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="default", help="'default' (the shipped model) or a model directory")
+    p.add_argument("--backend", default="diffusion", choices=["diffusion", "gan", "vae"])
+    p.add_argument("--truncation", type=float, default=None, help="gan/vae: truncation (default: the model's)")
     p.add_argument("--steps", type=int, default=None, help="sampling steps (default: the model's)")
     p.add_argument("--guidance", type=float, nargs="*", default=[None], help="one or more guidance scales")
     p.add_argument("--scheduler", default=None)
@@ -208,8 +210,9 @@ def main() -> None:
     fd_floor = frechet_distance(ref_feat, floor_feat)
 
     # 2. The generator, through the public API.
-    gen = aigc.load("image", args.model, backend="diffusion", device="cpu")
-    table = json.loads((_assets(args.model) / "aigc_classes.json").read_text())
+    gen = aigc.load("image", args.model, backend=args.backend, device="cpu")
+    folder = _assets(args.model, args.backend)
+    table = json.loads((folder / ("aigc_classes.json" if args.backend == "diffusion" else "config.json")).read_text())
     names = [c["name"] for c in sorted(table["classes"], key=lambda c: c["id"])]
     results = {"classifier_real_accuracy": real_acc, "classifier_real_per_class": real_per_class,
                "fd_real_floor": fd_floor, "runs": []}
@@ -221,6 +224,8 @@ def main() -> None:
             params["guidance"] = guidance
         if args.scheduler is not None:
             params["scheduler"] = args.scheduler
+        if args.truncation is not None:
+            params["truncation"] = args.truncation
         samples, seconds = generate(gen, names, args.per_class, args.seed, **params)
         labels = np.repeat(np.arange(N_CLASSES), args.per_class)
         gpred, gfeat = run_classifier(clf, to_input(samples))
@@ -251,10 +256,10 @@ def main() -> None:
         Path(args.json).write_text(json.dumps(results, indent=2))
 
 
-def _assets(model: str) -> Path:
+def _assets(model: str, backend: str) -> Path:
     if os.path.isdir(model):
         return Path(model)
-    return Path(aigc.__file__).parent / "assets" / "image_default"
+    return Path(aigc.__file__).parent / "assets" / ("image_default" if backend == "diffusion" else f"image_{backend}")
 
 
 if __name__ == "__main__":

@@ -202,3 +202,29 @@ def test_assembler_uses_prompt_context_for_spacing(tokenizer: object) -> None:
         asm.add(t)
     assert asm.text == " world"
 
+
+
+class _EosFirst:
+    """A stepper whose next token is always EOS (id 0) by a wide margin, then token 3."""
+
+    def prefill(self) -> torch.Tensor:
+        return torch.tensor([[9.0, 0.0, 0.0, 5.0]])
+
+    def step(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.prefill().expand(tokens.shape[0], -1)
+
+
+@pytest.mark.parametrize("seeds", [None, [3]])
+def test_min_new_tokens_holds_back_eos(seeds: list[int] | None) -> None:
+    from aigc.sampling.decode import DecodeLoop
+
+    def run(min_new: int) -> tuple[list[int], str | None]:
+        loop = DecodeLoop(_EosFirst(), context_ids=torch.tensor([[1, 2]]), seeds=seeds, processors=[],
+                          eos_token_ids={0}, max_new_tokens=6, pad_token_id=0, min_new_tokens=min_new)
+        for _ in loop:
+            pass
+        return loop.tokens[0], loop.reasons[0]
+
+    assert run(0) == ([0], "stop")
+    tokens, reason = run(3)
+    assert tokens[:3] != [0, 0, 0] and 0 not in tokens[:3] and tokens[3] == 0 and reason == "stop"

@@ -284,3 +284,26 @@ def test_fresh_seed_is_recorded_and_reproduces(gpt2: aigc.Generator[aigc.TextReq
     assert a.seeds != b.seeds
     assert a.record is not None and a.record.seeds == a.seeds
     assert gpt2.generate(PROMPT, seed=a.seeds[0], max_new_tokens=10).text == a.text
+
+
+def test_generation_config_settings_fill_in_keywords_left_out(tmp_path: Path) -> None:
+    import json as _json
+
+    from aigc.testing import tiny_gpt2
+
+    path = tiny_gpt2(tmp_path / "m")
+    cfg_file = path / "generation_config.json"
+    cfg = _json.loads(cfg_file.read_text())
+    cfg.update({"temperature": 0.5, "top_k": 7, "min_new_tokens": 2})
+    cfg_file.write_text(_json.dumps(cfg))
+    gen = aigc.load("text", path)
+    assert gen.request_defaults == {"temperature": 0.5, "top_k": 7, "min_new_tokens": 2}
+    rec = gen.generate("Hello", max_new_tokens=4, seed=0).record.request
+    assert (rec["temperature"], rec["top_k"], rec["min_new_tokens"]) == (0.5, 7, 2)
+    rec = gen.generate("Hello", max_new_tokens=4, seed=0, temperature=1.0).record.request
+    assert (rec["temperature"], rec["top_k"]) == (1.0, 7)  # a keyword given wins
+    typed = aigc.TextRequest(prompt="Hello", max_new_tokens=4, seed=0)
+    assert gen.generate(typed).record.request["temperature"] == 1.0  # a typed request is taken as it is
+    assert gen.generate("Hello", max_new_tokens=1).record.request["min_new_tokens"] == 2  # no error: EOS held back
+    with pytest.raises(aigc.errors.InvalidRequest, match="min_new_tokens"):
+        gen.generate("Hello", max_new_tokens=4, min_new_tokens=-1)

@@ -22,6 +22,7 @@ __all__ = ["generate", "load", "replay"]
 
 #: Embedded default models, by modality (built-in names a backend knows how to load offline).
 EMBEDDED_DEFAULTS: dict[Modality, tuple[str, str]] = {
+    "text": ("default", "transformers"),  # character-level GPT-2 on Shakespeare + Tang poems (assets/text_default)
     "image": ("default", "diffusion"),  # class-conditional diffusion on Fashion-MNIST + digits (assets/image_default)
     "video": ("default", "walk"),  # latent walks through the embedded GAN (assets/image_gan)
 }

@@ -121,6 +121,9 @@ class Generator(abc.ABC, Generic[ReqT, ResT]):
         self.weights = weights
         #: backend-specific load options (recorded, so that replay loads the model the same way)
         self.options = dict(options or {})
+        #: the model's recommended request settings (e.g. from a text model's generation_config.json); they
+        #: fill in keywords a ``generate``/``stream`` call leaves out, and never override a typed request
+        self.request_defaults: dict[str, Any] = {}
         self._closed = False
 
     # -- what a backend implements ---------------------------------------------------------------
@@ -285,7 +288,8 @@ class Generator(abc.ABC, Generic[ReqT, ResT]):
                                      f"{rtype.__name__}", f"pass aigc.{rtype.__name__}(...)")
             req = request.replace(**params) if params else request
         else:
-            req = rtype.from_params(request, **params)
+            defaults = {k: v for k, v in self.request_defaults.items() if k not in params}
+            req = rtype.from_params(request, **defaults, **params)
         self._check_supported(req)
         return req  # type: ignore[return-value]
 

@@ -284,6 +284,8 @@ class TextRequest(Request):
             :class:`Message`), or a list of conversations. Conversations go through the tokenizer's
             chat template.
         max_new_tokens: tokens to generate per sample, at most.
+        min_new_tokens: the end-of-sequence token is not chosen before this many new tokens (stop
+            sequences still apply; at or above ``max_new_tokens`` it is never chosen, as in transformers).
         do_sample: sample (``True``) or decode greedily (``False``, which ignores the sampling knobs).
         temperature: divides the logits; must be > 0 when sampling.
         top_k: keep the k most likely tokens (``None`` or 0: off).
@@ -302,6 +304,7 @@ class TextRequest(Request):
 
     prompt: TextPrompt
     max_new_tokens: int = 50
+    min_new_tokens: int = 0
     do_sample: bool = True
     temperature: float = 1.0
     top_k: int | None = None
@@ -336,6 +339,7 @@ class TextRequest(Request):
 
     def _check(self) -> None:
         check_int("max_new_tokens", self.max_new_tokens, minimum=1)
+        check_int("min_new_tokens", self.min_new_tokens, minimum=0)
         if not isinstance(self.do_sample, bool):
             raise InvalidRequest("do_sample", self.do_sample, "must be True or False", "pass a bool")
         if self.do_sample:

@@ -145,6 +145,34 @@ class _Run:
     tokens: list[list[int]] = field(default_factory=list)
 
 
+# generation_config.json key -> TextRequest field, for the settings a model's authors recommend.
+_GENERATION_DEFAULTS = ("max_new_tokens", "min_new_tokens", "do_sample", "temperature", "top_k", "top_p", "min_p",
+                        "repetition_penalty")
+
+
+def _request_defaults(gen_config: Any) -> dict[str, Any]:
+    """The sampling settings written in the model's generation config (only those set explicitly, as
+    ``to_diff_dict`` reports them); they fill in the keywords a call leaves out."""
+    if gen_config is None or not hasattr(gen_config, "to_diff_dict"):
+        return {}
+    explicit = gen_config.to_diff_dict()
+    return {k: explicit[k] for k in _GENERATION_DEFAULTS if explicit.get(k) is not None}
+
+
+BUILTIN_MODELS = {"default": "text_default"}  # built-in name -> folder under aigc/assets
+
+
+def _builtin_dir(name: str) -> str:
+    """The folder of a model shipped in the package (``"default"``: the embedded character-level GPT-2)."""
+    import importlib.resources
+
+    path = Path(str(importlib.resources.files("aigc") / "assets" / BUILTIN_MODELS[name]))
+    if not (path / "config.json").is_file():
+        raise ModelNotFound(f"the built-in text model {name!r} is missing from {path}. "
+                            "Fix: reinstall aigc (the wheel ships it under aigc/assets)")
+    return str(path)
+
+
 class TransformersTextGenerator(Generator[TextRequest, TextResult]):
     """Causal and seq2seq language models through ``transformers``.
 
@@ -160,7 +188,8 @@ class TransformersTextGenerator(Generator[TextRequest, TextResult]):
     backend_name = "transformers"
     request_type = TextRequest
     supported_params = frozenset(
-        {"max_new_tokens", "do_sample", "temperature", "top_k", "top_p", "min_p", "repetition_penalty", "stop"}
+        {"max_new_tokens", "min_new_tokens", "do_sample", "temperature", "top_k", "top_p", "min_p",
+         "repetition_penalty", "stop"}
     )
     load_options = frozenset({"max_batch_size", "adapter", "merge_adapter"})
 
@@ -173,6 +202,7 @@ class TransformersTextGenerator(Generator[TextRequest, TextResult]):
         self.is_seq2seq = bool(getattr(model.config, "is_encoder_decoder", False))
         self.max_batch_size = int(options.extra.get("max_batch_size", 64))
         gen_config = getattr(model, "generation_config", None)
+        self.request_defaults = _request_defaults(gen_config)
         eos = getattr(gen_config, "eos_token_id", None)
         if eos is None:
             eos = tokenizer.eos_token_id
@@ -226,6 +256,9 @@ class TransformersTextGenerator(Generator[TextRequest, TextResult]):
         adapter = _check_adapter(options)
         if adapter is not None:  # record the absolute path, so that replay works from any directory
             options = dataclasses.replace(options, extra={**options.extra, "adapter": str(adapter)})
+        model_id = model
+        if model in BUILTIN_MODELS and not os.path.isdir(model):
+            model = _builtin_dir(model)
         local = os.path.isdir(model)
         weights = None
         if local:
@@ -257,7 +290,7 @@ class TransformersTextGenerator(Generator[TextRequest, TextResult]):
         lm.to(options.device)  # type: ignore[arg-type]  # transformers' stubs type .to() oddly
         lm.eval()
         revision = options.revision or getattr(config, "_commit_hash", None)
-        return cls(model=lm, tokenizer=tokenizer, model_id=model, options=options, weights=weights,
+        return cls(model=lm, tokenizer=tokenizer, model_id=model_id, options=options, weights=weights,
                    revision=revision)
 
     # -- Generator hooks -------------------------------------------------------------------------
@@ -361,7 +394,8 @@ class TransformersTextGenerator(Generator[TextRequest, TextResult]):
             loop = DecodeLoop(stepper, context_ids=context,
                               seeds=seeds[start:start + chunk] if request.do_sample else None,
                               processors=processors, eos_token_ids=self.eos_ids,
-                              max_new_tokens=request.max_new_tokens, pad_token_id=self.pad_id)
+                              max_new_tokens=request.max_new_tokens, pad_token_id=self.pad_id,
+                              min_new_tokens=request.min_new_tokens)
             with torch.inference_mode():
                 for step, chosen in loop:
                     for j, tok in enumerate(chosen):

@@ -9,6 +9,7 @@ join to exactly the final text.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Collection, Iterator, Sequence
 from typing import Literal, Protocol
 
@@ -45,6 +46,7 @@ class DecodeLoop:
         eos_token_ids: tokens that end a row (reason ``"stop"``); they are part of the row's tokens.
         max_new_tokens: rows still running after this many tokens end with reason ``"length"``.
         pad_token_id: fed to the model for rows that have ended.
+        min_new_tokens: steps during which the EOS tokens cannot be chosen.
 
     The consumer may call :meth:`finish` (e.g. on a stop sequence) or :meth:`cancel` between steps.
     Sampling draws from each row's own generator on the CPU, so a row's tokens do not depend on the
@@ -66,6 +68,7 @@ class DecodeLoop:
         eos_token_ids: Collection[int],
         max_new_tokens: int,
         pad_token_id: int,
+        min_new_tokens: int = 0,
     ) -> None:
         self.stepper = stepper
         self.batch = int(context_ids.shape[0])
@@ -76,6 +79,7 @@ class DecodeLoop:
         self.processors = list(processors)
         self.eos = set(eos_token_ids)
         self.max_new_tokens = max_new_tokens
+        self.min_new_tokens = min_new_tokens
         self.pad = pad_token_id
         self.tokens: list[list[int]] = [[] for _ in range(self.batch)]
         self.reasons: list[Reason | None] = [None] * self.batch
@@ -108,6 +112,9 @@ class DecodeLoop:
         history = self.context.to(logits.device)
         for step in range(self.max_new_tokens):
             scores = logits.float()
+            if step < self.min_new_tokens and self.eos:  # as transformers' MinNewTokensLengthLogitsProcessor
+                scores = scores.clone()
+                scores[:, sorted(self.eos)] = -math.inf
             for proc in self.processors:
                 scores = proc(history, scores)
             chosen = self._choose(scores)

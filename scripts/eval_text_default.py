@@ -1,0 +1,150 @@
+"""Evaluate aigc's embedded default text model (src/aigc/assets/text_default) on held-out data.
+
+Two measurements, both on data that scripts/train_text_default.py never trained on:
+
+1. English bits per character: the exported fp16 weights, loaded in float32 with transformers, score the last 5%
+   of every Shakespeare play (the held-out split of the training script) in non-overlapping windows of 256
+   characters; each character is predicted from the earlier characters of its window (the first character of
+   a window is context only). bpc = mean negative log2-likelihood per predicted character. The held-out Tang
+   poems are scored the same way (reported, no target). A sliding-window bpc (windows of 256 every 128
+   characters, each character scored once with at least 128 characters of context) is reported as well.
+
+2. Poem regularity: ``--poems`` (100) held-out regular Tang poems, taken in a fixed order (sha256 of their id);
+   the prompt is the poem's title and a newline (``"秋莺\\n"``), the training format of a poem. Sample ``i`` is
+   generated through aigc's own API, ``aigc.load("text", path).generate(prompt, seed=i, max_new_tokens=100,
+   temperature=..., top_k=..., top_p=..., min_new_tokens=...)`` with the sampling settings passed explicitly;
+   generation stops at the model's ``</s>``, which cannot come before ``min_new_tokens`` characters (24, the
+   model's default: a 5-character quatrain is 26 characters with its punctuation and newlines). The generated text is split on ，。！？； (newlines ignored; a trailing piece without
+   punctuation counts as a line). A poem is *regular* when every line has 5 characters or every line has 7,
+   with at least 4 lines (the percentage with at least 2 lines is reported too). The titles never say how long
+   the lines are: the model chooses 5 or 7 and must keep to it.
+
+Usage:
+    OMP_NUM_THREADS=1 python scripts/eval_text_default.py
+    OMP_NUM_THREADS=1 python scripts/eval_text_default.py --temperature 0.8 --top-k 40 --json report.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from train_text_default import (
+    DEFAULT_EXPORT,
+    DEFAULT_TEMPERATURE,
+    DEFAULT_TOP_K,
+    held_out_bits,
+    is_regular,
+    poem_lines,
+    prepare,
+)
+
+import aigc
+
+
+@torch.no_grad()
+def sliding_bits(model: Any, stream: torch.Tensor, *, block: int = 256, stride: int = 128, batch: int = 16) -> float:
+    """Bits per character with a sliding window: every character after the first window has >= block - stride
+    characters of context (windows start every ``stride``; only their last ``stride`` characters are scored)."""
+    starts = list(range(0, len(stream) - block + 1, stride))
+    total, count = 0.0, 0
+    for i in range(0, len(starts), batch):
+        rows = torch.stack([stream[s:s + block] for s in starts[i:i + batch]])  # (B, T)
+        logp = torch.log_softmax(model(input_ids=rows).logits.float(), dim=-1)  # (B, T, V)
+        nll = -logp[:, :-1].gather(-1, rows[:, 1:, None])[..., 0]  # (B, T - 1): -log p(x_t | x_<t)
+        for j, s in enumerate(starts[i:i + batch]):
+            keep = nll[j] if s == 0 else nll[j, -stride:]  # the first window scores all its characters
+            total += keep.sum().item()
+            count += keep.numel()
+    return total / count / math.log(2)
+
+
+def english_bpc(path: Path, data: dict[str, Any]) -> dict[str, float]:
+    """Held-out bits per character of the exported model, loaded in float32."""
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
+    return {"english_bpc": round(held_out_bits(model, data["en_held"]), 4),
+            "english_bpc_sliding": round(sliding_bits(model, data["en_held"]), 4),
+            "chinese_poem_bpc": round(held_out_bits(model, data["zh_held"]), 4)}
+
+
+def poem_prompts(data: dict[str, Any], n: int) -> list[str]:
+    """Titles of n held-out poems in a fixed order, keeping only titles without <unk> characters."""
+    poems = sorted(data["held_poems"], key=lambda p: hashlib.sha256(p["id"].encode()).hexdigest())
+    titles = [p["title"] for p in poems if all(c in data["stoi"] for c in p["title"])]
+    if len(titles) < n:
+        sys.exit(f"--poems={n} but only {len(titles)} held-out titles are usable")
+    return [t + "\n" for t in titles[:n]]
+
+
+def poem_regularity(path: Path, prompts: list[str], args: argparse.Namespace) -> dict[str, Any]:
+    gen = aigc.load("text", str(path))
+    regular4 = regular2 = 0
+    samples = []
+    for i, prompt in enumerate(prompts):
+        text = gen.generate(prompt, seed=i, max_new_tokens=100, temperature=args.temperature, top_k=args.top_k,
+                            top_p=args.top_p, min_new_tokens=args.min_new_tokens).text
+        ok4, ok2 = is_regular(text, min_lines=4), is_regular(text, min_lines=2)
+        regular4 += ok4
+        regular2 += ok2
+        samples.append({"seed": i, "prompt": prompt, "text": text, "lines": [len(s) for s in poem_lines(text)],
+                        "regular": ok4})
+    n = len(prompts)
+    return {"poem_regular_pct": round(100 * regular4 / n, 1), "poem_regular_2lines_pct": round(100 * regular2 / n, 1),
+            "poems": n, "samples": samples}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", default=str(DEFAULT_EXPORT), help="the exported model folder")
+    p.add_argument("--poems", type=int, default=100, help="number of poems to generate (seeds 0..N-1)")
+    p.add_argument("--temperature", type=float, default=DEFAULT_TEMPERATURE)
+    p.add_argument("--top-k", type=int, default=DEFAULT_TOP_K)
+    p.add_argument("--top-p", type=float, default=1.0)
+    p.add_argument("--min-new-tokens", type=int, default=24,
+                   help="no </s> before this many characters (the shipped generation_config.json says 24)")
+    p.add_argument("--skip-bpc", action="store_true", help="only the poem regularity")
+    p.add_argument("--data-dir", default="/tmp/aigc_text_data", help="where the package archives are kept")
+    p.add_argument("--json", default=None, help="also write the report (with every generated poem) here")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    path = Path(args.model)
+    if not (path / "model.safetensors").is_file():
+        sys.exit(f"--model={path} has no model.safetensors. Fix: run scripts/train_text_default.py first")
+
+    t0 = time.perf_counter()
+    data = prepare(args.data_dir)
+    report: dict[str, Any] = {"model": str(path), "sampling": {"temperature": args.temperature, "top_k": args.top_k,
+                                                               "top_p": args.top_p, "max_new_tokens": 100}}
+    if not args.skip_bpc:
+        report.update(english_bpc(path, data))
+    report.update(poem_regularity(path, poem_prompts(data, args.poems), args))
+    report["seconds"] = round(time.perf_counter() - t0, 1)
+
+    print(f"model: {path}")
+    if not args.skip_bpc:
+        print(f"held-out English bpc: {report['english_bpc']:.3f} (target <= 2.3; sliding window, >= 128 chars of "
+              f"context: {report['english_bpc_sliding']:.3f}); held-out Tang poems bpc: "
+              f"{report['chinese_poem_bpc']:.3f}")
+    print(f"regular poems (all lines 5 or all 7 chars, >= 4 lines): {report['poem_regular_pct']:.1f}% "
+          f"of {report['poems']} (target >= 80%); with >= 2 lines: {report['poem_regular_2lines_pct']:.1f}%")
+    print(f"sampling: {report['sampling']}")
+    for s in report["samples"][:3]:
+        print(f"--- seed {s['seed']} {'regular' if s['regular'] else 'irregular'}\n{s['prompt']}{s['text']}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()

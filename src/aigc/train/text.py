@@ -328,6 +328,10 @@ def _check_model(model: Any) -> tuple[str, Any, str]:
     if not isinstance(model, (str, os.PathLike)) or not os.fspath(model):
         raise InvalidRequest("model", model, "must be a model directory or a hub id", "pass model='path/to/gpt2'")
     name = os.fspath(model)
+    from aigc._backends.text_transformers import BUILTIN_MODELS, _builtin_dir
+
+    if name in BUILTIN_MODELS and not os.path.isdir(name):  # "default": the embedded text model
+        name = _builtin_dir(name)
     identity = name
     if os.path.isdir(name):
         from aigc._runtime.weights import fingerprint_files, weight_files
@@ -432,7 +436,8 @@ def finetune_text(
     torch RNG is untouched.
 
     Args:
-        model: a model directory (safetensors weights) or a hub id of a decoder-only language model.
+        model: a model directory (safetensors weights), a hub id of a decoder-only language model, or
+            ``"default"``, the embedded text model.
         data: a list of texts; a list of dicts: ``{"text"}``, ``{"prompt", "completion"}`` (only the
             completion is scored) or ``{"messages": [{"role", "content"}, ...]}`` (the model's chat template;
             only assistant turns are scored); or the path of a ``.txt`` file (one example per line, or

@@ -14,7 +14,8 @@ Two measurements, both on data that scripts/train_text_default.py never trained 
    generated through aigc's own API, ``aigc.load("text", path).generate(prompt, seed=i, max_new_tokens=100,
    temperature=..., top_k=..., top_p=..., min_new_tokens=...)`` with the sampling settings passed explicitly;
    generation stops at the model's ``</s>``, which cannot come before ``min_new_tokens`` characters (24, the
-   model's default: a 5-character quatrain is 26 characters with its punctuation and newlines). The generated text is split on ，。！？； (newlines ignored; a trailing piece without
+   model's default: a 5-character quatrain is 26 characters with its punctuation and newlines). The generated
+   text is split on ，。！？； (newlines ignored; a trailing piece without
    punctuation counts as a line). A poem is *regular* when every line has 5 characters or every line has 7,
    with at least 4 lines (the percentage with at least 2 lines is reported too). The titles never say how long
    the lines are: the model chooses 5 or 7 and must keep to it.

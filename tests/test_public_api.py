@@ -13,6 +13,7 @@ from aigc.errors import AigcError, InvalidRequest
 
 def test_all_is_exactly_the_public_namespace() -> None:
     import aigc.evaluate
+    import aigc.models
     import aigc.sampling
     import aigc.testing
     import aigc.train

@@ -33,7 +33,7 @@ from aigc._types import (
 from aigc._version import __version__ as __version__
 
 if TYPE_CHECKING:
-    from aigc import evaluate, sampling, testing, train
+    from aigc import evaluate, models, sampling, testing, train
 
 __all__ = [
     "AudioRequest",
@@ -62,6 +62,7 @@ __all__ = [
     "evaluate",
     "generate",
     "load",
+    "models",
     "register_backend",
     "replay",
     "sampling",
@@ -70,7 +71,7 @@ __all__ = [
 ]
 
 # Submodules that import torch load on first attribute access.
-_LAZY_SUBMODULES = frozenset({"evaluate", "sampling", "testing", "train"})
+_LAZY_SUBMODULES = frozenset({"evaluate", "models", "sampling", "testing", "train"})
 
 
 def __getattr__(name: str) -> Any:

@@ -408,11 +408,13 @@ def _optimizer_from_files(tensors: Mapping[str, torch.Tensor], meta: Mapping[str
     return {"state": state, "param_groups": meta["param_groups"]}
 
 
-def _save_checkpoint(root: Path, step: int, params: Sequence[tuple[str, torch.nn.Parameter]],
-                     optimizer: torch.optim.Optimizer, state: Mapping[str, Any]) -> Path:
-    """Write checkpoint ``step`` into ``root/checkpoints`` atomically and return its directory."""
-    from safetensors.torch import save_file
+def write_checkpoint_dir(root: Path, step: int, write: Callable[[Path], None]) -> Path:
+    """Create checkpoint ``step`` in ``root/checkpoints`` atomically and return its directory.
 
+    ``write(tmp)`` fills a temporary directory beside the final name (it must write ``state.json``); the files
+    are synced and the directory is moved into place with one ``os.replace``, so a crash never leaves a
+    half-written checkpoint. An earlier, abandoned checkpoint of the same step is replaced.
+    """
     folder = root / CHECKPOINTS_DIR
     folder.mkdir(parents=True, exist_ok=True)
     final = folder / f"step-{step:06d}"
@@ -420,11 +422,7 @@ def _save_checkpoint(root: Path, step: int, params: Sequence[tuple[str, torch.nn
     old: Path | None = None
     try:
         os.chmod(tmp, folder.stat().st_mode & 0o777)  # mkdtemp makes it private; give it its parent's mode
-        save_file({name: p.detach().to("cpu").contiguous() for name, p in params}, tmp / "trainable.safetensors")
-        opt_tensors, opt_meta = _optimizer_to_files(optimizer)
-        save_file(opt_tensors, tmp / "optimizer.safetensors")
-        _write_json(tmp / "optimizer.json", opt_meta)
-        _write_json(tmp / _STATE_FILE, dict(state))
+        write(tmp)
         for f in tmp.iterdir():
             _fsync_file(f)
         if final.exists():  # written by an earlier, abandoned attempt at this run: move it aside first
@@ -438,6 +436,36 @@ def _save_checkpoint(root: Path, step: int, params: Sequence[tuple[str, torch.nn
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
     return final
+
+
+def _save_checkpoint(root: Path, step: int, params: Sequence[tuple[str, torch.nn.Parameter]],
+                     optimizer: torch.optim.Optimizer, state: Mapping[str, Any]) -> Path:
+    """Write checkpoint ``step`` (the trained tensors, the optimizer, state.json) and return its directory."""
+    from safetensors.torch import save_file
+
+    def write(tmp: Path) -> None:
+        save_file({name: p.detach().to("cpu").contiguous() for name, p in params}, tmp / "trainable.safetensors")
+        save_optimizer(optimizer, tmp, "optimizer")
+        _write_json(tmp / _STATE_FILE, dict(state))
+
+    return write_checkpoint_dir(root, step, write)
+
+
+def save_optimizer(optimizer: torch.optim.Optimizer, folder: Path, name: str) -> None:
+    """Write ``optimizer``'s state as ``folder/NAME.safetensors`` (tensors) + ``folder/NAME.json`` (the rest)."""
+    from safetensors.torch import save_file
+
+    tensors, meta = _optimizer_to_files(optimizer)
+    save_file(tensors, folder / f"{name}.safetensors")
+    _write_json(folder / f"{name}.json", meta)
+
+
+def load_optimizer(optimizer: torch.optim.Optimizer, folder: Path, name: str) -> None:
+    """Restore what :func:`save_optimizer` wrote."""
+    from safetensors.torch import load_file
+
+    meta = json.loads((folder / f"{name}.json").read_text(encoding="utf-8"))
+    optimizer.load_state_dict(_optimizer_from_files(load_file(folder / f"{name}.safetensors"), meta))
 
 
 def _checkpoints(out: Path) -> list[Path]:
@@ -466,12 +494,7 @@ def _load_checkpoint(path: Path, params: Sequence[tuple[str, torch.nn.Parameter]
     from safetensors.torch import load_file
 
     state: dict[str, Any] = json.loads((path / _STATE_FILE).read_text(encoding="utf-8"))
-    saved = state.get("config", {})
-    differ = sorted(k for k in set(saved) | set(config) if saved.get(k) != config.get(k))
-    if differ:
-        what = "; ".join(f"{k}: {saved.get(k)!r} then, {config.get(k)!r} now" for k in differ[:4])
-        raise InvalidRequest("resume", str(path), f"the checkpoint belongs to a different run ({what})",
-                             "pass the same model, data and hyper-parameters as the interrupted run, or resume=False")
+    check_run_config(path, state.get("config", {}), config)
     tensors = load_file(path / "trainable.safetensors")
     names = {name for name, _ in params}
     if set(tensors) != names:
@@ -480,8 +503,7 @@ def _load_checkpoint(path: Path, params: Sequence[tuple[str, torch.nn.Parameter]
     with torch.no_grad():
         for name, p in params:
             p.copy_(tensors[name].to(device=p.device, dtype=p.dtype))
-    meta = json.loads((path / "optimizer.json").read_text(encoding="utf-8"))
-    optimizer.load_state_dict(_optimizer_from_files(load_file(path / "optimizer.safetensors"), meta))
+    load_optimizer(optimizer, path, "optimizer")
     return state
 
 
@@ -514,6 +536,26 @@ def write_result(out: Path, result: FinetuneResult, config: Mapping[str, Any]) -
 
 
 # -- the loop ------------------------------------------------------------------------------------------
+def progress_bar(progress: bool | None, *, total: int, initial: int, desc: str) -> Any:
+    """A tqdm bar over training steps, or ``None``: ``progress=None`` shows one in a terminal or notebook."""
+    from aigc._runtime.events import progress_default
+
+    if not (progress if progress is not None else progress_default()):
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, desc=desc, unit="step")
+
+
+def check_run_config(path: Path, saved: Mapping[str, Any], config: Mapping[str, Any]) -> None:
+    """Refuse to resume from checkpoint ``path`` when its run configuration ``saved`` differs from ``config``."""
+    differ = sorted(k for k in set(saved) | set(config) if saved.get(k) != config.get(k))
+    if differ:
+        what = "; ".join(f"{k}: {saved.get(k)!r} then, {config.get(k)!r} now" for k in differ[:4])
+        raise InvalidRequest("resume", str(path), f"the checkpoint belongs to a different run ({what})",
+                             "pass the same model, data and hyper-parameters as the interrupted run, or resume=False")
+
+
 @dataclass(frozen=True, kw_only=True)
 class LoopSpec:
     """How one run trains; ``config`` holds what must match for a checkpoint to be resumed."""
@@ -561,8 +603,6 @@ def run_loop(
     """
     import torch
 
-    from aigc._runtime.events import progress_default
-
     optimizer = torch.optim.AdamW([p for _, p in params], lr=spec.lr, weight_decay=spec.weight_decay)
     train_losses: list[float] = []
     eval_losses: dict[int, float] = {}
@@ -582,11 +622,7 @@ def run_loop(
         eval_losses[0] = eval_loss()
         logger.info("step 0: eval loss %.4f", eval_losses[0])
 
-    bar: Any = None
-    if spec.progress if spec.progress is not None else progress_default():
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=spec.total_steps, initial=start, desc=spec.desc, unit="step")
+    bar = progress_bar(spec.progress, total=spec.total_steps, initial=start, desc=spec.desc)
     began = time.perf_counter()
     try:
         for step in range(start, spec.total_steps):

@@ -23,6 +23,7 @@ Reproducibility follows the fine-tuning recipes (see ``aigc.train._common``): ev
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import math
 import os
@@ -36,26 +37,27 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from aigc.errors import InvalidRequest
 from aigc.train._common import (
-    CHECKPOINTS_DIR,
     FinetuneResult,
     LoopSpec,
     TrainStep,
     _checkpoints,
-    _fsync_file,
-    _optimizer_from_files,
-    _optimizer_to_files,
     _write_json,
     check_bool,
     check_float,
     check_hooks,
     check_int,
     check_out,
+    check_run_config,
     check_seed,
     derive_seed,
+    load_optimizer,
     prepare_out,
+    progress_bar,
     publish,
     resolve_resume,
     run_loop,
+    save_optimizer,
+    write_checkpoint_dir,
     write_result,
 )
 
@@ -307,61 +309,72 @@ def _export(out: Path, fmt: str, config: Mapping[str, Any], classes: list[dict[s
         shutil.rmtree(staging, ignore_errors=True)
 
 
-# -- GAN ------------------------------------------------------------------------------------------------
-def _gan_save(root: Path, step: int, modules: Mapping[str, torch.nn.Module],
-              optimizers: Mapping[str, torch.optim.Optimizer], state: Mapping[str, Any]) -> Path:
-    """Checkpoint ``step``: every module's state dict, every optimizer, state.json; one rename makes it visible."""
-    from safetensors.torch import save_file
+# -- checkpoints of several networks and optimizers (GAN, diffusion) -----------------------------------
+@dataclass
+class _ModuleRun:
+    """The checkpointed state of a run that trains several networks with their own optimizers.
 
-    folder = root / CHECKPOINTS_DIR
-    folder.mkdir(parents=True, exist_ok=True)
-    final = folder / f"step-{step:06d}"
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=folder))
-    try:
-        os.chmod(tmp, folder.stat().st_mode & 0o777)
-        tensors = {f"{name}.{k}": v.detach().to("cpu").contiguous()
-                   for name, m in modules.items() for k, v in m.state_dict().items()}
-        save_file(tensors, tmp / "modules.safetensors")
-        for name, opt in optimizers.items():
-            opt_tensors, opt_meta = _optimizer_to_files(opt)
-            save_file(opt_tensors, tmp / f"{name}.safetensors")
-            _write_json(tmp / f"{name}.json", opt_meta)
-        _write_json(tmp / "state.json", dict(state))
-        for f in tmp.iterdir():
-            _fsync_file(f)
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return final
+    A checkpoint holds every module's state dict (``modules.safetensors``, keys prefixed by the module's name),
+    each optimizer (``NAME.safetensors`` + ``NAME.json``) and ``state.json`` (step, loss history, seconds
+    trained, the run configuration), written with :func:`write_checkpoint_dir`.
+    """
 
+    out: Path
+    steps: int
+    config: Mapping[str, Any]
+    modules: Mapping[str, torch.nn.Module]
+    optimizers: Mapping[str, torch.optim.Optimizer]
+    checkpoint_every: int | None
+    start: int = 0
+    previous_s: float = 0.0
+    began: float = field(default_factory=time.perf_counter)
 
-def _gan_load(path: Path, modules: Mapping[str, torch.nn.Module], optimizers: Mapping[str, torch.optim.Optimizer],
-              config: Mapping[str, Any]) -> dict[str, Any]:
-    import json
+    @property
+    def duration_s(self) -> float:
+        """Seconds spent training, summed over resumed sessions."""
+        return self.previous_s + time.perf_counter() - self.began
 
-    from safetensors.torch import load_file
+    def resume(self, path: Path | None, losses: dict[str, list[float]]) -> dict[str, list[float]]:
+        """Restore the checkpoint at ``path`` (none: start afresh) and return the loss history to continue."""
+        if path is None:
+            return losses
+        from safetensors.torch import load_file
 
-    state: dict[str, Any] = json.loads((path / "state.json").read_text(encoding="utf-8"))
-    if not (path / "modules.safetensors").is_file():
-        raise InvalidRequest("resume", str(path), "is not a GAN checkpoint (no modules.safetensors)",
-                             "resume from a checkpoint written by train_gan")
-    saved = state.get("config", {})
-    differ = sorted(k for k in set(saved) | set(config) if saved.get(k) != config.get(k))
-    if differ:
-        what = "; ".join(f"{k}: {saved.get(k)!r} then, {config.get(k)!r} now" for k in differ[:4])
-        raise InvalidRequest("resume", str(path), f"the checkpoint belongs to a different run ({what})",
-                             "pass the same data and hyper-parameters as the interrupted run, or resume=False")
-    tensors = load_file(path / "modules.safetensors")
-    for name, module in modules.items():
-        prefix = f"{name}."
-        module.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
-    for name, opt in optimizers.items():
-        meta = json.loads((path / f"{name}.json").read_text(encoding="utf-8"))
-        opt.load_state_dict(_optimizer_from_files(load_file(path / f"{name}.safetensors"), meta))
-    return state
+        state: dict[str, Any] = json.loads((path / "state.json").read_text(encoding="utf-8"))
+        if not (path / "modules.safetensors").is_file():
+            raise InvalidRequest("resume", str(path), "is not a checkpoint of this recipe (no modules.safetensors)",
+                                 "resume from a checkpoint the same recipe wrote")
+        check_run_config(path, state.get("config", {}), self.config)
+        tensors = load_file(path / "modules.safetensors")
+        for name, module in self.modules.items():
+            prefix = f"{name}."
+            module.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
+        for name, opt in self.optimizers.items():
+            load_optimizer(opt, path, name)
+        self.start, self.previous_s = int(state["step"]), float(state["duration_s"])
+        if self.start >= self.steps:
+            raise InvalidRequest("resume", str(path), f"the checkpoint is at step {self.start}, the end of the run",
+                                 "pass more steps for a new run, or resume=False")
+        self.began = time.perf_counter()
+        return {k: [float(x) for x in v] for k, v in state["losses"].items()}
+
+    def step_done(self, done: int, losses: Mapping[str, list[float]]) -> None:
+        """After step ``done`` (1-based): write a checkpoint when one is due (never after the last step)."""
+        if not (self.checkpoint_every and done % self.checkpoint_every == 0 and done < self.steps):
+            return
+        from safetensors.torch import save_file
+
+        state = {"step": done, "losses": dict(losses), "duration_s": self.duration_s, "config": dict(self.config)}
+
+        def write(tmp: Path) -> None:
+            save_file({f"{name}.{k}": v.detach().to("cpu").contiguous()
+                       for name, m in self.modules.items() for k, v in m.state_dict().items()},
+                      tmp / "modules.safetensors")
+            for name, opt in self.optimizers.items():
+                save_optimizer(opt, tmp, name)
+            _write_json(tmp / "state.json", state)
+
+        logger.info("step %d: checkpoint %s", done, write_checkpoint_dir(self.out, done, write))
 
 
 def train_gan(
@@ -488,19 +501,10 @@ def train_gan(
     opt_g = torch.optim.Adam(g_net.parameters(), lr=lr, betas=(0.0, 0.99), eps=1e-8)
     r1_mb = r1_every / (r1_every + 1)  # lazy regularisation: adjust D's Adam (StyleGAN2, appendix B)
     opt_d = torch.optim.Adam(d_net.parameters(), lr=lr * r1_mb, betas=(0.0, 0.99 ** r1_mb), eps=1e-8)
-    modules = {"G": g_net, "D": d_net, "G_ema": g_ema}  # checkpoint key prefixes
-    optimizers = {"opt_g": opt_g, "opt_d": opt_d}
-
-    losses: dict[str, list[float]] = {"d_loss": [], "g_loss": [], "r1": [], "d_class": [], "g_class": []}
+    run = _ModuleRun(out_path, steps, run_config, {"G": g_net, "D": d_net, "G_ema": g_ema},
+                     {"opt_g": opt_g, "opt_d": opt_d}, checkpoint_every)
+    losses = run.resume(resume_from, {"d_loss": [], "g_loss": [], "r1": [], "d_class": [], "g_class": []})
     use_classes = class_loss_weight > 0 and dataset.labels is not None
-    start, previous_s = 0, 0.0
-    if resume_from is not None:
-        state = _gan_load(resume_from, modules, optimizers, run_config)
-        start, previous_s = int(state["step"]), float(state["duration_s"])
-        losses = {k: [float(x) for x in v] for k, v in state["losses"].items()}
-        if start >= steps:
-            raise InvalidRequest("resume", str(resume_from), f"the checkpoint is at step {start}, the end of the run",
-                                 "pass more steps for a new run, or resume=False")
 
     pixels = dataset.pixels.to(dev)
     labels_t = dataset.labels.to(dev) if dataset.labels is not None else None
@@ -519,17 +523,11 @@ def train_gan(
         noise = [torch.randn(s, generator=gen).to(dev) for s in g_net.synthesis.noise_shapes(batch_size)]
         return ws, noise
 
-    bar: Any = None
-    from aigc._runtime.events import progress_default
-
-    if progress if progress is not None else progress_default():
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=steps, initial=start, desc="train gan", unit="step")
-    began = time.perf_counter()
+    bar = progress_bar(progress, total=steps, initial=run.start, desc="train gan")
+    run.began = time.perf_counter()  # training time starts here, not at set-up
     g_net.train(), d_net.train()
     try:
-        for step in range(start, steps):
+        for step in range(run.start, steps):
             gen = torch.Generator("cpu").manual_seed(derive_seed(run_seed, "step", step))
             idx = _draw_indices(gen, dataset, batch_size, balance_classes, by_class).to(dev)
             real = pixels[idx]
@@ -592,11 +590,7 @@ def train_gan(
             losses["g_loss"].append(values[1])
             if r1_value is not None:
                 losses["r1"].append(r1_value)
-            if checkpoint_every and done % checkpoint_every == 0 and done < steps:
-                state = {"step": done, "losses": losses, "duration_s": previous_s + time.perf_counter() - began,
-                         "config": run_config}
-                path = _gan_save(out_path, done, modules, optimizers, state)
-                logger.info("step %d: checkpoint %s", done, path)
+            run.step_done(done, losses)
             if bar is not None:
                 bar.set_postfix(d=f"{values[0]:.3f}", g=f"{values[1]:.3f}", refresh=False)
                 bar.update(1)
@@ -610,8 +604,8 @@ def train_gan(
             export_dtype)
     result = PretrainResult(
         output=out_path, method="gan", steps=steps, train_losses=losses["g_loss"], eval_losses={},
-        duration_s=previous_s + time.perf_counter() - began, seed=run_seed, train_examples=dataset.pixels.shape[0],
-        eval_examples=0, resumed_from=start, checkpoints=_checkpoints(out_path), losses=losses)
+        duration_s=run.duration_s, seed=run_seed, train_examples=dataset.pixels.shape[0],
+        eval_examples=0, resumed_from=run.start, checkpoints=_checkpoints(out_path), losses=losses)
     write_result(out_path, result, run_config)
     return result
 
@@ -872,31 +866,17 @@ def train_diffusion(
     ema = copy.deepcopy(unet).eval().requires_grad_(False)
     unet, ema = unet.to(dev).train(), ema.to(dev)
     opt = torch.optim.AdamW(unet.parameters(), lr=lr, weight_decay=0.0)
-    modules, optimizers = {"unet": unet, "ema": ema}, {"opt": opt}
-    losses: dict[str, list[float]] = {"loss": []}
-    start, previous_s = 0, 0.0
-    if resume_from is not None:
-        state = _gan_load(resume_from, modules, optimizers, run_config)
-        start, previous_s = int(state["step"]), float(state["duration_s"])
-        losses = {k: [float(x) for x in v] for k, v in state["losses"].items()}
-        if start >= steps:
-            raise InvalidRequest("resume", str(resume_from), f"the checkpoint is at step {start}, the end of the run",
-                                 "pass more steps for a new run, or resume=False")
+    run = _ModuleRun(out_path, steps, run_config, {"unet": unet, "ema": ema}, {"opt": opt}, checkpoint_every)
+    losses = run.resume(resume_from, {"loss": []})
     pixels, labels_t = dataset.pixels.to(dev), dataset.labels.to(dev)
     by_class = [torch.nonzero(dataset.labels == k).squeeze(1) for k in range(num_classes)]
     alphas = scheduler.alphas_cumprod.to(dev)  # (1000,)
     autocast = torch.autocast(dev.type, dtype=torch.bfloat16, enabled=mixed_precision)
 
-    bar: Any = None
-    from aigc._runtime.events import progress_default
-
-    if progress if progress is not None else progress_default():
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=steps, initial=start, desc="train diffusion", unit="step")
-    began = time.perf_counter()
+    bar = progress_bar(progress, total=steps, initial=run.start, desc="train diffusion")
+    run.began = time.perf_counter()  # training time starts here, not at set-up
     try:
-        for step in range(start, steps):
+        for step in range(run.start, steps):
             gen = torch.Generator("cpu").manual_seed(derive_seed(run_seed, "step", step))
             idx = _draw_indices(gen, dataset, batch_size, balance_classes, by_class).to(dev)
             x0, c = pixels[idx], labels_t[idx]
@@ -925,10 +905,7 @@ def train_diffusion(
                 raise InvalidRequest("lr", lr, f"the loss became {value} at step {done}",
                                      "lower lr, or resume from an earlier checkpoint")
             losses["loss"].append(value)
-            if checkpoint_every and done % checkpoint_every == 0 and done < steps:
-                state = {"step": done, "losses": losses, "duration_s": previous_s + time.perf_counter() - began,
-                         "config": run_config}
-                logger.info("step %d: checkpoint %s", done, _gan_save(out_path, done, modules, optimizers, state))
+            run.step_done(done, losses)
             if bar is not None:
                 bar.set_postfix(loss=f"{value:.4f}", refresh=False)
                 bar.update(1)
@@ -959,8 +936,8 @@ def train_diffusion(
         shutil.rmtree(staging, ignore_errors=True)
     result = PretrainResult(
         output=out_path, method="diffusion", steps=steps, train_losses=losses["loss"], eval_losses={},
-        duration_s=previous_s + time.perf_counter() - began, seed=run_seed, train_examples=dataset.pixels.shape[0],
-        eval_examples=0, resumed_from=start, checkpoints=_checkpoints(out_path), losses=losses)
+        duration_s=run.duration_s, seed=run_seed, train_examples=dataset.pixels.shape[0],
+        eval_examples=0, resumed_from=run.start, checkpoints=_checkpoints(out_path), losses=losses)
     write_result(out_path, result, run_config)
     return result
 

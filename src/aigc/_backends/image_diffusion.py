@@ -28,7 +28,6 @@ and the result is bit-identical.
 
 from __future__ import annotations
 
-import importlib.resources
 import inspect
 import json
 import logging
@@ -42,6 +41,7 @@ import torch
 
 from aigc._generator import Generator, LoadOptions
 from aigc._results import ImageResult
+from aigc._runtime.assets import asset_dir
 from aigc._runtime.events import EventEmitter
 from aigc._runtime.weights import fingerprint_files, weight_files
 from aigc._types import ImageRequest
@@ -145,11 +145,7 @@ def _model_dir(model: str) -> Path:
     if os.path.isdir(model):
         return Path(model)
     if model in BUILTIN_MODELS:
-        path = Path(str(importlib.resources.files("aigc") / "assets" / BUILTIN_MODELS[model]))
-        if not (path / CLASSES_FILE).is_file():
-            raise ModelNotFound(f"the built-in image model {model!r} is missing from {path}. "
-                                "Fix: reinstall aigc (the wheel ships it under aigc/assets)")
-        return path
+        return asset_dir(BUILTIN_MODELS[model], marker=CLASSES_FILE, what=f"the built-in image model {model!r}")
     raise ModelNotFound(f"model={model!r}: not a directory, nor a built-in name ({', '.join(BUILTIN_MODELS)}). "
                         "Fix: pass a model directory holding aigc_classes.json and unet/")
 

@@ -25,7 +25,6 @@ Sample *i* of ``seed=s`` equals a single run with ``seed=s+i`` (bit-identical wi
 
 from __future__ import annotations
 
-import importlib.resources
 import json
 import os
 from dataclasses import dataclass
@@ -35,15 +34,16 @@ from typing import Any
 import torch
 
 from aigc._backends.image_diffusion import UPSCALE_FILTERS, ClassTable, to_images
-from aigc._generator import Generator, LoadOptions
+from aigc._generator import Generator, LoadOptions, ReqT, ResT
 from aigc._results import ImageResult
+from aigc._runtime.assets import asset_dir
 from aigc._runtime.events import EventEmitter
 from aigc._runtime.weights import fingerprint_files, weight_files
 from aigc._types import ImageRequest, Request
 from aigc.errors import GenerationCancelled, InvalidRequest, ModelNotFound
 from aigc.sampling import randn
 
-__all__ = ["GANImageGenerator", "LatentModel", "VAEImageGenerator", "load_latent_model"]
+__all__ = ["GANImageGenerator", "LatentGenerator", "LatentModel", "VAEImageGenerator", "load_latent_model"]
 
 CONFIG_FILE, WEIGHTS_FILE = "config.json", "model.safetensors"
 FORMATS = {"gan": "aigc.gan", "vae": "aigc.vae"}
@@ -126,11 +126,7 @@ def _model_dir(model: str, kind: str) -> Path:
         return Path(model)
     builtin = BUILTIN_MODELS[kind]
     if model in builtin:
-        path = Path(str(importlib.resources.files("aigc") / "assets" / builtin[model]))
-        if not (path / CONFIG_FILE).is_file():
-            raise ModelNotFound(f"the built-in {kind} model {model!r} is missing from {path}. "
-                                "Fix: reinstall aigc (the wheel ships it under aigc/assets)")
-        return path
+        return asset_dir(builtin[model], marker=CONFIG_FILE, what=f"the built-in {kind} model {model!r}")
     raise ModelNotFound(f"model={model!r}: not a directory, nor a built-in {kind} name ({', '.join(builtin)}). "
                         f"Fix: pass a directory written by aigc.train.train_{kind}")
 
@@ -202,11 +198,11 @@ def check_load_options(options: LoadOptions, backend: str) -> None:
         raise InvalidRequest("max_batch_size", mbs, "must be an int >= 1", "pass max_batch_size=16")
 
 
-class _LatentImageGenerator(Generator[ImageRequest, ImageResult]):
-    modality = "image"
-    request_type = ImageRequest
+class LatentGenerator(Generator[ReqT, ResT]):
+    """What the ``gan``, ``vae`` and ``walk`` backends share: a loaded :class:`LatentModel` and the load options
+    ``upscale`` and ``max_batch_size``."""
+
     load_options = frozenset({"upscale", "max_batch_size"})
-    kind = ""
 
     def __init__(self, *, latent: LatentModel, model_id: str, options: LoadOptions) -> None:
         super().__init__(model=model_id, device=options.device, dtype=options.dtype, weights=latent.weights,
@@ -214,15 +210,6 @@ class _LatentImageGenerator(Generator[ImageRequest, ImageResult]):
         self.latent = latent
         self.upscale = str(options.extra.get("upscale", "bicubic"))
         self.max_batch_size = int(options.extra.get("max_batch_size", 64))
-
-    @classmethod
-    def detect(cls, path: Path) -> bool:
-        return read_format(path) == cls.kind
-
-    @classmethod
-    def load(cls, model: str, *, options: LoadOptions) -> Any:
-        check_load_options(options, cls.kind)
-        return cls(latent=load_latent_model(model, cls.kind, options), model_id=model, options=options)
 
     def parameters_count(self) -> int:
         return sum(p.numel() for p in self.latent.net.parameters())
@@ -236,6 +223,21 @@ class _LatentImageGenerator(Generator[ImageRequest, ImageResult]):
 
     def _close(self) -> None:
         self.latent.net = None
+
+
+class _LatentImageGenerator(LatentGenerator[ImageRequest, ImageResult]):
+    modality = "image"
+    request_type = ImageRequest
+    kind = ""
+
+    @classmethod
+    def detect(cls, path: Path) -> bool:
+        return read_format(path) == cls.kind
+
+    @classmethod
+    def load(cls, model: str, *, options: LoadOptions) -> Any:
+        check_load_options(options, cls.kind)
+        return cls(latent=load_latent_model(model, cls.kind, options), model_id=model, options=options)
 
     def _generate(self, request: ImageRequest, seeds: list[int], events: EventEmitter) -> ImageResult:
         # 1. Validate everything before any tensor work.

@@ -164,13 +164,9 @@ BUILTIN_MODELS = {"default": "text_default"}  # built-in name -> folder under ai
 
 def _builtin_dir(name: str) -> str:
     """The folder of a model shipped in the package (``"default"``: the embedded character-level GPT-2)."""
-    import importlib.resources
+    from aigc._runtime.assets import asset_dir
 
-    path = Path(str(importlib.resources.files("aigc") / "assets" / BUILTIN_MODELS[name]))
-    if not (path / "config.json").is_file():
-        raise ModelNotFound(f"the built-in text model {name!r} is missing from {path}. "
-                            "Fix: reinstall aigc (the wheel ships it under aigc/assets)")
-    return str(path)
+    return str(asset_dir(BUILTIN_MODELS[name], marker="config.json", what=f"the built-in text model {name!r}"))
 
 
 class TransformersTextGenerator(Generator[TextRequest, TextResult]):

@@ -27,8 +27,8 @@ import numpy as np
 import torch
 
 from aigc._backends.image_diffusion import to_images
-from aigc._backends.image_latent import LatentModel, check_load_options, load_latent_model, read_format
-from aigc._generator import Generator, LoadOptions
+from aigc._backends.image_latent import LatentGenerator, check_load_options, load_latent_model, read_format
+from aigc._generator import LoadOptions
 from aigc._results import VideoResult
 from aigc._runtime.events import EventEmitter
 from aigc._types import VideoRequest
@@ -59,7 +59,7 @@ def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     return (wa * a64 + wb * b64).to(a.dtype)
 
 
-class LatentWalkGenerator(Generator[VideoRequest, VideoResult]):
+class LatentWalkGenerator(LatentGenerator[VideoRequest, VideoResult]):
     """Latent-walk videos from a GAN or VAE image model; ``aigc.load("video", model, backend="walk")``.
 
     Request fields: ``num_frames`` (default 48), ``fps`` (default 12), ``keyframes`` (seeds visited, default 4),
@@ -75,15 +75,6 @@ class LatentWalkGenerator(Generator[VideoRequest, VideoResult]):
     backend_name = "walk"
     request_type = VideoRequest
     supported_params = frozenset({"num_frames", "fps", "width", "height", "keyframes", "interpolation", "truncation"})
-    load_options = frozenset({"upscale", "max_batch_size"})
-
-    def __init__(self, *, latent: LatentModel, model_id: str, options: LoadOptions) -> None:
-        super().__init__(model=model_id, device=options.device, dtype=options.dtype, weights=latent.weights,
-                         options=options.extra)
-        self.latent = latent
-        self.upscale = str(options.extra.get("upscale", "bicubic"))
-        self.max_batch_size = int(options.extra.get("max_batch_size", 64))
-
     @classmethod
     def detect(cls, path: Path) -> bool:
         return read_format(path) is not None
@@ -96,19 +87,6 @@ class LatentWalkGenerator(Generator[VideoRequest, VideoResult]):
         else:
             kind, name = read_format(Path(model)) or "gan", model
         return cls(latent=load_latent_model(name, kind, options), model_id=model, options=options)
-
-    def parameters_count(self) -> int:
-        return sum(p.numel() for p in self.latent.net.parameters())
-
-    def memory_bytes(self) -> int:
-        net = self.latent.net
-        return sum(t.numel() * t.element_size() for t in [*net.parameters(), *net.buffers()])
-
-    def _to(self, device: torch.device) -> None:
-        self.latent.net.to(device)
-
-    def _close(self) -> None:
-        self.latent.net = None
 
     def _plan(self, request: VideoRequest) -> tuple[int, int, float, str, float]:
         """Frames, keyframes, fps, interpolation and truncation, with defaults, checked against each other."""

@@ -41,12 +41,17 @@ def _common(p: argparse.ArgumentParser, *, data_help: str) -> None:
     p.add_argument("--warmup-steps", type=int, help="steps of linear warm-up")
     p.add_argument("--lora-r", type=int, help="LoRA rank")
     p.add_argument("--lora-alpha", type=int, help="LoRA scale numerator (the update is scaled by alpha / r)")
+    _run_flags(p, device="auto")
+
+
+def _run_flags(p: argparse.ArgumentParser, *, device: str) -> None:
+    """The flags every recipe has: seed, checkpoints and resume, device, progress bar, JSON output."""
     p.add_argument("--seed", type=int, help="the run's seed (default 0)")
     p.add_argument("--checkpoint-every", type=int, metavar="N", help="write a checkpoint every N steps")
     p.add_argument("--resume", nargs="?", const=True, default=False, metavar="CHECKPOINT",
                    help="continue the run in OUT from its latest checkpoint, or from CHECKPOINT")
     p.add_argument("--overwrite", action="store_true", help="start again in a non-empty OUT")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps (default: auto)")
+    p.add_argument("--device", default=device, help=f"auto, cpu, cuda, cuda:1, mps (default: {device})")
     p.add_argument("--no-progress", dest="progress", action="store_const", const=False, default=None,
                    help="no progress bar")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -113,15 +118,7 @@ def add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
         if name == "vae":
             p.add_argument("--beta", type=float, help="weight of the KL term (default 1)")
             p.add_argument("--eval-fraction", type=float, help="share of images held out (default 0.05)")
-        p.add_argument("--seed", type=int, help="the run's seed (default 0)")
-        p.add_argument("--checkpoint-every", type=int, metavar="N", help="write a checkpoint every N steps")
-        p.add_argument("--resume", nargs="?", const=True, default=False, metavar="CHECKPOINT",
-                       help="continue the run in OUT from its latest checkpoint, or from CHECKPOINT")
-        p.add_argument("--overwrite", action="store_true", help="start again in a non-empty OUT")
-        p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, mps (default: cpu)")
-        p.add_argument("--no-progress", dest="progress", action="store_const", const=False, default=None,
-                       help="no progress bar")
-        p.add_argument("--json", action="store_true", help="print the result as JSON")
+        _run_flags(p, device="cpu")
     return train
 
 

@@ -285,6 +285,21 @@ def _toy_set(n: int = 32, size: int = 8) -> tuple[np.ndarray, list[int]]:
     return images, labels
 
 
+class _Stop(Exception):
+    """Raised from ``on_step`` to interrupt a run, as a crash or Ctrl-C would."""
+
+
+def _interrupted(recipe: object, data: object, out: Path, *, at_step: int, **kw: object) -> None:
+    """Run ``recipe`` and stop it right after step ``at_step`` (its checkpoints stay for a resume)."""
+
+    def stop(step: aigc.train.TrainStep) -> None:
+        if step.step == at_step:
+            raise _Stop
+
+    with pytest.raises(_Stop):
+        recipe(data, out, on_step=stop, **kw)  # type: ignore[operator]
+
+
 _TINY_GAN = StyleGANConfig(resolution=8, widths=(16, 16), z_dim=8, w_dim=16, mapping_layers=2, num_classes=2)
 
 
@@ -319,15 +334,7 @@ def test_gan_resume_continues_exactly(tmp_path: Path) -> None:
           "progress": False, "r1_every": 2}
     full = train_gan(images, tmp_path / "full", **kw)  # type: ignore[arg-type]
 
-    class Stop(Exception):
-        pass
-
-    def stop_after_five(step: aigc.train.TrainStep) -> None:
-        if step.step == 5:
-            raise Stop
-
-    with pytest.raises(Stop):
-        train_gan(images, tmp_path / "cut", on_step=stop_after_five, **kw)  # type: ignore[arg-type]
+    _interrupted(train_gan, images, tmp_path / "cut", at_step=5, **kw)
     resumed = train_gan(images, tmp_path / "cut", resume=True, **kw)  # type: ignore[arg-type]
     assert resumed.resumed_from == 3
     assert resumed.losses == full.losses
@@ -346,15 +353,7 @@ def test_vae_training_reduces_the_held_out_loss_and_resumes_exactly(tmp_path: Pa
     assert res.eval_losses[60] < 0.7 * res.eval_losses[0]
     assert res.eval_examples == 4 and res.train_examples == 36
 
-    class Stop(Exception):
-        pass
-
-    def stop(step: aigc.train.TrainStep) -> None:
-        if step.step == 40:
-            raise Stop
-
-    with pytest.raises(Stop):
-        train_vae(images, tmp_path / "w", on_step=stop, **kw)  # type: ignore[arg-type]
+    _interrupted(train_vae, images, tmp_path / "w", at_step=40, **kw)
     again = train_vae(images, tmp_path / "w", resume=True, **kw)  # type: ignore[arg-type]
     assert again.train_losses == res.train_losses and again.eval_losses == res.eval_losses
     gen = aigc.load("image", tmp_path / "w", backend="vae")
@@ -429,15 +428,7 @@ def test_diffusion_recipe_trains_resumes_exactly_and_loads(tmp_path: Path) -> No
           "checkpoint_every": 2, "progress": False, "sample_steps": 4}
     full = train_diffusion(images, tmp_path / "full", **kw)  # type: ignore[arg-type]
 
-    class Stop(Exception):
-        pass
-
-    def stop(step: aigc.train.TrainStep) -> None:
-        if step.step == 3:
-            raise Stop
-
-    with pytest.raises(Stop):
-        train_diffusion(images, tmp_path / "cut", on_step=stop, **kw)  # type: ignore[arg-type]
+    _interrupted(train_diffusion, images, tmp_path / "cut", at_step=3, **kw)
     resumed = train_diffusion(images, tmp_path / "cut", resume=True, **kw)  # type: ignore[arg-type]
     assert resumed.resumed_from == 2 and resumed.train_losses == full.train_losses
     gen = aigc.load("image", tmp_path / "cut")

@@ -309,6 +309,17 @@ def _export(out: Path, fmt: str, config: Mapping[str, Any], classes: list[dict[s
         shutil.rmtree(staging, ignore_errors=True)
 
 
+def _check_fit(config: StyleGANConfig | VAEConfig, data: ImageSet, balance_classes: bool) -> None:
+    """The model's channels and classes match the data's; class balancing needs classes."""
+    channels = data.pixels.shape[1]
+    if config.channels != channels or config.num_classes != data.num_classes:
+        raise InvalidRequest("config", f"channels={config.channels}, num_classes={config.num_classes}",
+                             f"the data has {channels} channel(s) and {data.num_classes} class(es)",
+                             f"pass config with channels={channels}, num_classes={data.num_classes}")
+    if balance_classes and data.labels is None:
+        raise InvalidRequest("balance_classes", True, "the data has no classes", "pass labels=, or drop it")
+
+
 # -- checkpoints of several networks and optimizers (GAN, diffusion) -----------------------------------
 @dataclass
 class _ModuleRun:
@@ -476,12 +487,7 @@ def train_gan(
         levels = int(math.log2(res)) - 1
         widths = tuple(max(32, 128 // 2 ** max(0, i - 1)) for i in range(levels))
         config = StyleGANConfig(resolution=res, channels=channels, widths=widths, num_classes=dataset.num_classes)
-    if config.channels != channels or config.num_classes != dataset.num_classes:
-        raise InvalidRequest("config", f"channels={config.channels}, num_classes={config.num_classes}",
-                             f"the data has {channels} channel(s) and {dataset.num_classes} class(es)",
-                             f"pass config with channels={channels}, num_classes={dataset.num_classes}")
-    if balance_classes and dataset.labels is None:
-        raise InvalidRequest("balance_classes", True, "the data has no classes", "pass labels=, or drop it")
+    _check_fit(config, dataset, balance_classes)
 
     run_config = {
         "recipe": "gan", "model": config.to_dict(), "data": _fingerprint(dataset), "steps": steps,
@@ -680,12 +686,7 @@ def train_vae(
         stages = min(3, int(math.log2(res)) - 1)
         config = VAEConfig(resolution=res, channels=channels, widths=tuple(32 * 2 ** i for i in range(stages)),
                            num_classes=dataset.num_classes)
-    if config.channels != channels or config.num_classes != dataset.num_classes:
-        raise InvalidRequest("config", f"channels={config.channels}, num_classes={config.num_classes}",
-                             f"the data has {channels} channel(s) and {dataset.num_classes} class(es)",
-                             f"pass config with channels={channels}, num_classes={dataset.num_classes}")
-    if balance_classes and dataset.labels is None:
-        raise InvalidRequest("balance_classes", True, "the data has no classes", "pass labels=, or drop it")
+    _check_fit(config, dataset, balance_classes)
 
     n = dataset.pixels.shape[0]
     n_eval = min(n - 1, round(n * eval_fraction))

@@ -48,6 +48,14 @@ def _fresh_cache() -> Iterator[None]:
     aigc.cache.clear()
 
 
+@pytest.fixture(autouse=True)
+def _seeded_test_weights() -> None:
+    """Random weights built in a test come from the global RNG: seed it so every run tests the same numbers."""
+    import torch
+
+    torch.manual_seed(0)
+
+
 @pytest.fixture(scope="session")
 def sd_dir(models_dir: Path) -> Path:
     from aigc.testing import tiny_stable_diffusion

@@ -291,4 +291,4 @@ def replay(
     except ModelNotFound as e:
         raise ModelNotFound(f"{path}: the model that made it is not available: {e}. "
                             "Fix: pass model= the directory holding it") from None
-    return gen.generate(request)  # type: ignore[no-any-return]
+    return gen.generate(request).apply_postprocess(record.postprocess)  # type: ignore[no-any-return]

@@ -31,7 +31,9 @@ class Record:
     """Provenance of a result: enough to know how it was made, and to make it again.
 
     ``sample_index`` is set on the record embedded in one saved sample's file; :meth:`to_request`
-    then rebuilds the request for just that sample.
+    then rebuilds the request for just that sample. ``postprocess`` lists the steps applied to the
+    generated result before it was saved (e.g. ``{"op": "resample", "sample_rate": 44100}``), in order;
+    :func:`aigc.replay` applies them again.
 
     Example:
         >>> rec = Record.from_json(result.record.to_json())  # doctest: +SKIP
@@ -52,6 +54,7 @@ class Record:
     versions: dict[str, str] = field(default_factory=dict)
     options: dict[str, Any] = field(default_factory=dict)
     sample_index: int | None = None
+    postprocess: list[dict[str, Any]] = field(default_factory=list)
     format: str = RECORD_FORMAT
 
     def to_json(self, *, indent: int | None = None) -> str:
@@ -140,6 +143,31 @@ class Result:
     def save(self, path: str | os.PathLike[str]) -> list[Path]:
         """Save every sample (one file each) with its provenance; return the paths written."""
         raise NotImplementedError
+
+    def _with_step(self, step: dict[str, Any], **changes: Any) -> Any:
+        """A copy with ``changes`` applied and ``step`` appended to the record's ``postprocess``."""
+        record = self.record
+        if record is not None:
+            record = dataclasses.replace(record, postprocess=[*record.postprocess, step])
+        return dataclasses.replace(self, record=record, **changes)
+
+    def _apply_step(self, step: dict[str, Any]) -> Result:
+        """Redo one recorded post-processing step (for :func:`aigc.replay`)."""
+        raise ProvenanceError(f"a {self.modality} result has no post-processing step {step!r}")
+
+    def apply_postprocess(self, steps: list[dict[str, Any]]) -> Result:
+        """Apply recorded post-processing steps in order (what :func:`aigc.replay` does after generating).
+
+        Raises:
+            ProvenanceError: a step this result type does not know.
+
+        Example:
+            >>> again = gen.generate(record.to_request()).apply_postprocess(record.postprocess)  # doctest: +SKIP
+        """
+        result: Result = self
+        for step in steps:
+            result = result._apply_step(step)
+        return result
 
 
 @dataclass(kw_only=True)
@@ -297,6 +325,71 @@ class AudioResult(Result):
 
         return self._save_each(
             path, lambda i, target, record: media.save_audio(self.waveforms[i], self.sample_rate, target, record))
+
+    def resample(self, sample_rate: int) -> AudioResult:
+        """A copy at another sample rate (torchaudio's band-limited sinc resampling); the step is recorded.
+
+        Raises:
+            InvalidRequest: ``sample_rate`` is not a positive integer.
+
+        Example:
+            >>> res.resample(44100).sample_rate  # doctest: +SKIP
+            44100
+        """
+        from aigc._media import audio as media
+
+        waves = [media.resample(w, self.sample_rate, sample_rate) for w in self.waveforms]
+        rate = int(sample_rate)
+        return self._with_step({"op": "resample", "sample_rate": rate}, waveforms=waves,  # type: ignore[no-any-return]
+                               sample_rate=rate)
+
+    def loudness(self) -> list[float]:
+        """Integrated loudness of each sample in LUFS (ITU-R BS.1770-4); ``-inf`` for silence.
+
+        Raises:
+            InvalidRequest: a sample shorter than 0.4 s or with more than 5 channels.
+
+        Example:
+            >>> res.normalize(-16.0).loudness()  # doctest: +SKIP
+            [-16.0]
+        """
+        from aigc._media import audio as media
+
+        return [media.measure_loudness(w, self.sample_rate) for w in self.waveforms]
+
+    def normalize(self, lufs: float = -23.0, *, max_peak_db: float = -1.0) -> AudioResult:
+        """A copy with every sample scaled to ``lufs`` integrated loudness (one gain per sample).
+
+        -23 LUFS is the EBU R 128 broadcast level; streaming services use about -14 to -16. The step is
+        recorded in the provenance, so a saved file replays to the same samples.
+
+        Args:
+            lufs: target loudness, between -70 and 0.
+            max_peak_db: the highest sample peak allowed after scaling, in dBFS (at most 0).
+
+        Raises:
+            InvalidRequest: a bad target, a silent or too short sample, or a target that would push a sample's
+                peak above ``max_peak_db`` (the error says the loudest target that fits).
+
+        Example:
+            >>> res.normalize(-16.0).save("speech.wav")  # doctest: +SKIP
+        """
+        from aigc._media import audio as media
+        from aigc._types import check_number
+
+        check_number("lufs", lufs, low=-70.0, high=0.0, fix="pass a loudness in LUFS, e.g. lufs=-23.0")
+        check_number("max_peak_db", max_peak_db, low=-70.0, high=0.0, fix="pass a peak ceiling in dBFS, e.g. -1.0")
+        waves = [media.normalize_loudness(w, self.sample_rate, float(lufs), float(max_peak_db))[0]
+                 for w in self.waveforms]
+        step = {"op": "normalize", "lufs": float(lufs), "max_peak_db": float(max_peak_db)}
+        return self._with_step(step, waveforms=waves)  # type: ignore[no-any-return]
+
+    def _apply_step(self, step: dict[str, Any]) -> Result:
+        if step.get("op") == "resample":
+            return self.resample(step["sample_rate"])
+        if step.get("op") == "normalize":
+            return self.normalize(step["lufs"], max_peak_db=step["max_peak_db"])
+        return super()._apply_step(step)
 
     def _repr_html_(self) -> str:
         from aigc._media import audio as media

@@ -365,6 +365,7 @@ class _VisualRequest(Request):
     height: int | None = None
     steps: int | None = None
     guidance: float | None = None
+    scheduler: str | None = None
 
     def _check(self) -> None:
         if self.negative_prompt is not None and not isinstance(self.negative_prompt, str):
@@ -373,6 +374,8 @@ class _VisualRequest(Request):
             check_optional_int(name, getattr(self, name), minimum=1)
         if self.guidance is not None:
             check_number("guidance", self.guidance, low=0.0, fix="pass guidance >= 0 (1 turns guidance off)")
+        if self.scheduler is not None and not isinstance(self.scheduler, str):
+            raise InvalidRequest("scheduler", self.scheduler, "must be a scheduler name", 'pass scheduler="ddim"')
 
 
 def _check_truncation(value: object) -> None:
@@ -409,7 +412,6 @@ class ImageRequest(_VisualRequest):
     init_image: Any = None
     strength: float = 0.8
     mask: Any = None
-    scheduler: str | None = None
     truncation: float | None = None
     mix_seed: int | None = None
     mix_layer: int | None = None
@@ -427,8 +429,6 @@ class ImageRequest(_VisualRequest):
             raise InvalidRequest("mask", "<mask>", "inpainting needs an init_image", "pass init_image= too")
         check_image_path(self, "init_image")
         check_image_path(self, "mask")
-        if self.scheduler is not None and not isinstance(self.scheduler, str):
-            raise InvalidRequest("scheduler", self.scheduler, "must be a scheduler name", 'pass scheduler="ddim"')
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -471,6 +471,7 @@ class VideoRequest(_VisualRequest):
         num_frames: frames per clip; ``None`` is the model's default.
         fps: frames per second of the result.
         init_image: a PIL image or path, for image-to-video.
+        scheduler: a scheduler's short name (``"ddim"``, ``"euler"``, ...), where the backend has several.
         keyframes: latent walks: how many seeds the walk passes through (``seed``, ``seed + 1``, ...).
         interpolation: latent walks: ``"z"`` (spherical, in the input latent) or ``"w"`` (linear, in a GAN's
             intermediate latent).

@@ -27,6 +27,7 @@ from typing import Any
 
 import torch
 
+from aigc._backends._diffusers_common import is_audio_pipeline, is_video_pipeline, pipeline_class
 from aigc._generator import Generator, LoadOptions
 from aigc._results import ImageResult
 from aigc._runtime.events import EventEmitter
@@ -161,7 +162,8 @@ class DiffusersImageGenerator(Generator[ImageRequest, ImageResult]):
     # -- loading ---------------------------------------------------------------------------------
     @classmethod
     def detect(cls, path: Path) -> bool:
-        return (path / "model_index.json").is_file()
+        name = pipeline_class(path)  # a pipeline folder, and not one of the audio or video backends' kinds
+        return name is not None and not is_video_pipeline(name) and not is_audio_pipeline(name)
 
     @classmethod
     def load(cls, model: str, *, options: LoadOptions) -> DiffusersImageGenerator:

@@ -227,17 +227,22 @@ class TransformersTextGenerator(Generator[TextRequest, TextResult]):
             data = json.loads(config.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return False
-        archs = data.get("architectures") or []
-        if any(str(a).endswith(_LM_ARCH_SUFFIXES) for a in archs):
-            return True
-        model_type = data.get("model_type")
-        if not model_type:
-            return False
         from transformers.models.auto.modeling_auto import (
             MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
             MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES,
+            MODEL_FOR_TEXT_TO_SPECTROGRAM_MAPPING_NAMES,
+            MODEL_FOR_TEXT_TO_WAVEFORM_MAPPING_NAMES,
         )
 
+        model_type = data.get("model_type")
+        if model_type in MODEL_FOR_TEXT_TO_WAVEFORM_MAPPING_NAMES or (
+                model_type in MODEL_FOR_TEXT_TO_SPECTROGRAM_MAPPING_NAMES):
+            return False  # MusicGen, Bark, SpeechT5, ...: the audio backend's ("...ForConditionalGeneration" too)
+        archs = data.get("architectures") or []
+        if any(str(a).endswith(_LM_ARCH_SUFFIXES) for a in archs):
+            return True
+        if not model_type:
+            return False
         return model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES or (
             model_type in MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES)
 

@@ -1,0 +1,280 @@
+"""Audio backend ``diffusers``: AudioLDM, AudioLDM 2, MusicLDM and Stable Audio pipelines.
+
+Noise comes from the sampling core: the initial latents from :func:`aigc.sampling.randn` (one row per sample,
+shaped as the pipeline's ``prepare_latents`` would make them) and one CPU ``torch.Generator`` per sample for
+any noise the scheduler adds, so sample *i* of a batch equals a single run with its seed.
+
+Request fields: ``duration_s`` (``audio_length_in_s``; ``audio_end_in_s`` for Stable Audio), ``steps``,
+``guidance``, ``negative_prompt``.
+
+Stages of one ``generate``:
+    1. check the request against the pipeline (duration limits) before any denoising;
+    2. per chunk of samples: seeded latents and generators, run the pipeline with a step callback that emits
+       events and cancels;
+    3. collect float32 ``(channels, samples)`` waveforms.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import math
+import os
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from aigc._backends._diffusers_common import pipeline_class
+from aigc._generator import Generator, LoadOptions
+from aigc._results import AudioResult
+from aigc._runtime.events import EventEmitter
+from aigc._runtime.weights import fingerprint_files, weight_files
+from aigc._types import AudioRequest
+from aigc.errors import BackendUnavailable, GenerationCancelled, InvalidRequest, ModelNotFound, UnsafeModelFile
+from aigc.sampling import generators, randn
+
+__all__ = ["AUDIO_PIPELINES", "DiffusersAudioGenerator"]
+
+logger = logging.getLogger(__name__)
+
+#: Pipelines this backend runs -> how their length is set: "mel" (a spectrogram latent decoded by a vocoder:
+#: AudioLDM family) or "waveform" (a waveform-VAE latent: Stable Audio).
+AUDIO_PIPELINES: dict[str, str] = {
+    "AudioLDMPipeline": "mel",
+    "AudioLDM2Pipeline": "mel",
+    "MusicLDMPipeline": "mel",
+    "StableAudioPipeline": "waveform",
+}
+
+
+class _Cancelled(Exception):
+    """Raised inside the step callback to leave the pipeline at once."""
+
+
+def _check_weights(path: Path, allow_pickle: bool) -> list[Path]:
+    """Weight files of every component folder; a folder with only pickle weights is refused."""
+    files: list[Path] = []
+    for sub in sorted(p for p in path.iterdir() if p.is_dir()):
+        files += weight_files(sub, allow_pickle=allow_pickle, required=False)
+    return files
+
+
+class DiffusersAudioGenerator(Generator[AudioRequest, AudioResult]):
+    """AudioLDM, AudioLDM 2, MusicLDM and Stable Audio through ``diffusers``.
+
+    Load options: ``max_batch_size`` (samples per pipeline call, default 8).
+
+    Example:
+        >>> gen = aigc.load("audio", "cvssp/audioldm-s-full-v2")  # doctest: +SKIP
+        >>> res = gen.generate("rain on a tin roof", duration_s=5.0, steps=20, seed=[1, 2])  # doctest: +SKIP
+        >>> res.waveforms[0].shape, res.sample_rate  # doctest: +SKIP
+        ((1, 80000), 16000)
+    """
+
+    modality = "audio"
+    backend_name = "diffusers"
+    request_type = AudioRequest
+    supported_params = frozenset({"duration_s", "negative_prompt", "steps", "guidance"})
+    load_options = frozenset({"max_batch_size"})
+
+    def __init__(self, *, pipe: Any, model_id: str, options: LoadOptions, weights: str | None) -> None:
+        super().__init__(model=model_id, device=options.device, dtype=options.dtype, revision=options.revision,
+                         weights=weights, options=options.extra)
+        self.pipe = pipe
+        self.kind = AUDIO_PIPELINES[type(pipe).__name__]
+        self.offload = options.offload
+        self.max_batch_size = int(options.extra.get("max_batch_size", 8))
+        self._lock = threading.Lock()  # a pipeline holds per-call state
+        self.params = inspect.signature(pipe.__call__).parameters
+
+    # -- loading ---------------------------------------------------------------------------------
+    @classmethod
+    def detect(cls, path: Path) -> bool:
+        return pipeline_class(path) in AUDIO_PIPELINES
+
+    @classmethod
+    def load(cls, model: str, *, options: LoadOptions) -> DiffusersAudioGenerator:
+        mbs = options.extra.get("max_batch_size", 8)
+        if not isinstance(mbs, int) or isinstance(mbs, bool) or mbs < 1:
+            raise InvalidRequest("max_batch_size", mbs, "must be an int >= 1", "pass max_batch_size=4")
+        if options.offload != "none" and options.device.type == "cpu":
+            raise InvalidRequest("offload", options.offload, "offload moves weights between the CPU and an "
+                                 "accelerator, and this generator runs on the CPU", "pass offload='none' on CPU")
+        weights = None
+        if os.path.isdir(model):
+            name = pipeline_class(Path(model))
+            if name not in AUDIO_PIPELINES:
+                raise ModelNotFound(f"model={model!r}: model_index.json names {name!r}, not an audio pipeline. Fix: "
+                                    f"use one of {', '.join(AUDIO_PIPELINES)}")
+            weights = fingerprint_files(_check_weights(Path(model), options.allow_pickle))
+        import diffusers
+
+        try:
+            pipe = diffusers.DiffusionPipeline.from_pretrained(
+                model, dtype=options.dtype, revision=options.revision,
+                use_safetensors=None if options.allow_pickle else True,
+                trust_remote_code=options.trust_remote_code)
+        except OSError as e:
+            if "safetensors" in str(e).lower() and not options.allow_pickle:
+                raise UnsafeModelFile(f"model={model!r} has no safetensors weights: {e}. Fix: pass "
+                                      "allow_pickle=True if you trust the source") from None
+            raise ModelNotFound(f"model={model!r}: not a loadable diffusers pipeline: {e}") from None
+        except ImportError as e:  # e.g. Stable Audio's scheduler without torchsde
+            raise BackendUnavailable(f"model={model!r} needs a package that is not installed: {e}. Fix: install "
+                                     "it (Stable Audio's CosineDPMSolverMultistepScheduler needs torchsde)") from None
+        if type(pipe).__name__ not in AUDIO_PIPELINES:
+            raise ModelNotFound(f"model={model!r} is a {type(pipe).__name__}, not an audio pipeline. Fix: use one of "
+                                f"{', '.join(AUDIO_PIPELINES)}")
+        if type(getattr(pipe, "text_encoder_2", None)).__name__ == "VitsModel":
+            raise ModelNotFound(f"model={model!r} is an AudioLDM 2 speech (TTS) checkpoint, which needs a "
+                                "transcription as well as a prompt; aigc does not support it yet. Fix: use a "
+                                "text-to-audio or music checkpoint, or the transformers backend with a TTS model")
+        if options.offload == "model":
+            pipe.enable_model_cpu_offload(device=options.device)
+        elif options.offload == "sequential":
+            pipe.enable_sequential_cpu_offload(device=options.device)
+        else:
+            pipe.to(options.device)
+        pipe.set_progress_bar_config(disable=True)  # aigc's own events and progress bar report the steps
+        return cls(pipe=pipe, model_id=model, options=options, weights=weights)
+
+    # -- Generator hooks -------------------------------------------------------------------------
+    def _modules(self) -> list[torch.nn.Module]:
+        return [m for m in self.pipe.components.values() if isinstance(m, torch.nn.Module)]
+
+    def parameters_count(self) -> int:
+        return sum(p.numel() for m in self._modules() for p in m.parameters())
+
+    def memory_bytes(self) -> int:
+        return sum(t.numel() * t.element_size() for m in self._modules() for t in [*m.parameters(), *m.buffers()])
+
+    def _to(self, device: torch.device) -> None:
+        if self.offload != "none":
+            raise InvalidRequest("device", str(device), "an offloaded pipeline manages its own devices",
+                                 "load it again with the device you want")
+        self.pipe.to(device)
+
+    def _close(self) -> None:
+        self.pipe = None
+
+    # -- the pipeline's geometry -----------------------------------------------------------------
+    @property
+    def sample_rate(self) -> int:
+        if self.kind == "mel":
+            return int(self.pipe.vocoder.config.sampling_rate)
+        return int(self.pipe.vae.config.sampling_rate)
+
+    def _mel_geometry(self) -> tuple[float, int, int]:
+        """(seconds per mel frame, VAE scale factor, mel bins) of an AudioLDM-family pipeline."""
+        vocoder = self.pipe.vocoder.config
+        seconds_per_frame = float(np.prod(vocoder.upsample_rates)) / float(vocoder.sampling_rate)
+        return seconds_per_frame, int(self.pipe.vae_scale_factor), int(vocoder.model_in_dim)
+
+    def _check(self, request: AudioRequest) -> tuple[float | None, tuple[int, ...]]:
+        """1. The duration to ask for (None: the model's default) and the latent shape of one sample."""
+        duration = request.duration_s
+        if request.negative_prompt is not None and request.guidance is not None and request.guidance <= 1.0:
+            raise InvalidRequest("negative_prompt", request.negative_prompt, f"has no effect with guidance="
+                                 f"{request.guidance} (classifier-free guidance is off at guidance <= 1)",
+                                 "pass guidance > 1, or leave negative_prompt out")
+        if self.kind == "mel":
+            per_frame, scale, bins = self._mel_geometry()
+            shortest = per_frame * scale
+            if duration is None:
+                length = float(self.pipe.unet.config.sample_size) * scale * per_frame
+            elif duration < shortest:
+                raise InvalidRequest("duration_s", duration, f"this model makes at least {shortest:g} s (one latent "
+                                     "row)", f"pass duration_s >= {shortest:g}")
+            else:
+                length = duration
+            height = int(length / per_frame)
+            if height % scale:
+                height = math.ceil(height / scale) * scale  # as the pipeline does; the audio is cut back after
+            channels = int(self.pipe.unet.config.in_channels)
+            return duration, (channels, height // scale, bins // scale)
+        transformer, vae = self.pipe.transformer.config, self.pipe.vae
+        longest = float(transformer.sample_size) * vae.hop_length / float(vae.config.sampling_rate)
+        projection = self.pipe.projection_model.config
+        low, high = float(projection.min_value), min(float(projection.max_value), longest)
+        if duration is not None and not low <= duration <= high:
+            raise InvalidRequest("duration_s", duration, f"this model makes {low:g} to {high:g} s",
+                                 f"pass duration_s between {low:g} and {high:g}")
+        return duration, (int(transformer.in_channels), int(transformer.sample_size))
+
+    def _call_kwargs(self, request: AudioRequest, duration: float | None) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {"output_type": "np"}
+        length_name = "audio_end_in_s" if self.kind == "waveform" else "audio_length_in_s"
+        wanted = {length_name: duration, "num_inference_steps": request.steps, "guidance_scale": request.guidance}
+        for name, value in wanted.items():
+            if value is not None:
+                kwargs[name] = value
+        if "num_waveforms_per_prompt" in self.params:
+            kwargs["num_waveforms_per_prompt"] = 1
+        return kwargs
+
+    # -- generation ------------------------------------------------------------------------------
+    def _generate(self, request: AudioRequest, seeds: list[int], events: EventEmitter) -> AudioResult:
+        duration, latent_shape = self._check(request)
+        prompts = [p for p in request.prompts() for _ in range(request.samples_per_prompt)]
+        for i, p in enumerate(prompts):
+            if not isinstance(p, str):
+                raise InvalidRequest(f"prompt[{i}]", p, "must be a string", "pass a text description")
+        kwargs = self._call_kwargs(request, duration)
+        default_steps = self.params["num_inference_steps"].default
+        total = request.steps or (default_steps if isinstance(default_steps, int) else None)
+        chunk = 1 if request.deterministic else self.max_batch_size
+        if total is not None:
+            events.set_total(total * -(-len(seeds) // chunk))  # steps x pipeline calls
+        events.emit("start", total=total)
+        waves: list[np.ndarray[Any, Any]] = []
+        latent_dtype = self._latent_dtype()
+        with self._lock:
+            for start in range(0, len(seeds), chunk):
+                part = seeds[start:start + chunk]
+                call = dict(kwargs, prompt=prompts[start:start + len(part)], generator=generators(part))
+                if request.negative_prompt is not None:
+                    call["negative_prompt"] = [request.negative_prompt] * len(part)
+                call["latents"] = randn(latent_shape, part, device=self.device, dtype=latent_dtype)
+                call.update(self._callback(events, total))
+                try:
+                    with torch.inference_mode():
+                        out = self.pipe(**call)
+                except _Cancelled:
+                    raise GenerationCancelled(f"cancelled by the event callback after sample {start}; the "
+                                              "generator is still usable") from None
+                audios = out.audios
+                audios = audios.detach().float().cpu().numpy() if isinstance(audios, torch.Tensor) else audios
+                for row in np.asarray(audios):  # (samples,) or (channels, samples)
+                    waves.append(np.ascontiguousarray(row[None, :] if row.ndim == 1 else row, dtype=np.float32))
+        events.emit("end", total=total)
+        return AudioResult(waveforms=waves, sample_rate=self.sample_rate, seeds=seeds)
+
+    def _latent_dtype(self) -> torch.dtype:
+        owner = self.pipe.unet if self.kind == "mel" else self.pipe.transformer
+        return owner.dtype  # type: ignore[no-any-return]
+
+    def _callback(self, events: EventEmitter, total: int | None) -> dict[str, Any]:
+        """The step callback, in whichever form the pipeline takes (``callback_on_step_end`` or ``callback``)."""
+
+        def step(index: int) -> None:
+            events.emit("step", step=index + 1, total=total, sample=None, advance=1)
+            if events.cancelled:
+                raise _Cancelled
+
+        if "callback_on_step_end" in self.params:
+            def on_step_end(pipe: Any, i: int, timestep: Any, tensors: dict[str, Any]) -> dict[str, Any]:
+                step(i)
+                return {}
+
+            return {"callback_on_step_end": on_step_end}
+        if "callback" in self.params:
+            def callback(i: int, timestep: Any, latents: Any) -> None:
+                step(i)
+
+            hook: Callable[[int, Any, Any], None] = callback
+            return {"callback": hook, "callback_steps": 1}
+        return {}

@@ -1,4 +1,5 @@
-"""aigc's own network architectures: a StyleGAN2-style GAN and a convolutional VAE.
+"""aigc's own network architectures: a StyleGAN2-style GAN, a convolutional VAE, a mel-spectrogram word
+speaker with its Griffin-Lim vocoder, and a clip VAE for moving sprites.
 
 Each lives in one file, readable top to bottom, with shapes in comments. ``import aigc.models`` imports torch.
 
@@ -7,7 +8,18 @@ Example:
     >>> g = StyleGANGenerator(StyleGANConfig(resolution=16, widths=(32, 32, 16)))  # doctest: +SKIP
 """
 
+from aigc.models.speech import GriffinLimVocoder, MelSpeechConfig, MelSpeechDecoder, log_mel_spectrogram
 from aigc.models.stylegan import StyleGANConfig, StyleGANDiscriminator, StyleGANGenerator
 from aigc.models.vae import ConvVAE, VAEConfig
 
-__all__ = ["ConvVAE", "StyleGANConfig", "StyleGANDiscriminator", "StyleGANGenerator", "VAEConfig"]
+__all__ = [
+    "ConvVAE",
+    "GriffinLimVocoder",
+    "MelSpeechConfig",
+    "MelSpeechDecoder",
+    "StyleGANConfig",
+    "StyleGANDiscriminator",
+    "StyleGANGenerator",
+    "VAEConfig",
+    "log_mel_spectrogram",
+]

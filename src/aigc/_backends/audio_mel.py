@@ -1,0 +1,327 @@
+"""Audio backend ``mel``: aigc's own small speech model, which says one word per clip in one of several voices.
+
+A model directory is what ``scripts/train_audio_default.py`` exports::
+
+    model-dir/
+        config.json         {"format": "aigc.mel_speech", "version": 1,
+                             "config": {...MelSpeechConfig fields...},
+                             "words": ["zero", "one", ...],
+                             "voices": [{"name": "us-male", ...}, ...],
+                             "defaults": {"voice": "us-male"}}
+        model.safetensors   the decoder's weights, float32 or float16
+
+The built-in name ``"default"`` is the model shipped in the package (``aigc/assets/audio_default``): 20 words
+(the digits zero..nine and yes, no, up, down, left, right, on, off, stop, go) in 8 voices, trained on espeak-ng
+speech; see its MODEL_CARD.md.
+
+Stages of one ``generate``:
+    1. map every prompt to one word ("say seven", "seven", "7", "Say 7!"), and check the voice and
+       ``duration_s`` -- before any work;
+    2. from each sample's own seed draw the prosody code (pitch, rate) uniformly in [-1, 1] with a CPU generator;
+    3. the decoder writes a log-mel spectrogram (n_mels, frames); the deterministic Griffin-Lim vocoder turns it
+       into a waveform (no global RNG anywhere);
+    4. peak-normalise to 0.9 (gain at most 30x, so a near-silent clip stays quiet) and pad with trailing
+       silence to ``duration_s`` when asked.
+
+Sample *i* of ``seed=s`` equals a single run with ``seed=s+i``, bit for bit (the decoder runs clip by clip).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from aigc._generator import Generator, LoadOptions
+from aigc._results import AudioResult
+from aigc._runtime.assets import asset_dir
+from aigc._runtime.events import EventEmitter
+from aigc._runtime.weights import fingerprint_files, weight_files
+from aigc._types import AudioRequest
+from aigc.errors import GenerationCancelled, InvalidRequest, ModelNotFound
+from aigc.sampling import uniform
+
+__all__ = ["MelSpeechGenerator", "SpeechModel", "load_speech_model", "parse_word", "read_format"]
+
+CONFIG_FILE, WEIGHTS_FILE = "config.json", "model.safetensors"
+FORMAT = "aigc.mel_speech"
+BUILTIN = {"default": "audio_default"}
+PEAK, MAX_GAIN = 0.9, 30.0
+#: words a prompt may contain besides the one word to say
+FILLER = frozenset({"say", "speak", "pronounce", "read", "the", "word", "number", "digit", "please", "a", "an", "out",
+                    "loud", "aloud"})
+_DIGITS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+
+
+def read_format(path: Path) -> str | None:
+    """``"mel"`` when ``path/config.json`` is one of our speech models, else ``None``."""
+    try:
+        data = json.loads((path / CONFIG_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return "mel" if isinstance(data, dict) and data.get("format") == FORMAT else None
+
+
+def parse_word(prompt: str, words: list[str]) -> int | str:
+    """The index of the one word ``prompt`` asks for, or a message saying what is wrong with it.
+
+    Case and punctuation are ignored; a single digit stands for its English name; filler words such as "say",
+    "the", "number", "please" may surround the word.
+
+    Example:
+        >>> parse_word("Say 7!", list(_DIGITS)), parse_word("seven", list(_DIGITS))
+        (7, 7)
+        >>> parse_word("say hello", list(_DIGITS))
+        "'hello' is not a word this model says"
+    """
+    index = {w.lower(): i for i, w in enumerate(words)}
+    found: set[int] = set()
+    for token in re.findall(r"[^\W_]+", prompt.lower()):
+        if token.isdigit() and len(token) == 1 and _DIGITS[int(token)] in index:
+            found.add(index[_DIGITS[int(token)]])
+        elif token in index:
+            found.add(index[token])
+        elif token not in FILLER:
+            return f"{token!r} is not a word this model says"
+    if not found:
+        return "names no word this model says"
+    if len(found) > 1:
+        return f"names {len(found)} words ({', '.join(words[i] for i in sorted(found))}); a clip says one"
+    return found.pop()
+
+
+@dataclass
+class SpeechModel:
+    """A loaded speech model.
+
+    Attributes:
+        net: the :class:`aigc.models.MelSpeechDecoder`, on its device, in eval mode.
+        vocoder: the :class:`aigc.models.GriffinLimVocoder` (float32, same device).
+        words: the words it says, by class id.
+        voices: the voice names, by speaker id.
+        default_voice: the voice used when a request names none.
+        weights: the fingerprint of the weight file (for provenance).
+    """
+
+    net: Any
+    vocoder: Any
+    words: list[str]
+    voices: list[str]
+    default_voice: int
+    weights: str
+
+    @property
+    def sample_rate(self) -> int:
+        return int(self.net.cfg.sample_rate)
+
+    @property
+    def clip_samples(self) -> int:
+        return int(self.net.cfg.samples)
+
+
+def _model_dir(model: str) -> Path:
+    if os.path.isdir(model):
+        return Path(model)
+    if model in BUILTIN:
+        return asset_dir(BUILTIN[model], marker=CONFIG_FILE, what=f"the built-in audio model {model!r}")
+    raise ModelNotFound(f"model={model!r}: not a directory, nor a built-in speech model ({', '.join(BUILTIN)}). "
+                        "Fix: pass a directory written by scripts/train_audio_default.py, or model='default'")
+
+
+def load_speech_model(model: str, options: LoadOptions) -> SpeechModel:
+    """Load a speech model directory (or the built-in ``"default"``) onto ``options.device``."""
+    from safetensors.torch import load_file
+
+    from aigc.models.speech import GriffinLimVocoder, MelSpeechConfig, MelSpeechDecoder
+
+    path = _model_dir(model)
+    if read_format(path) is None:
+        raise ModelNotFound(f"{path} is not an aigc speech model (no {CONFIG_FILE} with format {FORMAT!r}). "
+                            "Fix: pass a directory written by scripts/train_audio_default.py")
+    if not (path / WEIGHTS_FILE).is_file():
+        with contextlib.suppress(ModelNotFound):
+            weight_files(path, allow_pickle=False)  # refuses pickle-only folders with UnsafeModelFile
+        raise ModelNotFound(f"{path} has no {WEIGHTS_FILE}. Fix: export the model again "
+                            "(scripts/train_audio_default.py writes it)")
+    data = json.loads((path / CONFIG_FILE).read_text(encoding="utf-8"))
+    try:
+        cfg = MelSpeechConfig.from_dict(data["config"])
+        words = [str(w) for w in data["words"]]
+        voices = [str(v["name"]) for v in data["voices"]]
+        default_name = data.get("defaults", {}).get("voice", voices[0])
+        default_voice = voices.index(default_name)
+    except (KeyError, TypeError, ValueError, IndexError, InvalidRequest) as e:
+        raise ModelNotFound(f"{path / CONFIG_FILE} is not a valid speech model config: {e}. "
+                            "Fix: export it again") from None
+    if len(words) != cfg.num_words or len(voices) != cfg.num_voices:
+        raise ModelNotFound(f"{path}: the network has {cfg.num_words} words and {cfg.num_voices} voices, "
+                            f"{CONFIG_FILE} names {len(words)} and {len(voices)}. Fix: export them together")
+    net = MelSpeechDecoder(cfg)
+    state = load_file(path / WEIGHTS_FILE)
+    try:
+        net.load_state_dict({k: v.float() for k, v in state.items()})
+    except RuntimeError as e:
+        raise ModelNotFound(f"{path / WEIGHTS_FILE} does not fit {CONFIG_FILE}: {str(e).splitlines()[0]}. "
+                            "Fix: export the weights and config together") from None
+    net.to(device=options.device, dtype=options.dtype).eval().requires_grad_(False)
+    vocoder = GriffinLimVocoder(cfg).to(options.device)
+    return SpeechModel(net, vocoder, words, voices, default_voice, fingerprint_files([path / WEIGHTS_FILE]))
+
+
+class MelSpeechGenerator(Generator[AudioRequest, AudioResult]):
+    """aigc's own conditional log-mel speech models; ``aigc.load("audio", "default", backend="mel")``.
+
+    A prompt names one word ("say seven", "seven", "7"); ``voice`` picks a voice by name or index (see
+    :attr:`voices`); the seed draws the pitch and speaking rate. Clips are 16 kHz mono and about one second
+    long (:attr:`clip_seconds`); ``duration_s`` at least that long pads them with trailing silence. Load option:
+    ``max_batch_size`` (clips per network call, default 32).
+
+    Example:
+        >>> gen = aigc.load("audio", "default", backend="mel")  # doctest: +SKIP
+        >>> gen.voices[:2]  # doctest: +SKIP
+        ['us-male', 'us-female']
+        >>> gen.generate("say 7", voice="us-female", seed=0).save("seven.wav")  # doctest: +SKIP
+    """
+
+    modality = "audio"
+    backend_name = "mel"
+    request_type = AudioRequest
+    supported_params = frozenset({"voice", "duration_s"})
+    load_options = frozenset({"max_batch_size"})
+
+    def __init__(self, *, speech: SpeechModel, model_id: str, options: LoadOptions) -> None:
+        super().__init__(model=model_id, device=options.device, dtype=options.dtype, weights=speech.weights,
+                         options=options.extra)
+        self.speech = speech
+        self.max_batch_size = int(options.extra.get("max_batch_size", 32))
+
+    @classmethod
+    def detect(cls, path: Path) -> bool:
+        return read_format(path) is not None
+
+    @classmethod
+    def load(cls, model: str, *, options: LoadOptions) -> MelSpeechGenerator:
+        if options.offload != "none":
+            raise InvalidRequest("offload", options.offload, "the mel backend keeps its small model on one device",
+                                 "pass offload='none'")
+        mbs = options.extra.get("max_batch_size", 32)
+        if not isinstance(mbs, int) or isinstance(mbs, bool) or mbs < 1:
+            raise InvalidRequest("max_batch_size", mbs, "must be an int >= 1", "pass max_batch_size=16")
+        return cls(speech=load_speech_model(model, options), model_id=model, options=options)
+
+    @property
+    def words(self) -> list[str]:
+        """The words this model says."""
+        return list(self.speech.words)
+
+    @property
+    def voices(self) -> list[str]:
+        """The voice names, in index order (``voice=`` takes a name or an index)."""
+        return list(self.speech.voices)
+
+    @property
+    def clip_seconds(self) -> float:
+        """The length of a clip without padding, in seconds."""
+        return self.speech.clip_samples / self.speech.sample_rate
+
+    def parameters_count(self) -> int:
+        return sum(p.numel() for p in self.speech.net.parameters())
+
+    def memory_bytes(self) -> int:
+        net = self.speech.net
+        return sum(t.numel() * t.element_size() for t in [*net.parameters(), *net.buffers()])
+
+    def _to(self, device: torch.device) -> None:
+        self.speech.net.to(device)
+        self.speech.vocoder.to(device)
+
+    def _close(self) -> None:
+        self.speech.net = None
+        self.speech.vocoder = None
+
+    # -- validation ------------------------------------------------------------------------------
+    def _word_ids(self, request: AudioRequest) -> list[int]:
+        ids = []
+        for i, prompt in enumerate(request.prompts()):
+            found = parse_word(prompt, self.speech.words)
+            if isinstance(found, str):
+                field = "prompt" if isinstance(request.prompt, str) else f"prompt[{i}]"
+                raise InvalidRequest(field, prompt, found,
+                                     f"name one of: {', '.join(self.speech.words)} (e.g. 'say seven' or '7')")
+            ids.append(found)
+        return ids
+
+    def _voice_id(self, voice: str | int | None) -> int:
+        voices = self.speech.voices
+        listing = ", ".join(f"{i}={v}" for i, v in enumerate(voices))
+        if voice is None:
+            return self.speech.default_voice
+        if isinstance(voice, int) and not isinstance(voice, bool):
+            if 0 <= voice < len(voices):
+                return voice
+            raise InvalidRequest("voice", voice, f"this model has {len(voices)} voices",
+                                 f"pass an index 0..{len(voices) - 1} or a name: {listing}")
+        if isinstance(voice, str):
+            names = {v.lower(): i for i, v in enumerate(voices)}
+            if voice.strip().lower() in names:
+                return names[voice.strip().lower()]
+            raise InvalidRequest("voice", voice, "is not a voice of this model", f"use one of: {listing}")
+        raise InvalidRequest("voice", voice, "must be a voice name or index", f"use one of: {listing}")
+
+    def _length(self, duration_s: float | None) -> int:
+        clip = self.speech.clip_samples
+        if duration_s is None:
+            return clip
+        samples = round(duration_s * self.speech.sample_rate)
+        if samples < clip:
+            raise InvalidRequest("duration_s", duration_s, f"is shorter than this model's clips "
+                                 f"({self.clip_seconds:.3f} s; a word is never cut)",
+                                 f"pass duration_s >= {self.clip_seconds:.3f} (padded with silence) or leave it out")
+        return int(samples)
+
+    # -- generation ------------------------------------------------------------------------------
+    def _generate(self, request: AudioRequest, seeds: list[int], events: EventEmitter) -> AudioResult:
+        # 1. Validate everything before any tensor work.
+        word_ids = self._word_ids(request)
+        voice = self._voice_id(request.voice)
+        length = self._length(request.duration_s)
+        speech = self.speech
+        n = request.samples_per_prompt
+        words = torch.tensor([w for w in word_ids for _ in range(n)], device=self.device)
+        voices = torch.full((len(seeds),), voice, device=self.device)
+
+        # 2. The prosody code of each sample from its own seed, uniform in [-1, 1].
+        prosody = uniform((speech.net.cfg.prosody_dim,), seeds, device=self.device) * 2 - 1  # (B, P)
+
+        # 3. Decoder and vocoder, ``chunk`` clips at a time (1 with deterministic=True).
+        chunk = 1 if request.deterministic else self.max_batch_size
+        total = -(-len(seeds) // chunk)
+        events.emit("start", total=total)
+        waves: list[np.ndarray[Any, Any]] = []
+        with torch.inference_mode():
+            for i, start in enumerate(range(0, len(seeds), chunk)):
+                if events.cancelled:
+                    raise GenerationCancelled(f"cancelled after {i} of {total} batches. Fix: run generate() again")
+                # the decoder runs one clip at a time (cheap), so a clip never depends on its batch; the
+                # vocoder's FFTs are per row anyway
+                log_mel = torch.cat([speech.net.log_mel(words[j:j + 1], voices[j:j + 1],
+                                                        prosody[j:j + 1].to(self.dtype)).float()
+                                     for j in range(start, min(start + chunk, len(seeds)))])  # (b, n_mels, frames)
+                wave = speech.vocoder(log_mel)  # (b, samples)
+                # 4. Peak-normalise (bounded gain) and pad with silence to the requested length.
+                peak = wave.abs().amax(dim=1, keepdim=True).clamp(min=PEAK / MAX_GAIN)
+                wave = (wave * (PEAK / peak)).clamp(-1.0, 1.0)
+                for row in wave.cpu().numpy():
+                    out = np.zeros((1, length), dtype=np.float32)
+                    out[0, : row.shape[0]] = row
+                    waves.append(out)
+                events.emit("step", step=i + 1, total=total, advance=1)
+        events.emit("end", step=total, total=total)
+        return AudioResult(waveforms=waves, seeds=seeds, sample_rate=speech.sample_rate)

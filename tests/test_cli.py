@@ -62,3 +62,24 @@ def test_backends_and_info() -> None:
     assert data["auto_device"] in ("cpu", "cuda", "mps") and "torch" in data["versions"]
     assert aigc_cli("--version").stdout.startswith("aigc ")
     assert aigc_cli("generate").returncode == 2  # usage error
+
+
+def test_generate_audio_resamples_normalises_and_replays(tmp_path: Path) -> None:
+    out = aigc_cli("generate", "audio", "say three", "--seed", "2", "--voice", "1", "--sample-rate", "22050",
+                   "--loudness", "-23", "-o", str(tmp_path / "three.wav"))
+    assert out.returncode == 0, out.stderr
+    import aigc
+    from aigc._media.audio import load_audio, measure_loudness
+
+    wav, rate = load_audio(tmp_path / "three.wav")
+    assert rate == 22050 and abs(measure_loudness(wav, rate) + 23.0) < 0.05
+    record = aigc.Record.from_file(tmp_path / "three.wav")
+    assert record.request["voice"] == 1 and [s["op"] for s in record.postprocess] == ["resample", "normalize"]
+    again = aigc_cli("replay", str(tmp_path / "three.wav"), "-o", str(tmp_path / "again.wav"))
+    assert again.returncode == 0, again.stderr
+    assert (load_audio(tmp_path / "again.wav")[0] == wav).all()
+    for args, needle in ((["--sample-rate", "0"], "--sample-rate=0"), (["--loudness", "3"], "--loudness=3.0")):
+        bad = aigc_cli("generate", "audio", "say three", *args, "-o", str(tmp_path / "x.wav"))
+        assert bad.returncode == 1 and needle in bad.stderr, bad.stderr
+    wrong = aigc_cli("generate", "image", "a sneaker", "--loudness", "-23", "-o", str(tmp_path / "x.png"))
+    assert wrong.returncode == 1 and "post-processes audio" in wrong.stderr

@@ -42,7 +42,7 @@ _PARAM_FLAGS: list[tuple[str, str, Any, str]] = [
     ("--negative-prompt", "negative_prompt", str, "image/audio/video: what to avoid"),
     ("--scheduler", "scheduler", str, "image: scheduler short name (ddim, euler, ...)"),
     ("--duration", "duration_s", float, "audio: length in seconds"),
-    ("--voice", "voice", str, "audio: voice or speaker"),
+    ("--voice", "voice", lambda v: int(v) if v.isdigit() else v, "audio: a voice name, or a speaker index"),
     ("--num-frames", "num_frames", int, "video: frames per clip"),
     ("--fps", "fps", float, "video: frames per second"),
     ("--truncation", "truncation", float, "gan/vae/walk: truncation psi (0 = the class's average)"),
@@ -75,6 +75,10 @@ def _parser() -> argparse.ArgumentParser:
     gen.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps (default: auto)")
     gen.add_argument("--dtype", default="auto", help="auto, float32, float16, bfloat16 (default: auto)")
     gen.add_argument("-o", "--output", help="where to save (one file per sample); required except for text")
+    gen.add_argument("--sample-rate", dest="sample_rate", type=int,
+                     help="audio: resample the result to this rate (Hz) before saving")
+    gen.add_argument("--loudness", type=float, metavar="LUFS",
+                     help="audio: normalise each sample to this integrated loudness, e.g. -23 (EBU R 128)")
 
     sub.add_parser("backends", help="list registered backends").add_argument("--json", action="store_true")
     sub.add_parser("info", help="versions, devices and the model cache").add_argument("--json", action="store_true")
@@ -127,6 +131,7 @@ def _generate(args: argparse.Namespace) -> int:
     from aigc._types import REQUEST_TYPES
 
     request = REQUEST_TYPES[args.modality].from_params(args.prompt, **params)  # bad values fail before loading
+    _check_audio_flags(args)
     gen = aigc.load(args.modality, args.model, backend=args.backend, device=args.device, dtype=args.dtype)
     if args.stream:
         for piece in gen.stream(request):
@@ -135,6 +140,11 @@ def _generate(args: argparse.Namespace) -> int:
         sys.stdout.write("\n")
         return 0
     result = gen.generate(request)
+    if isinstance(result, aigc.AudioResult):
+        if args.sample_rate is not None:
+            result = result.resample(args.sample_rate)
+        if args.loudness is not None:
+            result = result.normalize(args.loudness)
     if args.output:
         for path in result.save(args.output):
             print(path)
@@ -144,6 +154,17 @@ def _generate(args: argparse.Namespace) -> int:
                 print(f"--- sample {i} (seed {seed}) ---")
             print(text)
     return 0
+
+
+def _check_audio_flags(args: argparse.Namespace) -> None:
+    """--sample-rate and --loudness: audio only, and checked before the model loads."""
+    for flag, value in (("--sample-rate", args.sample_rate), ("--loudness", args.loudness)):
+        if value is not None and args.modality != "audio":
+            raise InvalidRequest(flag, value, f"post-processes audio, not {args.modality}", f"drop {flag}")
+    if args.sample_rate is not None and not 0 < args.sample_rate <= 768_000:
+        raise InvalidRequest("--sample-rate", args.sample_rate, "not a sample rate", "pass e.g. 44100")
+    if args.loudness is not None and not -70.0 <= args.loudness <= 0.0:
+        raise InvalidRequest("--loudness", args.loudness, "outside -70..0 LUFS", "pass e.g. -23 or -16")
 
 
 def _backends(args: argparse.Namespace) -> int:

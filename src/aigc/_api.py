@@ -25,7 +25,7 @@ EMBEDDED_DEFAULTS: dict[Modality, tuple[str, str]] = {
     "text": ("default", "transformers"),  # character-level GPT-2 on Shakespeare + Tang poems (assets/text_default)
     "image": ("default", "diffusion"),  # class-conditional diffusion on Fashion-MNIST + digits (assets/image_default)
     "audio": ("default", "mel"),  # words (digits, commands) in 8 voices, trained on espeak-ng (assets/audio_default)
-    "video": ("default", "walk"),  # latent walks through the embedded GAN (assets/image_gan)
+    "video": ("default", "sprites"),  # a clip VAE of digits moving on a canvas (assets/video_default)
 }
 
 _detected: dict[tuple[str, str], str] = {}

@@ -9,6 +9,7 @@ Example:
 """
 
 from aigc.models.speech import GriffinLimVocoder, MelSpeechConfig, MelSpeechDecoder, log_mel_spectrogram
+from aigc.models.sprite_video import SpriteVideoConfig, SpriteVideoVAE
 from aigc.models.stylegan import StyleGANConfig, StyleGANDiscriminator, StyleGANGenerator
 from aigc.models.vae import ConvVAE, VAEConfig
 
@@ -17,6 +18,8 @@ __all__ = [
     "GriffinLimVocoder",
     "MelSpeechConfig",
     "MelSpeechDecoder",
+    "SpriteVideoConfig",
+    "SpriteVideoVAE",
     "StyleGANConfig",
     "StyleGANDiscriminator",
     "StyleGANGenerator",

@@ -3,7 +3,7 @@
 - Tiny random models saved to a directory, to test the real loading path offline: text (:func:`tiny_gpt2`,
   :func:`tiny_llama`, :func:`tiny_t5`, :func:`tiny_tokenizer`), image (:func:`tiny_stable_diffusion`,
   :func:`tiny_gan`, :func:`tiny_vae`), audio (:func:`tiny_mel_speech`, :func:`tiny_vits`, :func:`tiny_speecht5`,
-  :func:`tiny_musicgen`, :func:`tiny_fastspeech2`, :func:`tiny_audioldm`, :func:`tiny_audioldm2`,
+  :func:`tiny_musicgen`, :func:`tiny_bark`, :func:`tiny_fastspeech2`, :func:`tiny_audioldm`, :func:`tiny_audioldm2`,
   :func:`tiny_stable_audio`) and video (:func:`tiny_sprite_video`, :func:`tiny_text_to_video`,
   :func:`tiny_animatediff`, :func:`tiny_motion_adapter`, :func:`tiny_image_to_video`).
 - The backend contract suite (:func:`check_generator`), which any backend -- ours or a plugin's -- runs.
@@ -16,6 +16,7 @@ Example:
     >>> check_generator(gen, prompt="Hello", max_new_tokens=4)          # doctest: +SKIP
 """
 
+from aigc.testing.audio_bark import tiny_bark
 from aigc.testing.audio_mel import tiny_mel_speech
 from aigc.testing.audio_models import (
     tiny_audioldm,
@@ -51,6 +52,7 @@ __all__ = [
     "tiny_animatediff",
     "tiny_audioldm",
     "tiny_audioldm2",
+    "tiny_bark",
     "tiny_fastspeech2",
     "tiny_gan",
     "tiny_gpt2",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -173,3 +174,16 @@ def test_bound_messages_read_well() -> None:
     with pytest.raises(InvalidRequest) as e:
         aigc.TextRequest(prompt="hi", top_p=2.0)
     assert "must be a finite number in (0, 1]." in str(e.value)
+
+
+def test_the_name_default_loads_each_embedded_model_without_a_hub_lookup(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    expected = {"text": "transformers", "image": "diffusion", "audio": "mel", "video": "sprites"}
+    for modality, backend in expected.items():
+        gen = aigc.load(modality, "default")  # type: ignore[call-overload]
+        assert gen.info.backend == backend and gen is aigc.load(modality)  # type: ignore[call-overload]
+    (tmp_path / "default").mkdir()
+    monkeypatch.chdir(tmp_path)  # a local folder of that name is still a folder
+    with pytest.raises(aigc.errors.ModelNotFound, match="no audio backend recognises"):
+        aigc.load("audio", "default")

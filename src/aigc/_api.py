@@ -55,6 +55,8 @@ def _resolve_model(
     expanded = os.path.expanduser(model)
     if os.path.isdir(expanded):
         return os.path.abspath(expanded), backend
+    if backend is None and modality in EMBEDDED_DEFAULTS and model == EMBEDDED_DEFAULTS[modality][0]:
+        return model, EMBEDDED_DEFAULTS[modality][1]  # load(m, "default") is load(m): never a hub lookup
     if os.path.exists(expanded):
         raise ModelNotFound(f"model={model!r} is a file; aigc loads model directories. Fix: pass its folder")
     if _looks_like_path(model):

@@ -1,16 +1,31 @@
-"""What kind of diffusers pipeline a model folder holds, read from its ``model_index.json`` without loading it.
+"""What the image, audio and video ``diffusers`` backends share.
 
-The image, audio and video ``diffusers`` backends all load pipeline folders; each claims only its own kind, so
-``aigc.load("image", video_dir)`` fails at detection with a clear message instead of deep inside loading.
+* What kind of pipeline a model folder holds, read from its ``model_index.json`` without loading it. Each
+  backend claims only its own kind, so ``aigc.load("image", video_dir)`` fails at detection with a clear message
+  instead of deep inside loading.
+* :class:`PipelineGenerator`, their base: the load-option checks, the weights check, ``from_pretrained`` with
+  aigc's safety options and its errors turned into aigc's, device placement and offload, and the Generator
+  hooks over the pipeline's modules.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
+import threading
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any, ClassVar
 
-__all__ = ["is_audio_pipeline", "is_video_pipeline", "pipeline_class"]
+import torch
+
+from aigc._generator import Generator, LoadOptions, ReqT, ResT
+from aigc._runtime.weights import weight_files
+from aigc.errors import BackendUnavailable, InvalidRequest, ModelNotFound, UnsafeModelFile
+
+__all__ = ["PipelineCancelled", "PipelineGenerator", "check_weights", "is_audio_pipeline", "is_video_pipeline",
+           "pipeline_class"]
 
 # Pipeline class names that make video. Most say so ("...VideoPipeline", "...ImageToVideo..."); the rest by family.
 _VIDEO_CLASS = re.compile(r"Video|I2V|^AnimateDiff|^PIA|^Wan|^LTX(?!LatentUpsample)|^Mochi|^Latte|^Allegro|"
@@ -51,3 +66,113 @@ def is_audio_pipeline(class_name: str) -> bool:
         (True, False)
     """
     return bool(_AUDIO_CLASS.search(class_name))
+
+
+class PipelineCancelled(Exception):
+    """Raised inside a pipeline's step callback to leave the pipeline at once."""
+
+
+def check_weights(path: Path, allow_pickle: bool) -> list[Path]:
+    """Weight files of every component folder of a pipeline; a folder with only pickle weights is refused."""
+    files: list[Path] = []
+    for sub in sorted(p for p in path.iterdir() if p.is_dir()):
+        files += weight_files(sub, allow_pickle=allow_pickle, required=False)
+    return files
+
+
+class PipelineGenerator(Generator[ReqT, ResT]):
+    """Base of the ``diffusers`` backends: one loaded pipeline, ``self.pipe``.
+
+    ``self._variants`` holds the pipelines made from it with ``from_pipe`` (e.g. image-to-image), keyed by a
+    subclass's own names; ``self._lock`` serialises calls, since a pipeline holds per-call state.
+    """
+
+    #: samples per pipeline call unless ``max_batch_size=`` says otherwise
+    default_batch_size: ClassVar[int] = 8
+
+    def __init__(self, *, pipe: Any, model_id: str, options: LoadOptions, weights: str | None, variant: str) -> None:
+        super().__init__(model=model_id, device=options.device, dtype=options.dtype, revision=options.revision,
+                         weights=weights, options=options.extra)
+        self.pipe = pipe
+        self.offload = options.offload
+        self.max_batch_size = int(options.extra.get("max_batch_size", self.default_batch_size))
+        self._variants: dict[str, Any] = {variant: pipe}
+        self._lock = threading.Lock()
+
+    # -- loading ---------------------------------------------------------------------------------
+    @classmethod
+    def check_load_options(cls, options: LoadOptions) -> None:
+        """``attention_slicing``/``vae_tiling`` (where the backend has them), ``max_batch_size`` and ``offload``,
+        before anything loads."""
+        extra = options.extra
+        for flag in ("attention_slicing", "vae_tiling"):
+            if flag in cls.load_options and not isinstance(extra.get(flag, False), bool):
+                raise InvalidRequest(flag, extra[flag], "must be True or False", f"pass {flag}=True")
+        mbs = extra.get("max_batch_size", cls.default_batch_size)
+        if not isinstance(mbs, int) or isinstance(mbs, bool) or mbs < 1:
+            raise InvalidRequest("max_batch_size", mbs, "must be an int >= 1",
+                                 f"pass max_batch_size={max(1, cls.default_batch_size // 2)}")
+        if options.offload != "none" and options.device.type == "cpu":
+            raise InvalidRequest("offload", options.offload, "offload moves weights between the CPU and an "
+                                 "accelerator, and this generator runs on the CPU", "pass offload='none' on CPU")
+
+    @staticmethod
+    def pretrained_kwargs(options: LoadOptions) -> dict[str, Any]:
+        """``from_pretrained`` keywords: dtype, revision, safetensors only unless ``allow_pickle``, remote code."""
+        return {"dtype": options.dtype, "revision": options.revision,
+                "use_safetensors": None if options.allow_pickle else True,
+                "trust_remote_code": options.trust_remote_code}
+
+    @staticmethod
+    @contextlib.contextmanager
+    def loading_errors(model: str, options: LoadOptions, kind: str) -> Iterator[None]:
+        """Turn what ``from_pretrained`` raises into aigc's errors; ``kind`` says what was expected, e.g.
+        ``"a video pipeline"``."""
+        try:
+            yield
+        except OSError as e:
+            if "safetensors" in str(e).lower() and not options.allow_pickle:
+                raise UnsafeModelFile(f"model={model!r} has no safetensors weights: {e}. Fix: pass "
+                                      "allow_pickle=True if you trust the source") from None
+            raise ModelNotFound(f"model={model!r}: not a loadable diffusers pipeline: {e}") from None
+        except ValueError as e:
+            raise ModelNotFound(f"model={model!r}: diffusers cannot load it as {kind}: {e}") from None
+        except ImportError as e:  # e.g. Stable Audio's scheduler without torchsde
+            raise BackendUnavailable(f"model={model!r} needs a package that is not installed: {e}. Fix: install "
+                                     "the package it names") from None
+
+    @staticmethod
+    def place(pipe: Any, options: LoadOptions) -> None:
+        """Put the pipeline on its device (or set up offload), apply attention slicing / VAE tiling if asked,
+        and silence diffusers' own progress bar (aigc's events and progress bar report the steps)."""
+        if options.offload == "model":
+            pipe.enable_model_cpu_offload(device=options.device)
+        elif options.offload == "sequential":
+            pipe.enable_sequential_cpu_offload(device=options.device)
+        else:
+            pipe.to(options.device)
+        if options.extra.get("attention_slicing") and hasattr(pipe, "enable_attention_slicing"):
+            pipe.enable_attention_slicing()
+        if options.extra.get("vae_tiling") and hasattr(getattr(pipe, "vae", None), "enable_tiling"):
+            pipe.vae.enable_tiling()
+        pipe.set_progress_bar_config(disable=True)
+
+    # -- Generator hooks -------------------------------------------------------------------------
+    def _modules(self) -> list[torch.nn.Module]:
+        return [m for m in self.pipe.components.values() if isinstance(m, torch.nn.Module)]
+
+    def parameters_count(self) -> int:
+        return sum(p.numel() for m in self._modules() for p in m.parameters())
+
+    def memory_bytes(self) -> int:
+        return sum(t.numel() * t.element_size() for m in self._modules() for t in [*m.parameters(), *m.buffers()])
+
+    def _to(self, device: torch.device) -> None:
+        if self.offload != "none":
+            raise InvalidRequest("device", str(device), "an offloaded pipeline manages its own devices",
+                                 "load it again with the device you want")
+        self.pipe.to(device)
+
+    def _close(self) -> None:
+        self._variants.clear()
+        self.pipe = None

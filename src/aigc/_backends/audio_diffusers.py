@@ -20,7 +20,6 @@ import inspect
 import logging
 import math
 import os
-import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -28,13 +27,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from aigc._backends._diffusers_common import pipeline_class
-from aigc._generator import Generator, LoadOptions
+from aigc._backends._diffusers_common import PipelineCancelled, PipelineGenerator, check_weights, pipeline_class
+from aigc._generator import LoadOptions
 from aigc._results import AudioResult
 from aigc._runtime.events import EventEmitter
-from aigc._runtime.weights import fingerprint_files, weight_files
+from aigc._runtime.weights import fingerprint_files
 from aigc._types import AudioRequest
-from aigc.errors import BackendUnavailable, GenerationCancelled, InvalidRequest, ModelNotFound, UnsafeModelFile
+from aigc.errors import GenerationCancelled, InvalidRequest, ModelNotFound
 from aigc.sampling import generators, randn
 
 __all__ = ["AUDIO_PIPELINES", "DiffusersAudioGenerator"]
@@ -51,19 +50,7 @@ AUDIO_PIPELINES: dict[str, str] = {
 }
 
 
-class _Cancelled(Exception):
-    """Raised inside the step callback to leave the pipeline at once."""
-
-
-def _check_weights(path: Path, allow_pickle: bool) -> list[Path]:
-    """Weight files of every component folder; a folder with only pickle weights is refused."""
-    files: list[Path] = []
-    for sub in sorted(p for p in path.iterdir() if p.is_dir()):
-        files += weight_files(sub, allow_pickle=allow_pickle, required=False)
-    return files
-
-
-class DiffusersAudioGenerator(Generator[AudioRequest, AudioResult]):
+class DiffusersAudioGenerator(PipelineGenerator[AudioRequest, AudioResult]):
     """AudioLDM, AudioLDM 2, MusicLDM and Stable Audio through ``diffusers``.
 
     Load options: ``max_batch_size`` (samples per pipeline call, default 8).
@@ -82,13 +69,8 @@ class DiffusersAudioGenerator(Generator[AudioRequest, AudioResult]):
     load_options = frozenset({"max_batch_size"})
 
     def __init__(self, *, pipe: Any, model_id: str, options: LoadOptions, weights: str | None) -> None:
-        super().__init__(model=model_id, device=options.device, dtype=options.dtype, revision=options.revision,
-                         weights=weights, options=options.extra)
-        self.pipe = pipe
+        super().__init__(pipe=pipe, model_id=model_id, options=options, weights=weights, variant="loaded")
         self.kind = AUDIO_PIPELINES[type(pipe).__name__]
-        self.offload = options.offload
-        self.max_batch_size = int(options.extra.get("max_batch_size", 8))
-        self._lock = threading.Lock()  # a pipeline holds per-call state
         self.params = inspect.signature(pipe.__call__).parameters
 
     # -- loading ---------------------------------------------------------------------------------
@@ -98,34 +80,18 @@ class DiffusersAudioGenerator(Generator[AudioRequest, AudioResult]):
 
     @classmethod
     def load(cls, model: str, *, options: LoadOptions) -> DiffusersAudioGenerator:
-        mbs = options.extra.get("max_batch_size", 8)
-        if not isinstance(mbs, int) or isinstance(mbs, bool) or mbs < 1:
-            raise InvalidRequest("max_batch_size", mbs, "must be an int >= 1", "pass max_batch_size=4")
-        if options.offload != "none" and options.device.type == "cpu":
-            raise InvalidRequest("offload", options.offload, "offload moves weights between the CPU and an "
-                                 "accelerator, and this generator runs on the CPU", "pass offload='none' on CPU")
+        cls.check_load_options(options)
         weights = None
         if os.path.isdir(model):
             name = pipeline_class(Path(model))
             if name not in AUDIO_PIPELINES:
                 raise ModelNotFound(f"model={model!r}: model_index.json names {name!r}, not an audio pipeline. Fix: "
                                     f"use one of {', '.join(AUDIO_PIPELINES)}")
-            weights = fingerprint_files(_check_weights(Path(model), options.allow_pickle))
+            weights = fingerprint_files(check_weights(Path(model), options.allow_pickle))
         import diffusers
 
-        try:
-            pipe = diffusers.DiffusionPipeline.from_pretrained(
-                model, dtype=options.dtype, revision=options.revision,
-                use_safetensors=None if options.allow_pickle else True,
-                trust_remote_code=options.trust_remote_code)
-        except OSError as e:
-            if "safetensors" in str(e).lower() and not options.allow_pickle:
-                raise UnsafeModelFile(f"model={model!r} has no safetensors weights: {e}. Fix: pass "
-                                      "allow_pickle=True if you trust the source") from None
-            raise ModelNotFound(f"model={model!r}: not a loadable diffusers pipeline: {e}") from None
-        except ImportError as e:  # e.g. Stable Audio's scheduler without torchsde
-            raise BackendUnavailable(f"model={model!r} needs a package that is not installed: {e}. Fix: install "
-                                     "it (Stable Audio's CosineDPMSolverMultistepScheduler needs torchsde)") from None
+        with cls.loading_errors(model, options, "an audio pipeline"):
+            pipe = diffusers.DiffusionPipeline.from_pretrained(model, **cls.pretrained_kwargs(options))
         if type(pipe).__name__ not in AUDIO_PIPELINES:
             raise ModelNotFound(f"model={model!r} is a {type(pipe).__name__}, not an audio pipeline. Fix: use one of "
                                 f"{', '.join(AUDIO_PIPELINES)}")
@@ -133,33 +99,8 @@ class DiffusersAudioGenerator(Generator[AudioRequest, AudioResult]):
             raise ModelNotFound(f"model={model!r} is an AudioLDM 2 speech (TTS) checkpoint, which needs a "
                                 "transcription as well as a prompt; aigc does not support it yet. Fix: use a "
                                 "text-to-audio or music checkpoint, or the transformers backend with a TTS model")
-        if options.offload == "model":
-            pipe.enable_model_cpu_offload(device=options.device)
-        elif options.offload == "sequential":
-            pipe.enable_sequential_cpu_offload(device=options.device)
-        else:
-            pipe.to(options.device)
-        pipe.set_progress_bar_config(disable=True)  # aigc's own events and progress bar report the steps
+        cls.place(pipe, options)
         return cls(pipe=pipe, model_id=model, options=options, weights=weights)
-
-    # -- Generator hooks -------------------------------------------------------------------------
-    def _modules(self) -> list[torch.nn.Module]:
-        return [m for m in self.pipe.components.values() if isinstance(m, torch.nn.Module)]
-
-    def parameters_count(self) -> int:
-        return sum(p.numel() for m in self._modules() for p in m.parameters())
-
-    def memory_bytes(self) -> int:
-        return sum(t.numel() * t.element_size() for m in self._modules() for t in [*m.parameters(), *m.buffers()])
-
-    def _to(self, device: torch.device) -> None:
-        if self.offload != "none":
-            raise InvalidRequest("device", str(device), "an offloaded pipeline manages its own devices",
-                                 "load it again with the device you want")
-        self.pipe.to(device)
-
-    def _close(self) -> None:
-        self.pipe = None
 
     # -- the pipeline's geometry -----------------------------------------------------------------
     @property
@@ -243,7 +184,7 @@ class DiffusersAudioGenerator(Generator[AudioRequest, AudioResult]):
                 try:
                     with torch.inference_mode():
                         out = self.pipe(**call)
-                except _Cancelled:
+                except PipelineCancelled:
                     raise GenerationCancelled(f"cancelled by the event callback after sample {start}; the "
                                               "generator is still usable") from None
                 audios = out.audios
@@ -263,7 +204,7 @@ class DiffusersAudioGenerator(Generator[AudioRequest, AudioResult]):
         def step(index: int) -> None:
             events.emit("step", step=index + 1, total=total, sample=None, advance=1)
             if events.cancelled:
-                raise _Cancelled
+                raise PipelineCancelled
 
         if "callback_on_step_end" in self.params:
             def on_step_end(pipe: Any, i: int, timestep: Any, tensors: dict[str, Any]) -> dict[str, Any]:

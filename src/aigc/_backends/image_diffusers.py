@@ -20,20 +20,26 @@ import dataclasses
 import inspect
 import logging
 import os
-import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from aigc._backends._diffusers_common import is_audio_pipeline, is_video_pipeline, pipeline_class
-from aigc._generator import Generator, LoadOptions
+from aigc._backends._diffusers_common import (
+    PipelineCancelled,
+    PipelineGenerator,
+    check_weights,
+    is_audio_pipeline,
+    is_video_pipeline,
+    pipeline_class,
+)
+from aigc._generator import LoadOptions
 from aigc._results import ImageResult
 from aigc._runtime.events import EventEmitter
 from aigc._runtime.weights import fingerprint_files, weight_files
 from aigc._types import ImageRequest
-from aigc.errors import BackendUnavailable, GenerationCancelled, InvalidRequest, ModelNotFound, UnsafeModelFile
+from aigc.errors import BackendUnavailable, GenerationCancelled, InvalidRequest, ModelNotFound
 from aigc.sampling import generators, randn
 
 __all__ = ["SCHEDULERS", "DiffusersImageGenerator"]
@@ -57,18 +63,6 @@ SCHEDULERS: dict[str, tuple[str, dict[str, Any]]] = {
 # An approximate linear map from SD's 4 latent channels to RGB, for cheap step previews.
 _LATENT_RGB = torch.tensor([[0.298, 0.207, 0.208], [0.187, 0.286, 0.173],
                             [-0.158, 0.189, 0.264], [-0.184, -0.271, -0.473]])
-
-
-class _Cancelled(Exception):
-    """Raised inside the step callback to leave the pipeline at once."""
-
-
-def _check_weights(path: Path, allow_pickle: bool) -> list[Path]:
-    """Weight files of every component folder; a folder with only pickle weights is refused."""
-    files: list[Path] = []
-    for sub in sorted(p for p in path.iterdir() if p.is_dir()):
-        files += weight_files(sub, allow_pickle=allow_pickle, required=False)
-    return files
 
 
 def _check_loras(options: LoadOptions) -> tuple[list[Path], list[float]]:
@@ -124,7 +118,7 @@ def _open_image(name: str, value: Any, mode: str) -> Any:
     raise InvalidRequest(name, type(value).__name__, "must be a PIL image or a file path", "pass Image.open(...)")
 
 
-class DiffusersImageGenerator(Generator[ImageRequest, ImageResult]):
+class DiffusersImageGenerator(PipelineGenerator[ImageRequest, ImageResult]):
     """Stable Diffusion 1.x/2.x, SDXL, SD3, Flux and other diffusers pipelines.
 
     Load options: ``attention_slicing`` (bool), ``vae_tiling`` (bool), ``max_batch_size`` (int, default 8),
@@ -146,13 +140,7 @@ class DiffusersImageGenerator(Generator[ImageRequest, ImageResult]):
     load_options = frozenset({"attention_slicing", "vae_tiling", "max_batch_size", "lora", "lora_scale"})
 
     def __init__(self, *, pipe: Any, model_id: str, options: LoadOptions, weights: str | None) -> None:
-        super().__init__(model=model_id, device=options.device, dtype=options.dtype, revision=options.revision,
-                         weights=weights, options=options.extra)
-        self.pipe = pipe
-        self.offload = options.offload
-        self.max_batch_size = int(options.extra.get("max_batch_size", 8))
-        self._variants: dict[str, Any] = {"text2image": pipe}
-        self._lock = threading.Lock()  # a pipeline holds per-call state
+        super().__init__(pipe=pipe, model_id=model_id, options=options, weights=weights, variant="text2image")
         self.vae_scale_factor = int(getattr(pipe, "vae_scale_factor", 8))
         unet = getattr(pipe, "unet", None)
         default = getattr(pipe, "default_sample_size", None) or getattr(getattr(unet, "config", None),
@@ -167,74 +155,25 @@ class DiffusersImageGenerator(Generator[ImageRequest, ImageResult]):
 
     @classmethod
     def load(cls, model: str, *, options: LoadOptions) -> DiffusersImageGenerator:
-        extra = options.extra
-        for flag in ("attention_slicing", "vae_tiling"):
-            if not isinstance(extra.get(flag, False), bool):
-                raise InvalidRequest(flag, extra[flag], "must be True or False", f"pass {flag}=True")
-        mbs = extra.get("max_batch_size", 8)
-        if not isinstance(mbs, int) or isinstance(mbs, bool) or mbs < 1:
-            raise InvalidRequest("max_batch_size", mbs, "must be an int >= 1", "pass max_batch_size=4")
-        if options.offload != "none" and options.device.type == "cpu":
-            raise InvalidRequest("offload", options.offload, "offload moves weights between the CPU and an "
-                                 "accelerator, and this generator runs on the CPU", "pass offload='none' on CPU")
+        cls.check_load_options(options)
         loras, scales = _check_loras(options)
         if loras:  # record absolute paths, so that replay works from any directory
             options = dataclasses.replace(options, extra={**options.extra, "lora": [str(p) for p in loras],
                                                           "lora_scale": scales})
         weights = None
         if os.path.isdir(model):
-            files = _check_weights(Path(model), options.allow_pickle)
+            files = check_weights(Path(model), options.allow_pickle)
             for lora in loras:
                 files += weight_files(lora, allow_pickle=options.allow_pickle)
             weights = fingerprint_files(files)
         import diffusers
 
-        try:
-            pipe = diffusers.AutoPipelineForText2Image.from_pretrained(
-                model, dtype=options.dtype, revision=options.revision,
-                use_safetensors=None if options.allow_pickle else True,
-                trust_remote_code=options.trust_remote_code)
-        except OSError as e:
-            if "safetensors" in str(e).lower() and not options.allow_pickle:
-                raise UnsafeModelFile(f"model={model!r} has no safetensors weights: {e}. Fix: pass "
-                                      "allow_pickle=True if you trust the source") from None
-            raise ModelNotFound(f"model={model!r}: not a loadable diffusers pipeline: {e}") from None
-        except ValueError as e:
-            raise ModelNotFound(f"model={model!r}: diffusers has no text-to-image pipeline for it: {e}") from None
+        with cls.loading_errors(model, options, "a text-to-image pipeline"):
+            pipe = diffusers.AutoPipelineForText2Image.from_pretrained(model, **cls.pretrained_kwargs(options))
         if loras:
             _apply_loras(pipe, loras, scales)
-        if options.offload == "model":
-            pipe.enable_model_cpu_offload(device=options.device)
-        elif options.offload == "sequential":
-            pipe.enable_sequential_cpu_offload(device=options.device)
-        else:
-            pipe.to(options.device)
-        if extra.get("attention_slicing"):
-            pipe.enable_attention_slicing()
-        if extra.get("vae_tiling") and hasattr(pipe, "vae"):
-            pipe.vae.enable_tiling()
-        pipe.set_progress_bar_config(disable=True)  # aigc's own events and progress bar report the steps
+        cls.place(pipe, options)
         return cls(pipe=pipe, model_id=model, options=options, weights=weights)
-
-    # -- Generator hooks -------------------------------------------------------------------------
-    def _modules(self) -> list[torch.nn.Module]:
-        return [m for m in self.pipe.components.values() if isinstance(m, torch.nn.Module)]
-
-    def parameters_count(self) -> int:
-        return sum(p.numel() for m in self._modules() for p in m.parameters())
-
-    def memory_bytes(self) -> int:
-        return sum(t.numel() * t.element_size() for m in self._modules() for t in [*m.parameters(), *m.buffers()])
-
-    def _to(self, device: torch.device) -> None:
-        if self.offload != "none":
-            raise InvalidRequest("device", str(device), "an offloaded pipeline manages its own devices",
-                                 "load it again with the device you want")
-        self.pipe.to(device)
-
-    def _close(self) -> None:
-        self._variants.clear()
-        self.pipe = None
 
     # -- generation ------------------------------------------------------------------------------
     def _check(self, request: ImageRequest) -> tuple[str, Any, Any, int, int]:
@@ -354,7 +293,7 @@ class DiffusersImageGenerator(Generator[ImageRequest, ImageResult]):
             try:
                 with torch.inference_mode():
                     out = pipe(**call)
-            except _Cancelled:
+            except PipelineCancelled:
                 raise GenerationCancelled(f"cancelled by the event callback after sample {start}; the "
                                           "generator is still usable") from None
             images += list(out.images)
@@ -370,7 +309,7 @@ class DiffusersImageGenerator(Generator[ImageRequest, ImageResult]):
                 preview = _preview(latents[0])
             events.emit("step", step=step + 1, total=total, sample=None, preview=preview, advance=1)
             if events.cancelled:
-                raise _Cancelled
+                raise PipelineCancelled
             return {}
 
         return on_step_end

@@ -29,21 +29,26 @@ import logging
 import math
 import os
 import re
-import threading
 from pathlib import Path
 from typing import Any, NoReturn
 
 import numpy as np
 import torch
 
-from aigc._backends._diffusers_common import is_video_pipeline, pipeline_class
-from aigc._backends.image_diffusers import SCHEDULERS, _Cancelled, _check_weights, _open_image, _preview
-from aigc._generator import Generator, LoadOptions
+from aigc._backends._diffusers_common import (
+    PipelineCancelled,
+    PipelineGenerator,
+    check_weights,
+    is_video_pipeline,
+    pipeline_class,
+)
+from aigc._backends.image_diffusers import SCHEDULERS, _open_image, _preview
+from aigc._generator import LoadOptions
 from aigc._results import VideoResult
 from aigc._runtime.events import EventEmitter
 from aigc._runtime.weights import fingerprint_files, weight_files
 from aigc._types import VideoRequest
-from aigc.errors import GenerationCancelled, InvalidRequest, ModelNotFound, UnsafeModelFile
+from aigc.errors import GenerationCancelled, InvalidRequest, ModelNotFound
 from aigc.sampling import generators, randn
 
 __all__ = ["DiffusersVideoGenerator"]
@@ -96,7 +101,7 @@ class _Plan:
     scheduler: str | None  # a short name from SCHEDULERS
 
 
-class DiffusersVideoGenerator(Generator[VideoRequest, VideoResult]):
+class DiffusersVideoGenerator(PipelineGenerator[VideoRequest, VideoResult]):
     """Text-to-video and image-to-video with diffusers pipelines (ModelScope, AnimateDiff, CogVideoX, LTX, Wan, ...).
 
     Request fields: ``num_frames``, ``fps``, ``width``/``height``, ``steps``, ``guidance``, ``negative_prompt``,
@@ -118,15 +123,10 @@ class DiffusersVideoGenerator(Generator[VideoRequest, VideoResult]):
     supported_params = frozenset({"negative_prompt", "width", "height", "steps", "guidance", "num_frames", "fps",
                                   "init_image", "scheduler"})
     load_options = frozenset({"scheduler", "motion_adapter", "attention_slicing", "vae_tiling", "max_batch_size"})
+    default_batch_size = 4
 
     def __init__(self, *, pipe: Any, model_id: str, options: LoadOptions, weights: str | None) -> None:
-        super().__init__(model=model_id, device=options.device, dtype=options.dtype, revision=options.revision,
-                         weights=weights, options=options.extra)
-        self.pipe = pipe
-        self.offload = options.offload
-        self.max_batch_size = int(options.extra.get("max_batch_size", 4))
-        self._variants: dict[str, Any] = {"loaded": pipe}
-        self._lock = threading.Lock()  # a pipeline holds per-call state
+        super().__init__(pipe=pipe, model_id=model_id, options=options, weights=weights, variant="loaded")
 
     # -- loading ---------------------------------------------------------------------------------
     @classmethod
@@ -136,20 +136,12 @@ class DiffusersVideoGenerator(Generator[VideoRequest, VideoResult]):
 
     @classmethod
     def load(cls, model: str, *, options: LoadOptions) -> DiffusersVideoGenerator:
+        cls.check_load_options(options)
         extra = options.extra
-        for flag in ("attention_slicing", "vae_tiling"):
-            if not isinstance(extra.get(flag, False), bool):
-                raise InvalidRequest(flag, extra[flag], "must be True or False", f"pass {flag}=True")
         scheduler = extra.get("scheduler")
         if scheduler is not None and scheduler not in SCHEDULERS:
             raise InvalidRequest("scheduler", scheduler, "unknown scheduler name",
                                  f"use one of {', '.join(SCHEDULERS)}")
-        mbs = extra.get("max_batch_size", 4)
-        if not isinstance(mbs, int) or isinstance(mbs, bool) or mbs < 1:
-            raise InvalidRequest("max_batch_size", mbs, "must be an int >= 1", "pass max_batch_size=2")
-        if options.offload != "none" and options.device.type == "cpu":
-            raise InvalidRequest("offload", options.offload, "offload moves weights between the CPU and an "
-                                 "accelerator, and this generator runs on the CPU", "pass offload='none' on CPU")
         adapter = extra.get("motion_adapter")
         adapter_files: list[Path] = []
         if adapter is not None:
@@ -168,45 +160,15 @@ class DiffusersVideoGenerator(Generator[VideoRequest, VideoResult]):
         if os.path.isdir(model):
             if adapter is None and not cls.detect(Path(model)):  # say so before loading any weights
                 _not_video(model, pipeline_class(Path(model)))
-            weights = fingerprint_files(_check_weights(Path(model), options.allow_pickle) + adapter_files)
+            weights = fingerprint_files(check_weights(Path(model), options.allow_pickle) + adapter_files)
         pipe = _from_pretrained(model, adapter, options)
         if not is_video_pipeline(type(pipe).__name__):
             _not_video(model, type(pipe).__name__)
-        if options.offload == "model":
-            pipe.enable_model_cpu_offload(device=options.device)
-        elif options.offload == "sequential":
-            pipe.enable_sequential_cpu_offload(device=options.device)
-        else:
-            pipe.to(options.device)
-        if extra.get("attention_slicing") and hasattr(pipe, "enable_attention_slicing"):
-            pipe.enable_attention_slicing()
-        if extra.get("vae_tiling") and hasattr(getattr(pipe, "vae", None), "enable_tiling"):
-            pipe.vae.enable_tiling()
-        pipe.set_progress_bar_config(disable=True)  # aigc's own events and progress bar report the steps
+        cls.place(pipe, options)
         gen = cls(pipe=pipe, model_id=model, options=options, weights=weights)
         if scheduler is not None:
             gen._check_scheduler(pipe, scheduler)
         return gen
-
-    # -- Generator hooks -------------------------------------------------------------------------
-    def _modules(self) -> list[torch.nn.Module]:
-        return [m for m in self.pipe.components.values() if isinstance(m, torch.nn.Module)]
-
-    def parameters_count(self) -> int:
-        return sum(p.numel() for m in self._modules() for p in m.parameters())
-
-    def memory_bytes(self) -> int:
-        return sum(t.numel() * t.element_size() for m in self._modules() for t in [*m.parameters(), *m.buffers()])
-
-    def _to(self, device: torch.device) -> None:
-        if self.offload != "none":
-            raise InvalidRequest("device", str(device), "an offloaded pipeline manages its own devices",
-                                 "load it again with the device you want")
-        self.pipe.to(device)
-
-    def _close(self) -> None:
-        self._variants.clear()
-        self.pipe = None
 
     # -- what the model allows -------------------------------------------------------------------
     def _params(self, pipe: Any) -> Any:
@@ -403,7 +365,7 @@ class DiffusersVideoGenerator(Generator[VideoRequest, VideoResult]):
             try:
                 with torch.inference_mode():
                     out = pipe(**call)
-            except _Cancelled:
+            except PipelineCancelled:
                 raise GenerationCancelled(f"cancelled by the event callback after sample {start}; the "
                                           "generator is still usable") from None
             except ValueError as e:
@@ -427,7 +389,7 @@ class DiffusersVideoGenerator(Generator[VideoRequest, VideoResult]):
                 image = _preview(latents[0, :, 0])  # (B, C, T, h, w) -> sample 0, frame 0
             events.emit("step", step=index + 1, total=total, sample=None, preview=image, advance=1)
             if events.cancelled:
-                raise _Cancelled
+                raise PipelineCancelled
 
         if "callback_on_step_end" in params:
             def on_step_end(pipe: Any, i: int, timestep: Any, tensors: dict[str, Any]) -> dict[str, Any]:
@@ -458,19 +420,12 @@ def _to_uint8(frames: Any, count: int) -> list[np.ndarray[Any, Any]]:
 def _from_pretrained(model: str, adapter: Any, options: LoadOptions) -> Any:
     import diffusers
 
-    kwargs: dict[str, Any] = {"dtype": options.dtype, "revision": options.revision,
-                              "use_safetensors": None if options.allow_pickle else True,
-                              "trust_remote_code": options.trust_remote_code}
-    try:
+    kwargs = PipelineGenerator.pretrained_kwargs(options)
+    with PipelineGenerator.loading_errors(model, options, "a video pipeline"):
         if adapter is not None:
             motion = diffusers.MotionAdapter.from_pretrained(
                 os.fspath(adapter), dtype=options.dtype, use_safetensors=kwargs["use_safetensors"])
-            return diffusers.AnimateDiffPipeline.from_pretrained(model, motion_adapter=motion, **kwargs)
-        return diffusers.DiffusionPipeline.from_pretrained(model, **kwargs)
-    except OSError as e:
-        if "safetensors" in str(e).lower() and not options.allow_pickle:
-            raise UnsafeModelFile(f"model={model!r} has no safetensors weights: {e}. Fix: pass allow_pickle=True "
-                                  "if you trust the source") from None
-        raise ModelNotFound(f"model={model!r}: not a loadable diffusers pipeline: {e}") from None
-    except ValueError as e:
-        raise ModelNotFound(f"model={model!r}: diffusers cannot load it as a video pipeline: {e}") from None
+            pipe = diffusers.AnimateDiffPipeline.from_pretrained(model, motion_adapter=motion, **kwargs)
+        else:
+            pipe = diffusers.DiffusionPipeline.from_pretrained(model, **kwargs)
+    return pipe

@@ -25,14 +25,14 @@ Example:
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
 from aigc.errors import InvalidRequest
+from aigc.models._common import ConfigDict
 
 __all__ = ["GriffinLimVocoder", "MelSpeechConfig", "MelSpeechDecoder", "log_mel_spectrogram"]
 
@@ -41,7 +41,7 @@ _INT_FIELDS = ("num_words", "num_voices", "prosody_dim", "n_mels", "frames", "sa
 
 
 @dataclass(frozen=True, kw_only=True)
-class MelSpeechConfig:
+class MelSpeechConfig(ConfigDict):
     """Hyper-parameters of a :class:`MelSpeechDecoder` and its audio front end.
 
     Attributes:
@@ -106,15 +106,6 @@ class MelSpeechConfig:
     def samples(self) -> int:
         """Waveform samples the vocoder writes for ``frames`` frames (a centred STFT)."""
         return (self.frames - 1) * self.hop_length
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-ready fields."""
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> MelSpeechConfig:
-        """The inverse of :meth:`to_dict`; unknown keys raise ``TypeError``."""
-        return cls(**data)
 
 
 def _mel_filterbank(cfg: MelSpeechConfig) -> torch.Tensor:

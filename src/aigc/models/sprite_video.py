@@ -28,14 +28,14 @@ Example:
 from __future__ import annotations
 
 import itertools
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
 from aigc.errors import InvalidRequest
+from aigc.models._common import ConfigDict, conv_block
 
 __all__ = ["DIRECTIONS", "SpriteVideoConfig", "SpriteVideoVAE"]
 
@@ -44,7 +44,7 @@ DIRECTIONS = ("left", "right", "up", "down")
 
 
 @dataclass(frozen=True, kw_only=True)
-class SpriteVideoConfig:
+class SpriteVideoConfig(ConfigDict):
     """Hyper-parameters of a :class:`SpriteVideoVAE`.
 
     Attributes:
@@ -94,28 +94,6 @@ class SpriteVideoConfig:
         """Spatial size at the bottleneck."""
         return int(self.resolution // 2 ** len(self.widths))
 
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict; ``SpriteVideoConfig.from_dict`` reverses it."""
-        data = asdict(self)
-        data["widths"] = list(self.widths)
-        return data
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> SpriteVideoConfig:
-        """Build a config from ``to_dict`` output; unknown keys raise ``InvalidRequest``."""
-        unknown = sorted(set(data) - set(cls.__dataclass_fields__))
-        if unknown:
-            raise InvalidRequest("config", unknown, "has keys SpriteVideoConfig does not know",
-                                 f"use only {sorted(cls.__dataclass_fields__)}")
-        values = dict(data)
-        values["widths"] = tuple(values.get("widths", cls.widths))
-        return cls(**values)
-
-
-def _conv_block(in_ch: int, out_ch: int, stride: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(in_ch, out_ch, 3, stride=stride, padding=1), nn.GroupNorm(min(8, out_ch), out_ch),
-                         nn.SiLU())
-
 
 class SpriteVideoVAE(nn.Module):
     """Clip encoder, reparameterisation and frame decoder; see the module docstring for the shapes."""
@@ -128,13 +106,13 @@ class SpriteVideoVAE(nn.Module):
         self.direction_embed = nn.Embedding(cfg.num_directions, e)
         self.time_embed = nn.Embedding(cfg.frames, e)
         chans = [cfg.frames * cfg.channels, *widths]
-        self.encoder = nn.Sequential(*[_conv_block(a, b, 2) for a, b in itertools.pairwise(chans)])
+        self.encoder = nn.Sequential(*[conv_block(a, b, 2) for a, b in itertools.pairwise(chans)])
         flat = widths[-1] * bottom * bottom
         self.to_stats = nn.Linear(flat + 2 * e, 2 * cfg.latent_dim)  # -> mu, logvar
         self.from_latent = nn.Sequential(nn.Linear(cfg.latent_dim + 3 * e, cfg.hidden), nn.SiLU(),
                                          nn.Linear(cfg.hidden, cfg.hidden), nn.SiLU(), nn.Linear(cfg.hidden, flat))
         ups = [*reversed(widths), widths[0]]
-        self.decoder = nn.ModuleList(_conv_block(a, b, 1) for a, b in itertools.pairwise(ups))
+        self.decoder = nn.ModuleList(conv_block(a, b, 1) for a, b in itertools.pairwise(ups))
         self.to_frame = nn.Conv2d(widths[0], cfg.channels, 3, padding=1)
 
     def _check_ids(self, name: str, ids: torch.Tensor, size: int) -> None:

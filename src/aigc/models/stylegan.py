@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -40,12 +40,13 @@ import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
 from aigc.errors import InvalidRequest
+from aigc.models._common import ConfigDict
 
 __all__ = ["StyleGANConfig", "StyleGANDiscriminator", "StyleGANGenerator"]
 
 
 @dataclass(frozen=True, kw_only=True)
-class StyleGANConfig:
+class StyleGANConfig(ConfigDict):
     """Hyper-parameters of a generator/discriminator pair.
 
     Attributes:
@@ -110,27 +111,6 @@ class StyleGANConfig:
     def resolutions(self) -> tuple[int, ...]:
         """The block resolutions, 4 up to ``resolution``."""
         return tuple(2 ** i for i in range(2, int(math.log2(self.resolution)) + 1))
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict; ``StyleGANConfig.from_dict`` reverses it."""
-        data = asdict(self)
-        data["widths"] = list(self.widths)
-        data["d_widths"] = list(self.d_widths) if self.d_widths is not None else None
-        return data
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> StyleGANConfig:
-        """Build a config from ``to_dict`` output; unknown keys raise ``InvalidRequest``."""
-        known = set(cls.__dataclass_fields__)
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise InvalidRequest("config", unknown, "has keys StyleGANConfig does not know",
-                                 f"use only {sorted(known)}")
-        values = dict(data)
-        for name in ("widths", "d_widths"):
-            if values.get(name) is not None:
-                values[name] = tuple(values[name])
-        return cls(**values)
 
 
 # -- layers with equalised learning rate (Karras et al. 2018, sec. 4.1) ------------------------------------

@@ -23,20 +23,20 @@ from __future__ import annotations
 
 import itertools
 import math
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
 from aigc.errors import InvalidRequest
+from aigc.models._common import ConfigDict, conv_block
 
 __all__ = ["ConvVAE", "VAEConfig"]
 
 
 @dataclass(frozen=True, kw_only=True)
-class VAEConfig:
+class VAEConfig(ConfigDict):
     """Hyper-parameters of a :class:`ConvVAE`.
 
     Attributes:
@@ -83,28 +83,6 @@ class VAEConfig:
         """Spatial size at the bottleneck."""
         return int(self.resolution // 2 ** len(self.widths))
 
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict; ``VAEConfig.from_dict`` reverses it."""
-        data = asdict(self)
-        data["widths"] = list(self.widths)
-        return data
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> VAEConfig:
-        """Build a config from ``to_dict`` output; unknown keys raise ``InvalidRequest``."""
-        unknown = sorted(set(data) - set(cls.__dataclass_fields__))
-        if unknown:
-            raise InvalidRequest("config", unknown, "has keys VAEConfig does not know",
-                                 f"use only {sorted(cls.__dataclass_fields__)}")
-        values = dict(data)
-        values["widths"] = tuple(values.get("widths", cls.widths))
-        return cls(**values)
-
-
-def _conv_block(in_ch: int, out_ch: int, stride: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(in_ch, out_ch, 3, stride=stride, padding=1), nn.GroupNorm(min(8, out_ch), out_ch),
-                         nn.SiLU())
-
 
 class ConvVAE(nn.Module):
     """Encoder, reparameterisation and decoder; see the module docstring for the shapes."""
@@ -116,12 +94,12 @@ class ConvVAE(nn.Module):
         cond = cfg.class_dim if cfg.num_classes else 0
         self.embed = nn.Embedding(cfg.num_classes, cfg.class_dim) if cfg.num_classes else None
         chans = [cfg.channels, *widths]
-        self.encoder = nn.Sequential(*[_conv_block(a, b, 2) for a, b in itertools.pairwise(chans)])
+        self.encoder = nn.Sequential(*[conv_block(a, b, 2) for a, b in itertools.pairwise(chans)])
         flat = widths[-1] * bottom * bottom
         self.to_stats = nn.Linear(flat + cond, 2 * cfg.latent_dim)  # -> mu, logvar
         self.from_latent = nn.Linear(cfg.latent_dim + cond, flat)
         ups = [*reversed(widths), widths[0]]
-        self.decoder = nn.ModuleList(_conv_block(a, b, 1) for a, b in itertools.pairwise(ups))
+        self.decoder = nn.ModuleList(conv_block(a, b, 1) for a, b in itertools.pairwise(ups))
         self.to_image = nn.Conv2d(widths[0], cfg.channels, 3, padding=1)
 
     def _cond(self, c: torch.Tensor | None, batch: int) -> torch.Tensor | None:

@@ -155,13 +155,18 @@ class Generator(abc.ABC, Generic[ReqT, ResT]):
     def _close(self) -> None:
         """Release resources; called once by :meth:`close`."""
 
+    def _modules(self) -> list[torch.nn.Module]:
+        """The torch modules that hold the model's weights, which :meth:`parameters_count` and
+        :meth:`memory_bytes` count; a backend whose weights are not torch modules overrides those two instead."""
+        return []
+
     def parameters_count(self) -> int:
         """Number of model parameters (0 when unknown)."""
-        return 0
+        return sum(p.numel() for m in self._modules() for p in m.parameters())
 
     def memory_bytes(self) -> int:
-        """Bytes of weights held, for the model cache's budget (0 when unknown)."""
-        return 0
+        """Bytes of weights and buffers held, for the model cache's budget (0 when unknown)."""
+        return sum(t.numel() * t.element_size() for m in self._modules() for t in [*m.parameters(), *m.buffers()])
 
     # -- the public interface --------------------------------------------------------------------
     def generate(

@@ -161,12 +161,6 @@ class PipelineGenerator(Generator[ReqT, ResT]):
     def _modules(self) -> list[torch.nn.Module]:
         return [m for m in self.pipe.components.values() if isinstance(m, torch.nn.Module)]
 
-    def parameters_count(self) -> int:
-        return sum(p.numel() for m in self._modules() for p in m.parameters())
-
-    def memory_bytes(self) -> int:
-        return sum(t.numel() * t.element_size() for m in self._modules() for t in [*m.parameters(), *m.buffers()])
-
     def _to(self, device: torch.device) -> None:
         if self.offload != "none":
             raise InvalidRequest("device", str(device), "an offloaded pipeline manages its own devices",

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,7 +40,7 @@ import torch
 
 from aigc._generator import Generator, LoadOptions
 from aigc._results import AudioResult
-from aigc._runtime.assets import asset_dir
+from aigc._runtime.assets import model_dir
 from aigc._runtime.events import EventEmitter
 from aigc._runtime.weights import fingerprint_files, weight_files
 from aigc._types import AudioRequest
@@ -127,12 +126,8 @@ class SpeechModel:
 
 
 def _model_dir(model: str) -> Path:
-    if os.path.isdir(model):
-        return Path(model)
-    if model in BUILTIN:
-        return asset_dir(BUILTIN[model], marker=CONFIG_FILE, what=f"the built-in audio model {model!r}")
-    raise ModelNotFound(f"model={model!r}: not a directory, nor a built-in speech model ({', '.join(BUILTIN)}). "
-                        "Fix: pass a directory written by scripts/train_audio_default.py, or model='default'")
+    return model_dir(model, BUILTIN, marker=CONFIG_FILE, what="audio model",
+                     fix="pass a directory written by scripts/train_audio_default.py, or model='default'")
 
 
 def load_speech_model(model: str, options: LoadOptions) -> SpeechModel:
@@ -231,12 +226,8 @@ class MelSpeechGenerator(Generator[AudioRequest, AudioResult]):
         """The length of a clip without padding, in seconds."""
         return self.speech.clip_samples / self.speech.sample_rate
 
-    def parameters_count(self) -> int:
-        return sum(p.numel() for p in self.speech.net.parameters())
-
-    def memory_bytes(self) -> int:
-        net = self.speech.net
-        return sum(t.numel() * t.element_size() for t in [*net.parameters(), *net.buffers()])
+    def _modules(self) -> list[torch.nn.Module]:
+        return [self.speech.net, self.speech.vocoder]
 
     def _to(self, device: torch.device) -> None:
         self.speech.net.to(device)

@@ -775,12 +775,6 @@ class TransformersAudioGenerator(Generator[AudioRequest, AudioResult]):
     def _modules(self) -> list[torch.nn.Module]:
         return [m for m in (self.model, self.vocoder) if m is not None]
 
-    def parameters_count(self) -> int:
-        return sum(p.numel() for m in self._modules() for p in m.parameters())
-
-    def memory_bytes(self) -> int:
-        return sum(t.numel() * t.element_size() for m in self._modules() for t in [*m.parameters(), *m.buffers()])
-
     def _to(self, device: torch.device) -> None:
         for m in self._modules():
             m.to(device)

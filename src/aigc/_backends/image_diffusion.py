@@ -31,7 +31,6 @@ from __future__ import annotations
 import inspect
 import json
 import logging
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,7 +40,7 @@ import torch
 
 from aigc._generator import Generator, LoadOptions
 from aigc._results import ImageResult
-from aigc._runtime.assets import asset_dir
+from aigc._runtime.assets import model_dir
 from aigc._runtime.events import EventEmitter
 from aigc._runtime.weights import fingerprint_files, weight_files
 from aigc._types import ImageRequest
@@ -142,12 +141,8 @@ def to_images(x: torch.Tensor, size: tuple[int, int], upscale: str) -> list[Imag
 
 def _model_dir(model: str) -> Path:
     """A local directory, or the folder of a built-in name inside the installed package."""
-    if os.path.isdir(model):
-        return Path(model)
-    if model in BUILTIN_MODELS:
-        return asset_dir(BUILTIN_MODELS[model], marker=CLASSES_FILE, what=f"the built-in image model {model!r}")
-    raise ModelNotFound(f"model={model!r}: not a directory, nor a built-in name ({', '.join(BUILTIN_MODELS)}). "
-                        "Fix: pass a model directory holding aigc_classes.json and unet/")
+    return model_dir(model, BUILTIN_MODELS, marker=CLASSES_FILE, what="image model",
+                     fix="pass a model directory holding aigc_classes.json and unet/")
 
 
 class ClassDiffusionGenerator(Generator[ImageRequest, ImageResult]):
@@ -238,11 +233,8 @@ class ClassDiffusionGenerator(Generator[ImageRequest, ImageResult]):
                    options=options, weights=fingerprint_files(files))
 
     # -- Generator hooks -------------------------------------------------------------------------
-    def parameters_count(self) -> int:
-        return sum(p.numel() for p in self.unet.parameters())
-
-    def memory_bytes(self) -> int:
-        return sum(t.numel() * t.element_size() for t in [*self.unet.parameters(), *self.unet.buffers()])
+    def _modules(self) -> list[torch.nn.Module]:
+        return [self.unet]
 
     def _to(self, device: torch.device) -> None:
         self.unet.to(device)

@@ -26,7 +26,6 @@ Sample *i* of ``seed=s`` equals a single run with ``seed=s+i`` (bit-identical wi
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,7 +35,7 @@ import torch
 from aigc._backends.image_diffusion import UPSCALE_FILTERS, ClassTable, to_images
 from aigc._generator import Generator, LoadOptions, ReqT, ResT
 from aigc._results import ImageResult
-from aigc._runtime.assets import asset_dir
+from aigc._runtime.assets import model_dir
 from aigc._runtime.events import EventEmitter
 from aigc._runtime.weights import fingerprint_files, weight_files
 from aigc._types import ImageRequest, Request
@@ -122,13 +121,8 @@ class LatentModel:
 
 
 def _model_dir(model: str, kind: str) -> Path:
-    if os.path.isdir(model):
-        return Path(model)
-    builtin = BUILTIN_MODELS[kind]
-    if model in builtin:
-        return asset_dir(builtin[model], marker=CONFIG_FILE, what=f"the built-in {kind} model {model!r}")
-    raise ModelNotFound(f"model={model!r}: not a directory, nor a built-in {kind} name ({', '.join(builtin)}). "
-                        f"Fix: pass a directory written by aigc.train.train_{kind}")
+    return model_dir(model, BUILTIN_MODELS[kind], marker=CONFIG_FILE, what=f"{kind} model",
+                     fix=f"pass a directory written by aigc.train.train_{kind}")
 
 
 def read_format(path: Path) -> str | None:
@@ -211,12 +205,8 @@ class LatentGenerator(Generator[ReqT, ResT]):
         self.upscale = str(options.extra.get("upscale", "bicubic"))
         self.max_batch_size = int(options.extra.get("max_batch_size", 64))
 
-    def parameters_count(self) -> int:
-        return sum(p.numel() for p in self.latent.net.parameters())
-
-    def memory_bytes(self) -> int:
-        net = self.latent.net
-        return sum(t.numel() * t.element_size() for t in [*net.parameters(), *net.buffers()])
+    def _modules(self) -> list[torch.nn.Module]:
+        return [self.latent.net]
 
     def _to(self, device: torch.device) -> None:
         self.latent.net.to(device)

@@ -295,12 +295,8 @@ class TransformersTextGenerator(Generator[TextRequest, TextResult]):
                    revision=revision)
 
     # -- Generator hooks -------------------------------------------------------------------------
-    def parameters_count(self) -> int:
-        return sum(p.numel() for p in self.lm.parameters())
-
-    def memory_bytes(self) -> int:
-        tensors = [*self.lm.parameters(), *self.lm.buffers()]
-        return sum(t.numel() * t.element_size() for t in tensors)
+    def _modules(self) -> list[torch.nn.Module]:
+        return [self.lm]
 
     def _to(self, device: torch.device) -> None:
         self.lm.to(device)

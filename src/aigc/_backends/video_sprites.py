@@ -40,10 +40,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from aigc._backends.image_diffusion import UPSCALE_FILTERS, ClassTable, to_images
+from aigc._backends.image_diffusion import ClassTable, to_images
+from aigc._backends.image_latent import check_load_options
 from aigc._generator import Generator, LoadOptions
 from aigc._results import VideoResult
-from aigc._runtime.assets import asset_dir
+from aigc._runtime.assets import model_dir
 from aigc._runtime.events import EventEmitter
 from aigc._runtime.weights import fingerprint_files, weight_files
 from aigc._types import VideoRequest
@@ -170,12 +171,8 @@ def save_sprite_video(path: str | os.PathLike[str], net: SpriteVideoVAE, *, clas
 
 
 def _model_dir(model: str) -> Path:
-    if os.path.isdir(model):
-        return Path(model)
-    if model in BUILTIN_MODELS:
-        return asset_dir(BUILTIN_MODELS[model], marker=CONFIG_FILE, what=f"the built-in video model {model!r}")
-    raise ModelNotFound(f"model={model!r}: not a directory, nor a built-in name ({', '.join(BUILTIN_MODELS)}). "
-                        "Fix: pass a directory written by scripts/train_video_default.py")
+    return model_dir(model, BUILTIN_MODELS, marker=CONFIG_FILE, what="video model",
+                     fix="pass a directory written by scripts/train_video_default.py")
 
 
 def load_sprite_video(model: str, options: LoadOptions) -> SpriteVideoModel:
@@ -257,16 +254,7 @@ class SpriteVideoGenerator(Generator[VideoRequest, VideoResult]):
 
     @classmethod
     def load(cls, model: str, *, options: LoadOptions) -> SpriteVideoGenerator:
-        if options.offload != "none":
-            raise InvalidRequest("offload", options.offload, "the sprites backend keeps its small model on one device",
-                                 "pass offload='none'")
-        upscale = options.extra.get("upscale", "bicubic")
-        if upscale not in UPSCALE_FILTERS:
-            raise InvalidRequest("upscale", upscale, "unknown upscaling filter",
-                                 f"use one of: {', '.join(UPSCALE_FILTERS)}")
-        mbs = options.extra.get("max_batch_size", 16)
-        if not isinstance(mbs, int) or isinstance(mbs, bool) or mbs < 1:
-            raise InvalidRequest("max_batch_size", mbs, "must be an int >= 1", "pass max_batch_size=16")
+        check_load_options(options, "sprites")
         return cls(sprite=load_sprite_video(model, options), model_id=model, options=options)
 
     # -- Generator hooks -------------------------------------------------------------------------
@@ -275,12 +263,8 @@ class SpriteVideoGenerator(Generator[VideoRequest, VideoResult]):
             raise InvalidRequest("generator", "closed", "this generator was closed", "load the model again")
         return self.sprite
 
-    def parameters_count(self) -> int:
-        return sum(p.numel() for p in self._model().net.parameters())
-
-    def memory_bytes(self) -> int:
-        net = self._model().net
-        return sum(t.numel() * t.element_size() for t in [*net.parameters(), *net.buffers()])
+    def _modules(self) -> list[torch.nn.Module]:
+        return [self._model().net]
 
     def _to(self, device: torch.device) -> None:
         self._model().net.to(device)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import importlib.resources
+import os
+from collections.abc import Mapping
 from pathlib import Path
 
 from aigc.errors import ModelNotFound
 
-__all__ = ["asset_dir"]
+__all__ = ["asset_dir", "model_dir"]
 
 
 def asset_dir(folder: str, *, marker: str, what: str) -> Path:
@@ -22,3 +24,27 @@ def asset_dir(folder: str, *, marker: str, what: str) -> Path:
         raise ModelNotFound(f"{what} is missing from {path}. "
                             "Fix: reinstall aigc (the wheel ships it under aigc/assets)")
     return path
+
+
+def model_dir(model: str, builtins: Mapping[str, str], *, marker: str, what: str, fix: str) -> Path:
+    """A local model directory, or the asset folder of one of a backend's built-in names.
+
+    Args:
+        builtins: built-in name -> folder under ``aigc/assets``.
+        marker, what: as in :func:`asset_dir`; ``what`` names the kind of model, e.g. ``"audio model"``.
+        fix: the fix to suggest when ``model`` is neither.
+
+    Raises:
+        ModelNotFound: ``model`` is neither a directory nor a built-in name, or the built-in folder is missing.
+
+    Example:
+        >>> model_dir("default", {"default": "audio_default"}, marker="config.json", what="audio model",
+        ...           fix="pass a model directory").name
+        'audio_default'
+    """
+    if os.path.isdir(model):
+        return Path(model)
+    if model in builtins:
+        return asset_dir(builtins[model], marker=marker, what=f"the built-in {what} {model!r}")
+    raise ModelNotFound(f"model={model!r}: not a directory, nor a built-in {what} ({', '.join(builtins)}). "
+                        f"Fix: {fix}")

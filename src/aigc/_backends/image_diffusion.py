@@ -123,6 +123,22 @@ class ClassTable:
         return ", ".join(repr(self.names[c]) for c in sorted(self.names))
 
 
+def upscaled_size(request: Any, size: int, what: str = "images") -> tuple[int, int]:
+    """Output (width, height) of a model that draws ``size`` x ``size`` ``what`` and upscales by whole factors:
+    the request's, one side standing in for a missing other, else ``size``.
+
+    Raises:
+        InvalidRequest: a side that is not a multiple of ``size``.
+    """
+    width = request.width or request.height or size
+    height = request.height or request.width or size
+    for field, value in (("width", width), ("height", height)):
+        if value % size:
+            raise InvalidRequest(field, value, f"the model draws {size}x{size} {what} and upscales by whole "
+                                 "factors", f"pass a multiple of {size} (e.g. {size * 4})")
+    return width, height
+
+
 def to_images(x: torch.Tensor, size: tuple[int, int], upscale: str) -> list[Image.Image]:
     """(B, C, H, W) in [-1, 1], C = 1 or 3 -> RGB PIL images, resized to ``size`` (width, height) with the
     ``"bicubic"`` or ``"nearest"`` filter."""
@@ -267,14 +283,7 @@ class ClassDiffusionGenerator(Generator[ImageRequest, ImageResult]):
         if name not in SCHEDULERS:
             raise InvalidRequest("scheduler", request.scheduler, "unknown scheduler",
                                  f"use one of: {', '.join(SCHEDULERS)}")
-        size = self.image_size
-        width = request.width or request.height or size
-        height = request.height or request.width or size
-        for field, value in (("width", width), ("height", height)):
-            if value % size:
-                raise InvalidRequest(field, value, f"the model draws {size}x{size} images and upscales by whole "
-                                     f"factors", f"pass a multiple of {size} (e.g. {size * 4})")
-        return steps, guidance, name, (width, height)
+        return steps, guidance, name, upscaled_size(request, self.image_size)
 
     def _scheduler(self, name: str, steps: int) -> Any:
         import diffusers

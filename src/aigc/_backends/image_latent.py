@@ -32,7 +32,7 @@ from typing import Any
 
 import torch
 
-from aigc._backends.image_diffusion import UPSCALE_FILTERS, ClassTable, to_images
+from aigc._backends.image_diffusion import UPSCALE_FILTERS, ClassTable, to_images, upscaled_size
 from aigc._generator import Generator, LoadOptions, ReqT, ResT
 from aigc._results import ImageResult
 from aigc._runtime.assets import model_dir
@@ -110,14 +110,7 @@ class LatentModel:
 
     def check_size(self, request: ImageRequest | Any) -> tuple[int, int]:
         """Output (width, height): whole multiples of the model's resolution (upscaled)."""
-        size = self.resolution
-        width = request.width or request.height or size
-        height = request.height or request.width or size
-        for field, value in (("width", width), ("height", height)):
-            if value % size:
-                raise InvalidRequest(field, value, f"the model draws {size}x{size} images and upscales by whole "
-                                     "factors", f"pass a multiple of {size} (e.g. {size * 4})")
-        return width, height
+        return upscaled_size(request, self.resolution)
 
 
 def _model_dir(model: str, kind: str) -> Path:

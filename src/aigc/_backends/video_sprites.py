@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from aigc._backends.image_diffusion import ClassTable, to_images
+from aigc._backends.image_diffusion import ClassTable, to_images, upscaled_size
 from aigc._backends.image_latent import check_load_options
 from aigc._generator import Generator, LoadOptions
 from aigc._results import VideoResult
@@ -118,16 +118,10 @@ class SpriteVideoModel:
         if request.num_frames is not None and request.num_frames != cfg.frames:
             raise InvalidRequest("num_frames", request.num_frames, f"this model draws clips of exactly {cfg.frames} "
                                  "frames", f"pass num_frames={cfg.frames} or leave it out")
-        size = cfg.resolution
-        width = request.width or request.height or size
-        height = request.height or request.width or size
-        for field, value in (("width", width), ("height", height)):
-            if value % size:
-                raise InvalidRequest(field, value, f"the model draws {size}x{size} frames and upscales by whole "
-                                     "factors", f"pass a multiple of {size} (e.g. {size * 4})")
+        size = upscaled_size(request, cfg.resolution, "frames")
         fps = float(request.fps if request.fps is not None else self.default_fps)
         truncation = float(request.truncation if request.truncation is not None else self.default_truncation)
-        return (width, height), fps, truncation
+        return size, fps, truncation
 
 
 def read_format(path: Path) -> bool:

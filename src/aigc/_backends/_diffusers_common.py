@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import re
 import threading
 from collections.abc import Iterator
@@ -21,6 +20,7 @@ from typing import Any, ClassVar
 import torch
 
 from aigc._generator import Generator, LoadOptions, ReqT, ResT
+from aigc._runtime.assets import read_json_object
 from aigc._runtime.weights import weight_files
 from aigc.errors import BackendUnavailable, InvalidRequest, ModelNotFound, UnsafeModelFile
 
@@ -41,10 +41,7 @@ def pipeline_class(path: Path) -> str | None:
         >>> pipeline_class(Path("sd-turbo"))  # doctest: +SKIP
         'StableDiffusionPipeline'
     """
-    try:
-        name = json.loads((path / "model_index.json").read_text(encoding="utf-8"))["_class_name"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
+    name = (read_json_object(path / "model_index.json") or {}).get("_class_name")
     return name if isinstance(name, str) else None
 
 

@@ -40,7 +40,7 @@ import torch
 
 from aigc._generator import Generator, LoadOptions
 from aigc._results import AudioResult
-from aigc._runtime.assets import model_dir
+from aigc._runtime.assets import model_dir, read_json_object
 from aigc._runtime.events import EventEmitter
 from aigc._runtime.weights import fingerprint_files, weight_files
 from aigc._types import AudioRequest
@@ -61,11 +61,8 @@ _DIGITS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight
 
 def read_format(path: Path) -> str | None:
     """``"mel"`` when ``path/config.json`` is one of our speech models, else ``None``."""
-    try:
-        data = json.loads((path / CONFIG_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return "mel" if isinstance(data, dict) and data.get("format") == FORMAT else None
+    data = read_json_object(path / CONFIG_FILE)
+    return "mel" if data is not None and data.get("format") == FORMAT else None
 
 
 def parse_word(prompt: str, words: list[str]) -> int | str:

@@ -51,6 +51,7 @@ import torch
 
 from aigc._generator import Generator, LoadOptions
 from aigc._results import AudioResult
+from aigc._runtime.assets import read_json_object
 from aigc._runtime.events import EventEmitter
 from aigc._runtime.weights import fingerprint_files, weight_files
 from aigc._types import AudioRequest
@@ -668,12 +669,8 @@ class TransformersAudioGenerator(Generator[AudioRequest, AudioResult]):
     # -- loading ---------------------------------------------------------------------------------
     @classmethod
     def detect(cls, path: Path) -> bool:
-        config = path / "config.json"
-        if not config.is_file() or (path / "model_index.json").exists():
-            return False
-        try:
-            data = json.loads(config.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+        data = read_json_object(path / "config.json")
+        if data is None or (path / "model_index.json").exists():
             return False
         model_type = data.get("model_type")
         wave, spectrogram = _audio_model_types()

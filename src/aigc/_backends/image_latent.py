@@ -35,7 +35,7 @@ import torch
 from aigc._backends.image_diffusion import UPSCALE_FILTERS, ClassTable, to_images, upscaled_size
 from aigc._generator import Generator, LoadOptions, ReqT, ResT
 from aigc._results import ImageResult
-from aigc._runtime.assets import model_dir
+from aigc._runtime.assets import model_dir, read_json_object
 from aigc._runtime.events import EventEmitter
 from aigc._runtime.weights import fingerprint_files, weight_files
 from aigc._types import ImageRequest, Request
@@ -120,11 +120,8 @@ def _model_dir(model: str, kind: str) -> Path:
 
 def read_format(path: Path) -> str | None:
     """``"gan"`` or ``"vae"`` when ``path/config.json`` is one of ours, else ``None``."""
-    try:
-        data = json.loads((path / CONFIG_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    fmt = data.get("format") if isinstance(data, dict) else None
+    data = read_json_object(path / CONFIG_FILE)
+    fmt = data.get("format") if data is not None else None
     return next((k for k, v in FORMATS.items() if v == fmt), None)
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-import json
 import logging
 import os
 from collections.abc import Iterator
@@ -27,6 +26,7 @@ import torch
 
 from aigc._generator import Generator, LoadOptions
 from aigc._results import FinishReason, TextResult
+from aigc._runtime.assets import read_json_object
 from aigc._runtime.events import EventEmitter
 from aigc._runtime.weights import fingerprint_files, weight_files
 from aigc._types import TextRequest
@@ -220,12 +220,8 @@ class TransformersTextGenerator(Generator[TextRequest, TextResult]):
     # -- loading ---------------------------------------------------------------------------------
     @classmethod
     def detect(cls, path: Path) -> bool:
-        config = path / "config.json"
-        if not config.is_file() or (path / "model_index.json").exists():
-            return False
-        try:
-            data = json.loads(config.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+        data = read_json_object(path / "config.json")
+        if data is None or (path / "model_index.json").exists():
             return False
         from transformers.models.auto.modeling_auto import (
             MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,

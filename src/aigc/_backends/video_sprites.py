@@ -44,7 +44,7 @@ from aigc._backends.image_diffusion import ClassTable, to_images, upscaled_size
 from aigc._backends.image_latent import check_load_options
 from aigc._generator import Generator, LoadOptions
 from aigc._results import VideoResult
-from aigc._runtime.assets import model_dir
+from aigc._runtime.assets import model_dir, read_json_object
 from aigc._runtime.events import EventEmitter
 from aigc._runtime.weights import fingerprint_files, weight_files
 from aigc._types import VideoRequest
@@ -126,11 +126,8 @@ class SpriteVideoModel:
 
 def read_format(path: Path) -> bool:
     """Whether ``path/config.json`` is an ``aigc.sprite_video`` config."""
-    try:
-        data = json.loads((path / CONFIG_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    return isinstance(data, dict) and data.get("format") == FORMAT
+    data = read_json_object(path / CONFIG_FILE)
+    return data is not None and data.get("format") == FORMAT
 
 
 def save_sprite_video(path: str | os.PathLike[str], net: SpriteVideoVAE, *, classes: list[dict[str, Any]],

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import importlib.resources
+import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from aigc.errors import ModelNotFound
 
-__all__ = ["asset_dir", "model_dir"]
+__all__ = ["asset_dir", "model_dir", "read_json_object"]
 
 
 def asset_dir(folder: str, *, marker: str, what: str) -> Path:
@@ -48,3 +50,18 @@ def model_dir(model: str, builtins: Mapping[str, str], *, marker: str, what: str
         return asset_dir(builtins[model], marker=marker, what=f"the built-in {what} {model!r}")
     raise ModelNotFound(f"model={model!r}: not a directory, nor a built-in {what} ({', '.join(builtins)}). "
                         f"Fix: {fix}")
+
+
+def read_json_object(path: Path) -> dict[str, Any] | None:
+    """The JSON object in a model folder's file (``config.json``, ``model_index.json``), or ``None`` when the file
+    is missing, unreadable, or not a JSON object -- what backends' ``detect`` needs, without raising.
+
+    Example:
+        >>> read_json_object(Path("no/such/config.json")) is None
+        True
+    """
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None

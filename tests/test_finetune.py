@@ -76,6 +76,22 @@ def test_full_finetuning_memorises_a_sentence(gpt2_dir: Path, tmp_path: Path) ->
     assert greedy(aigc.load("text", res.output, device="cpu")).text.startswith(CONTINUATION)
 
 
+def test_full_finetuning_in_mixed_precision(gpt2_dir: Path, tmp_path: Path) -> None:
+    kw: dict[str, Any] = {**FULL, "mixed_precision": True, "checkpoint_every": 15}
+    res = finetune_text(gpt2_dir, [SENTENCE] * 8, out=tmp_path / "bf16", **kw)
+    plain = finetune_text(gpt2_dir, [SENTENCE] * 8, out=tmp_path / "fp32", **FULL)
+    assert res.train_losses[0] != plain.train_losses[0]  # the forward pass ran in bfloat16
+    assert res.eval_losses[30] < res.eval_losses[0] / 10
+    assert greedy(aigc.load("text", res.output, device="cpu")).text.startswith(CONTINUATION)
+    from safetensors import safe_open
+
+    with safe_open(str(res.output / "model.safetensors"), "pt") as f:  # the weights stay in float32
+        assert {f.get_tensor(k).dtype for k in f.keys()} == {torch.float32}  # noqa: SIM118
+    with pytest.raises(InvalidRequest, match=r"different run \(mixed_precision") as info:
+        finetune_text(gpt2_dir, [SENTENCE] * 8, out=tmp_path / "c", resume=res.checkpoints[0], **FULL)
+    assert info.value.field == "resume"
+
+
 @pytest.mark.parametrize("method", ["lora", "full"])
 def test_resume_gives_the_losses_of_an_uninterrupted_run(gpt2_dir: Path, tmp_path: Path, method: str) -> None:
     kw: dict[str, Any] = {"method": method, "steps": 12, "lr": 1e-2, "batch_size": 3, "eval_fraction": 0.25,
@@ -172,6 +188,7 @@ def _bad_text_cases(tmp_path: Path) -> list[tuple[dict[str, Any], str, str]]:
         ({"target_modules": []}, "target_modules", "non-empty"),
         ({"resume": True, "overwrite": True}, "overwrite", "not both"),
         ({"seed": -1}, "seed", ">= 0"),
+        ({"mixed_precision": "bf16"}, "mixed_precision", "True or False"),
     ]
 
 

@@ -3,6 +3,7 @@
     aigc train finetune-text MODEL DATA -o OUT [--method lora|full] [--steps N | --epochs N] [--lr LR]
         [--batch-size N] [--max-length N] [--lora-r R] [--lora-alpha A] [--target-modules M ...]
         [--eval-fraction F] [--seed S] [--checkpoint-every N] [--resume [CHECKPOINT]] [--overwrite] [--merge]
+        [--mixed-precision]
     aigc train finetune-image MODEL DATA -o OUT [--steps N] [--lr LR] [--batch-size N] [--resolution PX]
         [--lora-r R] [--train-text-encoder] [--seed S] [--checkpoint-every N] [--resume [CHECKPOINT]]
 
@@ -89,6 +90,7 @@ def add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--eval-fraction", type=float, help="share of the examples held out (default 0.1)")
     p.add_argument("--eval-every", type=int, metavar="N", help="measure the held-out loss every N steps")
     p.add_argument("--merge", action="store_true", help="LoRA: also write OUT/merged, a standalone model")
+    p.add_argument("--mixed-precision", action="store_true", help="bfloat16 autocast")
 
     p = recipes.add_parser("finetune-image", help="train a LoRA for a Stable Diffusion pipeline",
                            description="Train a LoRA for a Stable Diffusion 1.x/2.x pipeline on captioned images.")
@@ -173,7 +175,8 @@ def _run(args: argparse.Namespace) -> int:
         from aigc.train.text import finetune_text
 
         kwargs = {k: getattr(args, k) for k in _TEXT_KEYS if getattr(args, k) is not None}
-        result = finetune_text(args.model, args.data, method=args.method, merge=args.merge, **common, **kwargs)
+        result = finetune_text(args.model, args.data, method=args.method, merge=args.merge,
+                               mixed_precision=args.mixed_precision, **common, **kwargs)
     else:
         from aigc.train.image import finetune_image
 

@@ -425,6 +425,7 @@ def finetune_text(
     resume: bool | str | os.PathLike[str] = False,
     overwrite: bool = False,
     merge: bool = False,
+    mixed_precision: bool = False,
     progress: bool | None = None,
     on_step: Callable[[TrainStep], object] | None = None,
     device: str | torch.device = "auto",
@@ -472,6 +473,10 @@ def finetune_text(
         overwrite: start again in a non-empty ``out`` (its checkpoints are removed first).
         merge: LoRA only: also write the base model with the adapter merged in, and the tokenizer, to
             ``OUT/merged``.
+        mixed_precision: run the training forward passes under bfloat16 autocast (``torch.autocast``), as
+            the pre-training recipes do: about twice as fast on CPUs with AVX512-BF16 or AMX and on recent
+            GPUs. The weights, their gradients and the optimizer stay in float32; the cross-entropy and the
+            held-out loss are computed in float32.
         progress: show a progress bar (default: in a terminal or notebook).
         on_step: called with a :class:`TrainStep` after every step; an exception from it stops the run
             (the last checkpoint stays, to resume from).
@@ -521,6 +526,7 @@ def finetune_text(
     check_int("checkpoint_every", checkpoint_every, minimum=1, fix="pass checkpoint_every=100, or None",
               allow_none=True)
     check_bool("merge", merge)
+    check_bool("mixed_precision", mixed_precision)
     if merge and method != "lora":
         raise InvalidRequest("merge", merge, "full fine-tuning already writes a standalone model",
                              "leave merge out with method='full'")
@@ -564,6 +570,7 @@ def finetune_text(
         "steps": total, "lr": lr, "batch_size": batch_size, "max_length": max_length, "schedule": schedule,
         "warmup_steps": warmup_steps, "weight_decay": weight_decay, "max_grad_norm": max_grad_norm,
         "eval_fraction": eval_fraction, "eval_every": eval_every, "seed": run_seed,
+        **({"mixed_precision": True} if mixed_precision else {}),  # absent when off: older checkpoints resume
         **({"lora_r": lora_r, "lora_alpha": lora_alpha, "lora_dropout": lora_dropout,
             "target_modules": targets} if method == "lora" else {}),
     }
@@ -580,10 +587,13 @@ def finetune_text(
     epoch_order: dict[int, list[int]] = {}
 
     def step_loss(step: int) -> torch.Tensor:
+        import torch
+
         rows = [train_idx[i] for i in batch_indices(step, count=len(train_idx), batch_size=batch_size,
                                                     seed=run_seed, cache=epoch_order)]
         x, mask, y = _collate([tokens.ids[i] for i in rows], [tokens.labels[i] for i in rows], pad, dev)
-        return _token_losses(lm, x, mask, y, "mean")
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=mixed_precision):
+            return _token_losses(lm, x, mask, y, "mean")  # the cross-entropy itself runs on float32 logits
 
     def eval_loss() -> float:
         import torch

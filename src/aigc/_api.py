@@ -294,4 +294,8 @@ def replay(
     except ModelNotFound as e:
         raise ModelNotFound(f"{path}: the model that made it is not available: {e}. "
                             "Fix: pass model= the directory holding it") from None
-    return gen.generate(request).apply_postprocess(record.postprocess)  # type: ignore[no-any-return]
+    from aigc._seeds import use_sampler_version
+
+    with use_sampler_version(1 if record.sampler is None else record.sampler):  # draw as the record was drawn
+        result = gen.generate(request)
+    return result.apply_postprocess(record.postprocess)  # type: ignore[no-any-return]

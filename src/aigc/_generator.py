@@ -344,13 +344,14 @@ class Generator(abc.ABC, Generic[ReqT, ResT]):
 
     def _record(self, req: Request, seeds: list[int], duration: float) -> Record:
         from aigc._runtime.device import dtype_name
+        from aigc._seeds import sampler_version
 
         return Record(
             modality=self.modality, backend=self.backend_name, model=self.model_id, request=req.to_dict(),
             seeds=list(seeds), device=str(self.device), dtype=dtype_name(self.dtype), revision=self.revision,
             weights=self.weights, duration_s=round(duration, 6), options=_jsonable(self.options),
             created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            aigc_version=__version__, versions=library_versions(),
+            aigc_version=__version__, versions=library_versions(), sampler=sampler_version(),
         )
 
 

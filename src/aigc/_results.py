@@ -31,7 +31,9 @@ class Record:
     """Provenance of a result: enough to know how it was made, and to make it again.
 
     ``sample_index`` is set on the record embedded in one saved sample's file; :meth:`to_request`
-    then rebuilds the request for just that sample. ``postprocess`` lists the steps applied to the
+    then rebuilds the request for just that sample. ``sampler`` is the version of aigc's sampling core that
+    drew the random numbers (:func:`aigc.sampling.sampler_version`); ``None`` marks a record from before the field
+    existed, made by version 1. ``postprocess`` lists the steps applied to the
     generated result before it was saved (e.g. ``{"op": "resample", "sample_rate": 44100}``), in order;
     :func:`aigc.replay` applies them again.
 
@@ -55,6 +57,7 @@ class Record:
     options: dict[str, Any] = field(default_factory=dict)
     sample_index: int | None = None
     postprocess: list[dict[str, Any]] = field(default_factory=list)
+    sampler: int | None = None
     format: str = RECORD_FORMAT
 
     def to_json(self, *, indent: int | None = None) -> str:

@@ -1,8 +1,9 @@
 """Audio backend ``diffusers``: AudioLDM, AudioLDM 2, MusicLDM and Stable Audio pipelines.
 
 Noise comes from the sampling core: the initial latents from :func:`aigc.sampling.randn` (one row per sample,
-shaped as the pipeline's ``prepare_latents`` would make them) and one CPU ``torch.Generator`` per sample for
-any noise the scheduler adds, so sample *i* of a batch equals a single run with its seed.
+shaped as the pipeline's ``prepare_latents`` would make them) and any noise the scheduler adds from one CPU
+``torch.Generator`` per sample seeded from its own stream (:func:`aigc.sampling.step_generators`), which never
+repeats the latents; sample *i* of a batch equals a single run with its seed.
 
 Request fields: ``duration_s`` (``audio_length_in_s``; ``audio_end_in_s`` for Stable Audio), ``steps``,
 ``guidance``, ``negative_prompt``.
@@ -34,7 +35,7 @@ from aigc._runtime.events import EventEmitter
 from aigc._runtime.weights import fingerprint_files
 from aigc._types import AudioRequest
 from aigc.errors import GenerationCancelled, InvalidRequest, ModelNotFound
-from aigc.sampling import generators, randn
+from aigc.sampling import randn, step_generators
 
 __all__ = ["AUDIO_PIPELINES", "DiffusersAudioGenerator"]
 
@@ -176,7 +177,8 @@ class DiffusersAudioGenerator(PipelineGenerator[AudioRequest, AudioResult]):
         with self._lock:
             for start in range(0, len(seeds), chunk):
                 part = seeds[start:start + chunk]
-                call = dict(kwargs, prompt=prompts[start:start + len(part)], generator=generators(part))
+                # x_T comes from `randn`; the step noise from a stream of its own, so it never repeats x_T
+                call = dict(kwargs, prompt=prompts[start:start + len(part)], generator=step_generators(part))
                 if request.negative_prompt is not None:
                     call["negative_prompt"] = [request.negative_prompt] * len(part)
                 call["latents"] = randn(latent_shape, part, device=self.device, dtype=latent_dtype)

@@ -12,9 +12,9 @@ Families, chosen by ``config.model_type``:
   run one by one with the global RNG isolated, as for VITS.
 * ``musicgen`` -- ``MusicgenForConditionalGeneration``. ``duration_s`` sets the number of audio frames,
   ``guidance`` the classifier-free guidance scale. Token sampling is aigc's: a last logits processor draws
-  each sample's codebook tokens with that sample's ``torch.Generator`` (the model's own top-k / temperature
-  settings applied first by :mod:`aigc.sampling` processors), so batches run together and still match
-  single runs.
+  each sample's codebook tokens from counter-based draws of that sample's seed on the model's device (the
+  model's own top-k / temperature settings applied first by :mod:`aigc.sampling` processors), so batches run
+  together and still match single runs.
 * anything else ``AutoModelForTextToWaveform`` loads -- a generic path (forward ``waveform`` output or
   ``generate()``), one sample at a time with the global RNG isolated; the load option ``sample_rate=`` names
   the output rate when the config has none. Text-to-spectrogram models other than SpeechT5 are refused (aigc
@@ -63,8 +63,9 @@ from aigc.errors import (
     ModelNotFound,
     UnsafeModelFile,
 )
-from aigc.sampling import generators
+from aigc.sampling import draws, generators, sampler_version
 from aigc.sampling.processors import LogitsProcessor, Temperature, TopK, TopP
+from aigc.sampling.sampler import inverse_cdf
 
 __all__ = ["TransformersAudioGenerator"]
 
@@ -289,15 +290,21 @@ class _SamplerLast(list[Any]):
 
 
 class _SeededSampler:
-    """The last logits processor: draws each row's token with its sample's generator and returns scores
-    that are 0 for that token and -inf elsewhere, so that greedy decoding picks exactly it.
+    """The last logits processor: draws each row's token from its sample's seed and returns scores that are 0 for
+    that token and -inf elsewhere, so that greedy decoding picks exactly it.
 
-    Rows are sample-major: ``codebooks`` consecutive rows per sample (``scores``: (B * K, V)).
+    Rows are sample-major: ``codebooks`` consecutive rows per sample (``scores``: (B * K, V)). The draw of
+    codebook *c* at step *t* is the counter-based uniform (sample's seed, ``"tokens"``, t, c), turned into a
+    token by inverse transform sampling on the device (:func:`aigc.sampling.sampler.inverse_cdf`); records from
+    sampler version 1 replay with that version's per-sample CPU generators and ``torch.multinomial``.
     """
 
     def __init__(self, seeds: list[int], codebooks: int, processors: list[LogitsProcessor], events: EventEmitter,
                  total: int, first: int) -> None:
-        self.generators = generators(seeds)
+        self.version = sampler_version()
+        self.generators = generators(seeds) if self.version == 1 else []
+        self.keys = draws.stream_keys(seeds, "tokens")
+        self.samples = len(seeds)
         self.codebooks = codebooks
         self.processors = processors
         self.events = events
@@ -307,17 +314,23 @@ class _SeededSampler:
 
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
         k = self.codebooks
-        if scores.shape[0] != len(self.generators) * k:
-            raise AigcError(f"MusicGen sampling: expected {len(self.generators) * k} rows of scores, got "
+        if scores.shape[0] != self.samples * k:
+            raise AigcError(f"MusicGen sampling: expected {self.samples * k} rows of scores, got "
                             f"{scores.shape[0]} (this transformers version orders its processors differently). Fix: "
                             "report it, and meanwhile pass deterministic=True or guidance=1")
         for p in self.processors:
             scores = p(input_ids, scores)
-        probs = scores.float().softmax(dim=-1).cpu()  # (B * K, V)
-        chosen = torch.cat([torch.multinomial(probs[i * k:(i + 1) * k], 1, generator=g)
-                            for i, g in enumerate(self.generators)])  # (B * K, 1)
+        if self.version == 1:
+            probs = scores.float().softmax(dim=-1).cpu()  # (B * K, V)
+            chosen = torch.cat([torch.multinomial(probs[i * k:(i + 1) * k], 1, generator=g)
+                                for i, g in enumerate(self.generators)]).to(scores.device)  # (B * K, 1)
+        else:
+            self.keys = self.keys.to(scores.device)
+            step = torch.full((self.samples,), self.step, dtype=torch.long, device=scores.device)
+            u = draws.uniform(self.keys, step, (k,)).reshape(-1)  # (B * K,): index = codebook
+            chosen = inverse_cdf(scores, u)[:, None]
         out = torch.full_like(scores, float("-inf"))
-        out.scatter_(1, chosen.to(scores.device), 0.0)
+        out.scatter_(1, chosen, 0.0)
         self.step += 1
         self.events.emit("step", step=self.step, total=self.total, sample=self.first, advance=1)
         if self.events.cancelled:

@@ -2,9 +2,11 @@
 
 Text-to-image, image-to-image (``init_image``, ``strength``) and inpainting (``mask``) run through one
 ``ImageRequest``. The image-to-image and inpainting pipelines are made from the loaded one with
-``from_pipe``, so they share its weights. Noise comes from the sampling core: one CPU ``torch.Generator``
-per sample (and, for UNet pipelines, the initial latents from :func:`aigc.sampling.randn`), so sample *i*
-of a batch equals a single run with its seed.
+``from_pipe``, so they share its weights. Noise comes from the sampling core, so sample *i* of a batch equals
+a single run with its seed: for UNet text-to-image the initial latents from :func:`aigc.sampling.randn` (the
+latents diffusers makes from ``torch.Generator("cpu").manual_seed(seed)``) and the scheduler's step noise from
+:func:`aigc.sampling.step_generators`, a stream of its own that never repeats them; otherwise one CPU
+``torch.Generator`` per sample, from which the pipeline draws everything in turn.
 
 Stages of one ``generate``:
     1. check the request against the model (size, scheduler name, images) before any denoising;
@@ -40,7 +42,7 @@ from aigc._runtime.events import EventEmitter
 from aigc._runtime.weights import fingerprint_files, weight_files
 from aigc._types import ImageRequest
 from aigc.errors import BackendUnavailable, GenerationCancelled, InvalidRequest, ModelNotFound
-from aigc.sampling import generators, randn
+from aigc.sampling import generators, randn, step_generators
 
 __all__ = ["SCHEDULERS", "DiffusersImageGenerator"]
 
@@ -278,7 +280,11 @@ class DiffusersImageGenerator(PipelineGenerator[ImageRequest, ImageResult]):
         events.emit("start", total=total)
         for start in range(0, len(seeds), chunk):
             part = seeds[start:start + chunk]
-            call = dict(kwargs, prompt=prompts[start:start + len(part)], generator=generators(part))
+            # Our own x_T (text-to-image) comes from `randn`; the scheduler's step noise then needs a stream of its own
+            # (a generator seeded like x_T would repeat it at the first stochastic step). Without our latents the
+            # pipeline draws everything from one generator in sequence, which never repeats.
+            gens = step_generators(part) if own_latents else generators(part)
+            call = dict(kwargs, prompt=prompts[start:start + len(part)], generator=gens)
             if "negative_prompt" in call:
                 call["negative_prompt"] = [request.negative_prompt] * len(part)
             for name in ("image", "mask_image"):  # one copy per sample: each is VAE-encoded with its own generator

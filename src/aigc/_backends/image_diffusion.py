@@ -18,7 +18,8 @@ Stages of one ``generate``:
     1. map every prompt to a class, and check steps, guidance, size and scheduler -- before any work;
     2. draw x_T for each sample from its own seed (:func:`aigc.sampling.randn`, on the CPU, then moved);
     3. denoise: at each step predict the noise with classifier-free guidance and let the scheduler step;
-       stochastic schedulers draw their per-step noise from per-sample generators too;
+       stochastic schedulers draw their per-step noise from per-sample generators of the step-noise stream
+       (:func:`aigc.sampling.step_generators`), never from x_T's;
     4. turn [-1, 1] samples into 8-bit RGB images, upscaled to the requested size.
 
 Sample *i* of ``seed=s, num_outputs=n`` equals a single run with ``seed=s+i`` within rounding of the batched
@@ -45,7 +46,7 @@ from aigc._runtime.events import EventEmitter
 from aigc._runtime.weights import fingerprint_files, weight_files
 from aigc._types import ImageRequest
 from aigc.errors import GenerationCancelled, InvalidRequest, ModelNotFound
-from aigc.sampling import generators, randn
+from aigc.sampling import generators, randn, sampler_version, step_generators
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -327,14 +328,17 @@ class ClassDiffusionGenerator(Generator[ImageRequest, ImageResult]):
         scheduler = self._scheduler(name, steps)
 
         # 2. x_T ~ N(0, I) per sample from its own seed, made on the CPU then moved; scaled for schedulers
-        #    that work in sigma space (Euler). Per-step noise (DDPM) continues each sample's own generator.
+        #    that work in sigma space (Euler). Per-step noise (DDPM) comes from each sample's step-noise stream.
         hw = self.image_size
         x = randn((self.channels, hw, hw), seeds, device=self.device) * scheduler.init_noise_sigma  # (B, C, H, W)
         step_kwargs: dict[str, Any] = {}
         if "generator" in inspect.signature(scheduler.step).parameters:
-            gens = generators(seeds)
-            for g in gens:  # skip past the x_T draw so per-step noise never repeats it
-                torch.randn((self.channels, hw, hw), generator=g)
+            if sampler_version() == 1:  # records from before sampler version 2: x_T's generators, advanced past it
+                gens = generators(seeds)
+                for g in gens:
+                    torch.randn((self.channels, hw, hw), generator=g)
+            else:
+                gens = step_generators(seeds)
             step_kwargs["generator"] = gens  # diffusers draws row i from gens[i], on the CPU
 
         # 3. Denoise, one event per step; a cancelled run stops between steps.

@@ -32,7 +32,8 @@ from aigc._runtime.weights import fingerprint_files, weight_files
 from aigc._types import TextRequest
 from aigc.errors import BackendUnavailable, InvalidRequest, ModelNotFound, UnsafeModelFile
 from aigc.sampling.decode import DecodeLoop, TextAssembler
-from aigc.sampling.processors import PAD, build_processors
+from aigc.sampling.processors import PAD
+from aigc.sampling.sampler import make_sampler
 
 __all__ = ["TransformersTextGenerator"]
 
@@ -40,31 +41,82 @@ logger = logging.getLogger(__name__)
 
 _LM_ARCH_SUFFIXES = ("ForCausalLM", "LMHeadModel", "ForConditionalGeneration", "ForSeq2SeqLM", "WithLMHead")
 _PREFIX_TOKENS = 8  # prompt tokens decoded with the output, for correct spacing (see TextAssembler)
+_SYNC_EVERY = 8  # decoding steps between two reads of the tokens on an accelerator, when nobody watches each one
+
+
+def _slot_cache(model: Any, capacity: int) -> Any:
+    """A ``DynamicCache`` whose full-attention layers write into buffers allocated once for ``capacity``
+    tokens (the prompt plus ``max_new_tokens``), instead of concatenating a new tensor at every step.
+
+    transformers' ``DynamicLayer`` copies the whole key/value history at each step (``torch.cat``): for 64 rows
+    of a 6-layer model that is more than 100 MB a step. Here each step writes one slot and returns a view.
+    Sliding-window and other layer kinds keep transformers' own implementation.
+    """
+    from transformers import DynamicCache
+    from transformers.cache_utils import DynamicLayer
+
+    class SlotLayer(DynamicLayer):  # type: ignore[no-untyped-call]  # transformers' classes are untyped
+        def __init__(self) -> None:
+            super().__init__()  # type: ignore[no-untyped-call]
+            self.length = 0
+
+        def lazy_initialization(self, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
+            self.device = key_states.device
+            b, h, _, dk = key_states.shape
+            self.key_slots = key_states.new_empty((b, h, capacity, dk))
+            self.value_slots = value_states.new_empty((b, h, capacity, value_states.shape[-1]))
+            self.is_initialized = True
+
+        def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any,
+                   **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor]:
+            if not self.is_initialized:
+                self.lazy_initialization(key_states, value_states)
+            end = self.length + key_states.shape[-2]
+            if end > self.key_slots.shape[-2]:  # more than planned (never in aigc's own loop): grow
+                grow = end - self.key_slots.shape[-2] + capacity
+                self.key_slots = torch.cat([self.key_slots, self.key_slots.new_empty(
+                    (*self.key_slots.shape[:2], grow, self.key_slots.shape[-1]))], dim=-2)
+                self.value_slots = torch.cat([self.value_slots, self.value_slots.new_empty(
+                    (*self.value_slots.shape[:2], grow, self.value_slots.shape[-1]))], dim=-2)
+            self.key_slots[:, :, self.length:end] = key_states
+            self.value_slots[:, :, self.length:end] = value_states
+            self.length = end
+            self.keys, self.values = self.key_slots[:, :, :end], self.value_slots[:, :, :end]
+            return self.keys, self.values
+
+        def get_seq_length(self) -> int:
+            return self.length
+
+    cache = DynamicCache(config=model.config)
+    cache.layers = [SlotLayer() if type(layer) is DynamicLayer else layer for layer in cache.layers]
+    return cache
 
 
 class _CausalStepper:
-    """A decoder-only model with a DynamicCache; left padding handled with the mask and position ids."""
+    """A decoder-only model with a KV cache (:func:`_slot_cache`); left padding handled with the mask and
+    position ids."""
 
-    def __init__(self, model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> None:
-        from transformers import DynamicCache
-
+    def __init__(self, model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor, max_new_tokens: int) -> None:
         params = inspect.signature(model.forward).parameters
         self.model = model
         self.input_ids = input_ids
         self.mask = attention_mask  # (B, T), 1 for real tokens
         self.cache_kw = "cache" if "cache" in params else "past_key_values"
-        self.cache = DynamicCache(config=model.config)
+        self.cache = _slot_cache(model, input_ids.shape[1] + max_new_tokens)
         self.use_positions = "position_ids" in params
         self.keep_kw = "logits_to_keep" in params
         self.positions = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)  # (B, T)
         # Without padding the model's own defaults (a full mask, positions 0..T-1) are the same thing;
         # leaving them out saves a mask concatenation and the model's mask checks at every step.
         self.padded = bool((attention_mask == 0).any())
+        if self.padded:  # the whole mask, allocated once: step t reads its first T + t + 1 columns
+            self.full_mask = torch.cat([attention_mask, attention_mask.new_ones(
+                (attention_mask.shape[0], max_new_tokens))], dim=1)
 
-    def _forward(self, ids: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    def _forward(self, ids: torch.Tensor, positions: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         kwargs: dict[str, Any] = {"input_ids": ids, self.cache_kw: self.cache, "use_cache": True}
-        if self.padded:
-            kwargs["attention_mask"] = self.mask
+        if mask is not None:
+            kwargs["attention_mask"] = mask
             if self.use_positions:
                 kwargs["position_ids"] = positions
         if self.keep_kw:
@@ -72,14 +124,68 @@ class _CausalStepper:
         return self.model(**kwargs).logits[:, -1, :]  # type: ignore[no-any-return]
 
     def prefill(self) -> torch.Tensor:
-        return self._forward(self.input_ids, self.positions)
+        return self._forward(self.input_ids, self.positions, self.mask if self.padded else None)
 
     def step(self, tokens: torch.Tensor) -> torch.Tensor:
-        if self.padded:
-            ones = torch.ones((self.mask.shape[0], 1), dtype=self.mask.dtype, device=self.mask.device)
-            self.mask = torch.cat([self.mask, ones], dim=1)
         self.positions = self.positions[:, -1:] + 1  # (B, 1)
-        return self._forward(tokens[:, None], self.positions)
+        mask = None
+        if self.padded:
+            mask = self.full_mask[:, :self.cache.get_seq_length() + 1]
+        return self._forward(tokens[:, None], self.positions, mask)
+
+
+def _bucket(n: int, minimum: int) -> int:
+    """The next power of two >= ``max(n, minimum)``: compiled shapes come from a small set, not every size."""
+    return 1 << (max(n, minimum) - 1).bit_length()
+
+
+class _StaticStepper:
+    """A decoder-only model with transformers' ``StaticCache``, its decode step compiled.
+
+    Shapes are bucketed so that a new prompt length, ``max_new_tokens`` or batch size rarely means a new
+    compilation: rows are padded to a power of two (the padding rows repeat row 0; their tokens are dropped)
+    and the cache holds a power-of-two number of tokens (>= 256). The attention mask is built once per batch
+    at its full length -- the prompt's padding, then ones: the causal mask hides the slots not written yet --
+    so each step's inputs keep their shapes and live on the device, as CUDA graphs need. The prompt runs
+    eagerly (its length varies); each step after it runs the compiled forward.
+    """
+
+    def __init__(self, gen: TransformersTextGenerator, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                 max_new_tokens: int) -> None:
+        rows, width = input_ids.shape
+        self.rows = rows
+        batch = _bucket(rows, 1)
+        length = _bucket(width + max_new_tokens, 256)
+        extra = batch - rows
+        if extra:  # padding rows: copies of row 0
+            input_ids = torch.cat([input_ids, input_ids[:1].expand(extra, -1)])
+            attention_mask = torch.cat([attention_mask, attention_mask[:1].expand(extra, -1)])
+        self.gen = gen
+        self.input_ids = input_ids
+        self.mask = torch.cat([attention_mask, attention_mask.new_ones((batch, length - width))], dim=1)  # (Bb, L)
+        self.positions = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)  # (Bb, T)
+        self.cache = gen._static_cache(batch, length)
+        self.params = inspect.signature(gen.lm.forward).parameters
+
+    def _kwargs(self, ids: torch.Tensor, positions: torch.Tensor) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {"input_ids": ids, "attention_mask": self.mask, "use_cache": True,
+                                  ("cache" if "cache" in self.params else "past_key_values"): self.cache}
+        if "position_ids" in self.params:
+            kwargs["position_ids"] = positions
+        if "logits_to_keep" in self.params:
+            kwargs["logits_to_keep"] = 1
+        return kwargs
+
+    def prefill(self) -> torch.Tensor:
+        out = self.gen.lm(**self._kwargs(self.input_ids, self.positions))
+        return out.logits[: self.rows, -1, :]  # type: ignore[no-any-return]
+
+    def step(self, tokens: torch.Tensor) -> torch.Tensor:
+        self.positions = self.positions[:, -1:] + 1  # (Bb, 1)
+        extra = self.input_ids.shape[0] - self.rows
+        ids = torch.cat([tokens, tokens[:1].expand(extra)]) if extra else tokens
+        logits: torch.Tensor = self.gen._compiled_forward()(**self._kwargs(ids[:, None], self.positions)).logits
+        return logits[: self.rows, -1, :].clone()  # a CUDA graph's output is overwritten by its next replay
 
 
 class _Seq2SeqStepper:
@@ -106,6 +212,23 @@ class _Seq2SeqStepper:
 
     def step(self, tokens: torch.Tensor) -> torch.Tensor:
         return self._forward(tokens[:, None])
+
+
+COMPILE_BACKENDS = ("inductor", "cudagraphs", "eager", "aot_eager")
+
+
+def _compile_backend(value: object, device: torch.device) -> Any:
+    """The load option ``compile``: ``None`` (the default) compiles on CUDA only, ``True`` always (inductor),
+    ``False`` never; a backend name or a backend callable is passed to ``torch.compile`` (``"eager"`` traces
+    without generating code, which finds graph breaks quickly)."""
+    if value is None:
+        return "inductor" if device.type == "cuda" else None
+    if isinstance(value, bool):
+        return "inductor" if value else None
+    if (isinstance(value, str) and value in COMPILE_BACKENDS) or (callable(value) and not isinstance(value, type)):
+        return value
+    raise InvalidRequest("compile", value, "must be True, False, None, a torch.compile backend name or callable",
+                         f"pass compile=True, or one of {', '.join(COMPILE_BACKENDS)}")
 
 
 def _check_adapter(options: LoadOptions) -> Path | None:
@@ -187,16 +310,22 @@ class TransformersTextGenerator(Generator[TextRequest, TextResult]):
         {"max_new_tokens", "min_new_tokens", "do_sample", "temperature", "top_k", "top_p", "min_p",
          "repetition_penalty", "stop"}
     )
-    load_options = frozenset({"max_batch_size", "adapter", "merge_adapter"})
+    load_options = frozenset({"max_batch_size", "adapter", "merge_adapter", "compile"})
 
     def __init__(self, *, model: Any, tokenizer: Any, model_id: str, options: LoadOptions, weights: str | None,
                  revision: str | None) -> None:
+        # `compile` is a speed setting, not part of how a result was made: records leave it out.
+        recorded = {k: v for k, v in options.extra.items() if k != "compile"}
         super().__init__(model=model_id, device=options.device, dtype=options.dtype, revision=revision,
-                         weights=weights, options=options.extra)
+                         weights=weights, options=recorded)
         self.lm = model
         self.tokenizer = tokenizer
         self.is_seq2seq = bool(getattr(model.config, "is_encoder_decoder", False))
         self.max_batch_size = int(options.extra.get("max_batch_size", 64))
+        #: torch.compile backend of the static-cache decode path, or None for the eager path (see _compile_backend)
+        self.compile_backend = _compile_backend(options.extra.get("compile"), options.device)
+        self._static: dict[tuple[int, int], Any] = {}  # (batch, cache length) bucket -> reusable static cache
+        self._compiled: Any = None
         gen_config = getattr(model, "generation_config", None)
         self.request_defaults = _request_defaults(gen_config)
         eos = getattr(gen_config, "eos_token_id", None)
@@ -250,6 +379,7 @@ class TransformersTextGenerator(Generator[TextRequest, TextResult]):
         mbs = options.extra.get("max_batch_size", 64)
         if not isinstance(mbs, int) or isinstance(mbs, bool) or mbs < 1:
             raise InvalidRequest("max_batch_size", mbs, "must be an int >= 1", "pass max_batch_size=16")
+        _compile_backend(options.extra.get("compile"), options.device)  # checked before anything loads
         adapter = _check_adapter(options)
         if adapter is not None:  # record the absolute path, so that replay works from any directory
             options = dataclasses.replace(options, extra={**options.extra, "adapter": str(adapter)})
@@ -300,6 +430,46 @@ class TransformersTextGenerator(Generator[TextRequest, TextResult]):
     def _close(self) -> None:
         self.lm = None
         self.tokenizer = None
+        self._static.clear()
+        self._compiled = None
+
+    # -- the compiled decode path ----------------------------------------------------------------------
+    _STATIC_CACHES = 4  # static caches kept for reuse (a new cache object would mean a new compilation)
+
+    def _static_cache(self, batch: int, length: int) -> Any:
+        """A ``StaticCache`` for (batch, length), reused across calls (reset, not reallocated)."""
+        from transformers import StaticCache
+
+        key = (batch, length)
+        cache = self._static.pop(key, None)
+        if cache is None:
+            cache = StaticCache(config=self.lm.config, max_cache_len=length)
+        else:
+            with torch.inference_mode():  # its tensors were made in inference mode, by the first prefill
+                cache.reset()
+        self._static[key] = cache  # most recently used last
+        while len(self._static) > self._STATIC_CACHES:
+            self._static.pop(next(iter(self._static)))
+        return cache
+
+    def _compiled_forward(self) -> Any:
+        """The model's forward under ``torch.compile`` (CUDA graphs on CUDA with inductor), made once."""
+        if self._compiled is None:
+            assert self.compile_backend is not None
+            mode = "reduce-overhead" if self.device.type == "cuda" and self.compile_backend == "inductor" else None
+            compiled: Any = torch.compile(self.lm.__call__, backend=self.compile_backend, mode=mode, fullgraph=False)
+            if self.device.type == "cuda":
+                def call(**kwargs: Any) -> Any:
+                    torch.compiler.cudagraph_mark_step_begin()  # type: ignore[no-untyped-call]
+                    return compiled(**kwargs)
+
+                self._compiled = call
+            else:
+                self._compiled = compiled
+        return self._compiled
+
+    def _uses_static_cache(self) -> bool:
+        return self.compile_backend is not None and not self.is_seq2seq
 
     def _generate(self, request: TextRequest, seeds: list[int], events: EventEmitter) -> TextResult:
         rows, prompt_index = self._rows(request)
@@ -312,7 +482,7 @@ class TransformersTextGenerator(Generator[TextRequest, TextResult]):
     def _stream(self, request: TextRequest, seeds: list[int], events: EventEmitter) -> Iterator[str]:
         rows, _ = self._rows(request)
         run = _Run()
-        for _, piece in self._decode(request, rows, seeds, events, run):
+        for _, piece in self._decode(request, rows, seeds, events, run, streaming=True):
             if piece:
                 yield piece
         tail = run.assemblers[0].flush()
@@ -366,11 +536,17 @@ class TransformersTextGenerator(Generator[TextRequest, TextResult]):
         return ids.to(self.device), mask.to(self.device), context
 
     def _decode(self, request: TextRequest, rows: list[list[int]], seeds: list[int], events: EventEmitter,
-                run: _Run) -> Iterator[tuple[int, str]]:
+                run: _Run, *, streaming: bool = False) -> Iterator[tuple[int, str]]:
         """3-4. Decode all rows in chunks; yield (sample index, new text) as text becomes final."""
+        from aigc._seeds import sampler_version
+
         decode_fn = self._decoder()
-        processors = build_processors(request)
+        version = sampler_version()
         chunk = 1 if request.deterministic else self.max_batch_size
+        # The host reads the tokens every step where someone watches them (streaming, an event callback, stop
+        # sequences decided early) or where reading is free (the CPU); otherwise every few steps.
+        per_step = streaming or events.has_callback or self.device.type == "cpu" or version == 1
+        sync_every = 1 if per_step else _SYNC_EVERY
         events.set_total(request.max_new_tokens * -(-len(rows) // chunk))  # steps x chunks
         events.emit("start", total=request.max_new_tokens)
         for start in range(0, len(rows), chunk):
@@ -379,16 +555,18 @@ class TransformersTextGenerator(Generator[TextRequest, TextResult]):
             if self.is_seq2seq:
                 stepper: Any = _Seq2SeqStepper(self.lm, ids, mask, self.start_id)
                 context = torch.full((len(part), 1), self.start_id, dtype=torch.long)
+            elif self._uses_static_cache():
+                if self._compiled is None:
+                    events.describe(f"aigc {self.modality} (compiling the decode step, once per model)")
+                stepper = _StaticStepper(self, ids, mask, request.max_new_tokens)
             else:
-                stepper = _CausalStepper(self.lm, ids, mask)
+                stepper = _CausalStepper(self.lm, ids, mask, request.max_new_tokens)
             asms = [TextAssembler(decode_fn, stop=request.stop,
                                   prefix_ids=[] if self.is_seq2seq else r[-_PREFIX_TOKENS:]) for r in part]
             run.assemblers += asms
-            loop = DecodeLoop(stepper, context_ids=context,
-                              seeds=seeds[start:start + chunk] if request.do_sample else None,
-                              processors=processors, eos_token_ids=self.eos_ids,
-                              max_new_tokens=request.max_new_tokens, pad_token_id=self.pad_id,
-                              min_new_tokens=request.min_new_tokens)
+            sampler = make_sampler(request, seeds[start:start + chunk], eos_token_ids=self.eos_ids, version=version)
+            loop = DecodeLoop(stepper, sampler=sampler, context_ids=context, eos_token_ids=self.eos_ids,
+                              max_new_tokens=request.max_new_tokens, pad_token_id=self.pad_id, sync_every=sync_every)
             with torch.inference_mode():
                 for step, chosen in loop:
                     for j, tok in enumerate(chosen):

@@ -7,10 +7,11 @@ image-to-video ones (Stable Video Diffusion, I2VGenXL, CogVideoX I2V, LTX I2V, W
 ``init_image``. A text-to-video model that diffusers pairs with an image-to-video form sharing its weights
 (LTX-Video) switches to it when ``init_image`` is given.
 
-Seeds: one CPU ``torch.Generator`` per sample. For the UNet families (UNet3D and AnimateDiff) the initial
-latents ``(B, C, T, H/f, W/f)`` come from :func:`aigc.sampling.randn` and samples run batched; every other
-pipeline runs one sample per call with that sample's generator, so sample *i* of a batch equals a single
-run with seed ``s + i`` either way.
+Seeds: for the UNet families (UNet3D and AnimateDiff) the initial latents ``(B, C, T, H/f, W/f)`` come from
+:func:`aigc.sampling.randn`, the scheduler's step noise from :func:`aigc.sampling.step_generators` (a stream
+of its own, so it never repeats them), and samples run batched; every other pipeline runs one sample per call
+with one CPU ``torch.Generator`` seeded with the sample's seed, from which it draws everything in turn. Sample
+*i* of a batch equals a single run with seed ``s + i`` either way.
 
 Stages of one ``generate``:
     1. plan: check the request against the model (frames, size, scheduler, image, prompt) before any
@@ -49,7 +50,7 @@ from aigc._runtime.events import EventEmitter
 from aigc._runtime.weights import fingerprint_files, weight_files
 from aigc._types import VideoRequest
 from aigc.errors import GenerationCancelled, InvalidRequest, ModelNotFound
-from aigc.sampling import generators, randn
+from aigc.sampling import generators, randn, step_generators
 
 __all__ = ["DiffusersVideoGenerator"]
 
@@ -350,7 +351,8 @@ class DiffusersVideoGenerator(PipelineGenerator[VideoRequest, VideoResult]):
         videos: list[np.ndarray[Any, Any]] = []
         for start in range(0, len(seeds), chunk):
             part = seeds[start:start + chunk]
-            call = dict(kwargs, generator=generators(part))  # a list of one acts as one generator
+            # With our own x_T, the step noise needs a stream of its own (a list of one acts as one generator)
+            call = dict(kwargs, generator=step_generators(part) if own_latents else generators(part))
             if "prompt" in params:
                 call["prompt"] = prompts[start:start + len(part)]
             if "negative_prompt" in call:

@@ -47,6 +47,11 @@ class EventEmitter:
             self._bar.total = total
             self._bar.refresh()
 
+    def describe(self, text: str) -> None:
+        """Change the progress bar's label (e.g. while a one-time compilation runs)."""
+        if self._bar is not None:
+            self._bar.set_description(text)
+
     @property
     def has_callback(self) -> bool:
         """Whether anyone listens (backends skip optional work such as previews otherwise)."""

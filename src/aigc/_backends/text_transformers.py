@@ -109,6 +109,7 @@ class _CausalStepper:
         # Without padding the model's own defaults (a full mask, positions 0..T-1) are the same thing;
         # leaving them out saves a mask concatenation and the model's mask checks at every step.
         self.padded = bool((attention_mask == 0).any())
+        self.length = int(input_ids.shape[1])  # tokens in the cache after the next forward's input is added
         if self.padded:  # the whole mask, allocated once: step t reads its first T + t + 1 columns
             self.full_mask = torch.cat([attention_mask, attention_mask.new_ones(
                 (attention_mask.shape[0], max_new_tokens))], dim=1)
@@ -128,10 +129,8 @@ class _CausalStepper:
 
     def step(self, tokens: torch.Tensor) -> torch.Tensor:
         self.positions = self.positions[:, -1:] + 1  # (B, 1)
-        mask = None
-        if self.padded:
-            mask = self.full_mask[:, :self.cache.get_seq_length() + 1]
-        return self._forward(tokens[:, None], self.positions, mask)
+        self.length += 1
+        return self._forward(tokens[:, None], self.positions, self.full_mask[:, :self.length] if self.padded else None)
 
 
 def _bucket(n: int, minimum: int) -> int:

@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from aigc._media.atomic import atomic_write_text, numbered_paths
-from aigc._types import IN_MEMORY, REQUEST_TYPES, Modality, Request, check_modality
+from aigc._types import IN_MEMORY, MAX_SEED, MODALITIES, REQUEST_TYPES, Modality, Request, check_modality
 from aigc.errors import InvalidRequest, ProvenanceError
+from aigc.limits import exceeded
 
 if TYPE_CHECKING:
     import numpy as np
@@ -62,18 +63,33 @@ class Record:
 
     @classmethod
     def from_json(cls, text: str | bytes) -> Record:
-        """Parse a record written by :meth:`to_json`; raise :class:`ProvenanceError` if it is not one."""
+        """Parse a record written by :meth:`to_json`.
+
+        A record is data from a stranger: every field's type is checked, and nesting deeper than
+        :data:`MAX_RECORD_DEPTH` is refused, so a malformed record fails here with one error type.
+
+        Raises:
+            ProvenanceError: not JSON, not an aigc record, a missing field, a field of the wrong type, or too
+                deeply nested.
+        """
         try:
             data = json.loads(text)
         except (ValueError, TypeError) as e:
             raise ProvenanceError(f"not an aigc record: {e}") from None
+        except RecursionError:
+            raise ProvenanceError(f"not an aigc record: JSON nested deeper than {MAX_RECORD_DEPTH} levels") from None
         if not isinstance(data, dict) or data.get("format") != RECORD_FORMAT:
             raise ProvenanceError(f"not an aigc record (format {RECORD_FORMAT!r} expected)")
-        known = {f.name for f in dataclasses.fields(cls)}
-        try:
-            return cls(**{k: v for k, v in data.items() if k in known})
-        except TypeError as e:
-            raise ProvenanceError(f"incomplete aigc record: {e}") from None
+        _check_depth(data)
+        known = {f.name: f for f in dataclasses.fields(cls)}
+        missing = [name for name, f in known.items() if name not in data and f.default is dataclasses.MISSING
+                   and f.default_factory is dataclasses.MISSING]
+        if missing:
+            raise ProvenanceError(f"incomplete aigc record: no {', '.join(missing)}")
+        fields = {k: v for k, v in data.items() if k in known}
+        for name, value in fields.items():
+            _check_record_field(name, value)
+        return cls(**fields)
 
     @classmethod
     def from_file(cls, path: str | os.PathLike[str]) -> Record:
@@ -98,8 +114,18 @@ class Record:
         return dataclasses.replace(self, sample_index=index)
 
     def to_request(self) -> Request:
-        """The request that made this result (or, with ``sample_index``, that one sample of it)."""
-        request_type = REQUEST_TYPES[check_modality(self.modality)]
+        """The request that made this result (or, with ``sample_index``, that one sample of it).
+
+        The request is checked like any other, bounds (:mod:`aigc.limits`) included, before anything loads.
+
+        Raises:
+            ProvenanceError: the record's request cannot be rebuilt, or is above a bound.
+        """
+        try:
+            request_type = REQUEST_TYPES[check_modality(self.modality)]
+            exceeded("seeds", f"<{len(self.seeds)} seeds>", len(self.seeds), "max_samples", "samples in the record")
+        except InvalidRequest as e:
+            raise ProvenanceError(f"the record cannot be replayed: {e}") from None
         params = dict(self.request)
         for name, value in params.items():
             if isinstance(value, dict) and IN_MEMORY in value:
@@ -108,7 +134,7 @@ class Record:
         params = {k: v for k, v in params.items() if k in request_type.field_names()}
         try:
             full = request_type(**params)
-        except InvalidRequest as e:
+        except (InvalidRequest, TypeError) as e:
             raise ProvenanceError(f"the record's request cannot be rebuilt: {e}") from None
         if self.sample_index is None:
             return full.replace(seed=list(self.seeds), num_outputs=full.samples_per_prompt)
@@ -117,6 +143,55 @@ class Record:
             raise ProvenanceError(f"sample_index {i} outside the record's {len(self.seeds)} seeds")
         prompt = full.prompts()[i // full.samples_per_prompt]
         return full.replace(prompt=prompt, seed=self.seeds[i], num_outputs=1)
+
+
+#: Deepest nesting of lists and objects a record may have (a request holds chat messages: 4 levels).
+MAX_RECORD_DEPTH = 32
+_OPTIONAL_STR = ("revision", "weights")
+_STR_FIELDS = ("backend", "model", "device", "dtype", "created", "aigc_version", "format")
+_DICT_FIELDS = ("request", "versions", "options")
+
+
+def _check_depth(data: Any) -> None:
+    stack: list[tuple[Any, int]] = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        children = value.values() if isinstance(value, dict) else value if isinstance(value, list) else None
+        if children is None:
+            continue
+        if depth > MAX_RECORD_DEPTH:
+            raise ProvenanceError(f"not an aigc record: nested deeper than {MAX_RECORD_DEPTH} levels")
+        stack.extend((child, depth + 1) for child in children)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_record_field(name: str, value: Any) -> None:
+    """One field of a parsed record has the type :class:`Record` declares."""
+    if name == "modality":
+        ok = value in MODALITIES
+    elif name in _STR_FIELDS:
+        ok = isinstance(value, str)
+    elif name in _OPTIONAL_STR:
+        ok = value is None or isinstance(value, str)
+    elif name in _DICT_FIELDS:
+        ok = isinstance(value, dict)
+    elif name == "seeds":
+        ok = isinstance(value, list) and bool(value) and all(_is_int(s) and 0 <= s <= MAX_SEED for s in value)
+    elif name == "duration_s":
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    elif name == "sample_index":
+        ok = value is None or (_is_int(value) and value >= 0)
+    elif name == "postprocess":
+        ok = isinstance(value, list) and all(isinstance(step, dict) for step in value)
+    else:
+        ok = True
+    if not ok:
+        shown = repr(value)
+        raise ProvenanceError(f"malformed aigc record: {name}={shown[:80] + ('...' if len(shown) > 80 else '')} "
+                              f"is not what a record holds there")
 
 
 @dataclass(kw_only=True)
@@ -135,6 +210,11 @@ class Result:
         self, path: str | os.PathLike[str], write: Callable[[int, Path, str | None], list[Path]]
     ) -> list[Path]:
         """Call ``write(sample index, file name, that sample's record as JSON)`` per sample; collect paths."""
+        name = os.fspath(path)  # TypeError for what is not a path
+        if not isinstance(name, str):
+            raise InvalidRequest("path", name, "must be a str or pathlib.Path", "pass a file name such as 'out.png'")
+        if Path(name).name in ("", ".", ".."):
+            raise InvalidRequest("path", name, "names no file", "pass a file name such as 'out.png'")
         written: list[Path] = []
         for i, target in enumerate(numbered_paths(path, len(self))):
             written += write(i, target, self.record.for_sample(i).to_json() if self.record else None)
@@ -155,18 +235,43 @@ class Result:
         """Redo one recorded post-processing step (for :func:`aigc.replay`)."""
         raise ProvenanceError(f"a {self.modality} result has no post-processing step {step!r}")
 
+    #: post-processing operations this result type can redo: op name -> the numeric arguments it takes
+    postprocess_ops: ClassVar[dict[str, tuple[str, ...]]] = {}
+
+    @classmethod
+    def check_postprocess(cls, steps: list[dict[str, Any]]) -> None:
+        """Check recorded post-processing steps before anything runs: known operations, with their arguments.
+
+        Raises:
+            ProvenanceError: an unknown operation, a missing or extra argument, or one that is not a number.
+        """
+        for step in steps:
+            op = step.get("op") if isinstance(step, dict) else None
+            if op not in cls.postprocess_ops:
+                raise ProvenanceError(f"a {cls.modality} result has no post-processing step {step!r}")
+            names = set(step) - {"op"}
+            wanted = set(cls.postprocess_ops[op])
+            if names != wanted or not all(isinstance(step[n], (int, float)) and not isinstance(step[n], bool)
+                                          for n in wanted):
+                raise ProvenanceError(f"malformed post-processing step {step!r}: {op!r} takes the numbers "
+                                      f"{', '.join(sorted(wanted))}")
+
     def apply_postprocess(self, steps: list[dict[str, Any]]) -> Result:
         """Apply recorded post-processing steps in order (what :func:`aigc.replay` does after generating).
 
         Raises:
-            ProvenanceError: a step this result type does not know.
+            ProvenanceError: a step this result type does not know, or whose arguments it cannot use.
 
         Example:
             >>> again = gen.generate(record.to_request()).apply_postprocess(record.postprocess)  # doctest: +SKIP
         """
+        self.check_postprocess(steps)
         result: Result = self
         for step in steps:
-            result = result._apply_step(step)
+            try:
+                result = result._apply_step(step)
+            except InvalidRequest as e:
+                raise ProvenanceError(f"the post-processing step {step!r} cannot be redone: {e}") from None
         return result
 
 
@@ -218,9 +323,12 @@ class TextResult(Result):
             raise InvalidRequest("path", str(path), "unsupported text format", "use a .txt or .json file name")
 
         def write(i: int, target: Path, record: str | None) -> list[Path]:
-            if suffix == ".txt":
-                sidecar = [atomic_write_text(target.with_name(target.name + ".json"), record)] if record else []
-                return [atomic_write_text(target, self.texts[i]), *sidecar]
+            if suffix == ".txt":  # the text and its sidecar, all-or-nothing (see aigc._media.provenance)
+                from aigc._media.provenance import save_with_record
+
+                with save_with_record(target, record) as pending:
+                    pending.tmp.write_bytes(self.texts[i].encode("utf-8"))
+                return pending.written
             doc = {
                 "text": self.texts[i],
                 "seed": self.seeds[i],
@@ -307,6 +415,8 @@ class AudioResult(Result):
     """
 
     modality: ClassVar[Modality] = "audio"
+    postprocess_ops: ClassVar[dict[str, tuple[str, ...]]] = {"resample": ("sample_rate",),
+                                                              "normalize": ("lufs", "max_peak_db")}
 
     waveforms: list[np.ndarray[Any, Any]]
     sample_rate: int

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 from aigc._types import MAX_SEED
 from aigc.errors import InvalidRequest
+from aigc.limits import exceeded
 
 __all__ = ["fresh_seed", "resolve_seeds"]
 
@@ -27,6 +28,7 @@ def resolve_seeds(seed: int | Sequence[int] | None, count: int) -> list[int]:
     """
     if count < 1:
         raise InvalidRequest("num_outputs", count, "must be >= 1", "pass num_outputs=1 or more")
+    exceeded("num_outputs", count, count, "max_samples", "samples in one call")  # O(1), before the list is built
     if seed is None:
         seed = fresh_seed() % (MAX_SEED - count + 1)
     if isinstance(seed, int) and not isinstance(seed, bool):
@@ -35,8 +37,7 @@ def resolve_seeds(seed: int | Sequence[int] | None, count: int) -> list[int]:
         return [seed + i for i in range(count)]
     if isinstance(seed, bool):
         raise InvalidRequest("seed", seed, "must be an int, a list of ints or None", "pass seed=42")
-    seeds = [int(s) for s in seed]
-    if len(seeds) != count:
-        raise InvalidRequest("seed", list(seed), f"{len(seeds)} seeds for {count} samples",
+    if len(seed) != count:
+        raise InvalidRequest("seed", f"<{len(seed)} seeds>", f"{len(seed)} seeds for {count} samples",
                              f"pass exactly {count} seeds, or one int")
-    return seeds
+    return [int(s) for s in seed]

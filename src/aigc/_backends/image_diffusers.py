@@ -40,6 +40,7 @@ from aigc._runtime.events import EventEmitter
 from aigc._runtime.weights import fingerprint_files, weight_files
 from aigc._types import ImageRequest
 from aigc.errors import BackendUnavailable, GenerationCancelled, InvalidRequest, ModelNotFound
+from aigc.limits import check_pixels
 from aigc.sampling import generators, randn
 
 __all__ = ["SCHEDULERS", "DiffusersImageGenerator"]
@@ -112,7 +113,7 @@ def _open_image(name: str, value: Any, mode: str) -> Any:
         try:
             with Image.open(value) as img:
                 return img.convert(mode)
-        except (OSError, ValueError) as e:
+        except (OSError, ValueError, Image.DecompressionBombError) as e:
             raise InvalidRequest(name, str(value), f"cannot read the image: {e}", "pass a PNG/JPEG path or a "
                                  "PIL image") from None
     raise InvalidRequest(name, type(value).__name__, "must be a PIL image or a file path", "pass Image.open(...)")
@@ -191,6 +192,7 @@ class DiffusersImageGenerator(PipelineGenerator[ImageRequest, ImageResult]):
                 down, up = value // f * f, (value // f + 1) * f
                 raise InvalidRequest(name, value, f"this model needs sizes that are multiples of {f} (its VAE "
                                      f"scale factor)", f"pass {name}={down or up} or {up}")
+        check_pixels(width, height)
         if init is not None and init.size != (width, height):
             init = init.resize((width, height), resample=3)  # bicubic
         if mask is not None and mask.size != (width, height):

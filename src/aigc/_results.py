@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-from aigc._media.atomic import atomic_write_text, numbered_paths
+from aigc._media.atomic import atomic_write_text, check_save_path, numbered_paths
 from aigc._types import IN_MEMORY, MAX_SEED, MODALITIES, REQUEST_TYPES, Modality, Request, check_modality
 from aigc.errors import InvalidRequest, ProvenanceError
 from aigc.limits import exceeded
@@ -199,6 +199,8 @@ class Result:
     """Fields and behaviour every result shares."""
 
     modality: ClassVar[Modality]
+    #: the attribute holding the samples (``texts``, ``images``, ``waveforms``, ``videos``)
+    samples_field: ClassVar[str]
 
     seeds: list[int]
     record: Record | None = None
@@ -206,23 +208,35 @@ class Result:
     def __len__(self) -> int:
         return len(self.seeds)
 
+    def _check_samples(self) -> list[Any]:
+        """The samples, when they are a list with one seed each (a result built by hand may be anything)."""
+        samples = getattr(self, self.samples_field)
+        if not isinstance(samples, list) or not isinstance(self.seeds, list) or len(samples) != len(self.seeds):
+            count = len(samples) if isinstance(samples, list) else type(samples).__name__
+            raise InvalidRequest("seeds", self.seeds, f"a {type(self).__name__} needs one seed per sample ({count} "
+                                 f"{self.samples_field})", f"pass {self.samples_field} and seeds as equal-length lists")
+        return samples
+
     def _save_each(
         self, path: str | os.PathLike[str], write: Callable[[int, Path, str | None], list[Path]]
     ) -> list[Path]:
         """Call ``write(sample index, file name, that sample's record as JSON)`` per sample; collect paths."""
-        name = os.fspath(path)  # TypeError for what is not a path
-        if not isinstance(name, str):
-            raise InvalidRequest("path", name, "must be a str or pathlib.Path", "pass a file name such as 'out.png'")
-        if Path(name).name in ("", ".", ".."):
-            raise InvalidRequest("path", name, "names no file", "pass a file name such as 'out.png'")
+        self._check_samples()
+        targets = numbered_paths(check_save_path(path), len(self))
+        for target in targets:
+            check_save_path(target, folder=self._saves_folders(target))
         written: list[Path] = []
-        for i, target in enumerate(numbered_paths(path, len(self))):
+        for i, target in enumerate(targets):
             written += write(i, target, self.record.for_sample(i).to_json() if self.record else None)
         return written
 
     def save(self, path: str | os.PathLike[str]) -> list[Path]:
         """Save every sample (one file each) with its provenance; return the paths written."""
         raise NotImplementedError
+
+    def _saves_folders(self, target: Path) -> bool:
+        """Whether saving to ``target`` writes a folder (a video's PNG frames) rather than a file."""
+        return False
 
     def _with_step(self, step: dict[str, Any], **changes: Any) -> Any:
         """A copy with ``changes`` applied and ``step`` appended to the record's ``postprocess``."""
@@ -294,6 +308,7 @@ class TextResult(Result):
     """
 
     modality: ClassVar[Modality] = "text"
+    samples_field: ClassVar[str] = "texts"
 
     texts: list[str]
     finish_reasons: list[FinishReason] = field(default_factory=list)
@@ -323,12 +338,18 @@ class TextResult(Result):
             raise InvalidRequest("path", str(path), "unsupported text format", "use a .txt or .json file name")
 
         def write(i: int, target: Path, record: str | None) -> list[Path]:
+            if not isinstance(self.texts[i], str):
+                raise InvalidRequest(f"texts[{i}]", self.texts[i], "not a string", "pass texts as a list of str")
             if suffix == ".txt":  # the text and its sidecar, all-or-nothing (see aigc._media.provenance)
                 from aigc._media.provenance import save_with_record
 
                 with save_with_record(target, record) as pending:
                     pending.tmp.write_bytes(self.texts[i].encode("utf-8"))
                 return pending.written
+            for name in ("finish_reasons", "token_ids"):
+                value = getattr(self, name)
+                if value and (not isinstance(value, list) or len(value) != len(self.texts)):
+                    raise InvalidRequest(name, value, "needs one entry per text, or none", f"pass {name}=[]")
             doc = {
                 "text": self.texts[i],
                 "seed": self.seeds[i],
@@ -336,7 +357,12 @@ class TextResult(Result):
                 "token_ids": self.token_ids[i] if self.token_ids else None,
                 "aigc": json.loads(record) if record else None,
             }
-            return [atomic_write_text(target, json.dumps(doc, ensure_ascii=False, indent=2))]
+            try:
+                text = json.dumps(doc, ensure_ascii=False, indent=2)
+            except (TypeError, ValueError) as e:
+                raise InvalidRequest("token_ids", doc["token_ids"], f"cannot be written as JSON: {e}",
+                                     "pass lists of ints") from None
+            return [atomic_write_text(target, text)]
 
         return self._save_each(p, write)
 
@@ -370,6 +396,7 @@ class ImageResult(Result):
     """
 
     modality: ClassVar[Modality] = "image"
+    samples_field: ClassVar[str] = "images"
 
     images: list[Image.Image]
 
@@ -415,6 +442,7 @@ class AudioResult(Result):
     """
 
     modality: ClassVar[Modality] = "audio"
+    samples_field: ClassVar[str] = "waveforms"
     postprocess_ops: ClassVar[dict[str, tuple[str, ...]]] = {"resample": ("sample_rate",),
                                                               "normalize": ("lufs", "max_peak_db")}
 
@@ -448,7 +476,7 @@ class AudioResult(Result):
         """
         from aigc._media import audio as media
 
-        waves = [media.resample(w, self.sample_rate, sample_rate) for w in self.waveforms]
+        waves = [media.resample(w, self.sample_rate, sample_rate) for w in self._check_samples()]
         rate = int(sample_rate)
         return self._with_step({"op": "resample", "sample_rate": rate}, waveforms=waves,  # type: ignore[no-any-return]
                                sample_rate=rate)
@@ -465,7 +493,7 @@ class AudioResult(Result):
         """
         from aigc._media import audio as media
 
-        return [media.measure_loudness(w, self.sample_rate) for w in self.waveforms]
+        return [media.measure_loudness(w, self.sample_rate) for w in self._check_samples()]
 
     def normalize(self, lufs: float = -23.0, *, max_peak_db: float = -1.0) -> AudioResult:
         """A copy with every sample scaled to ``lufs`` integrated loudness (one gain per sample).
@@ -490,7 +518,7 @@ class AudioResult(Result):
         check_number("lufs", lufs, low=-70.0, high=0.0, fix="pass a loudness in LUFS, e.g. lufs=-23.0")
         check_number("max_peak_db", max_peak_db, low=-70.0, high=0.0, fix="pass a peak ceiling in dBFS, e.g. -1.0")
         waves = [media.normalize_loudness(w, self.sample_rate, float(lufs), float(max_peak_db))[0]
-                 for w in self.waveforms]
+                 for w in self._check_samples()]
         step = {"op": "normalize", "lufs": float(lufs), "max_peak_db": float(max_peak_db)}
         return self._with_step(step, waveforms=waves)  # type: ignore[no-any-return]
 
@@ -528,6 +556,7 @@ class VideoResult(Result):
     """
 
     modality: ClassVar[Modality] = "video"
+    samples_field: ClassVar[str] = "videos"
 
     videos: list[np.ndarray[Any, Any]]
     fps: float
@@ -536,6 +565,9 @@ class VideoResult(Result):
     def frames(self) -> np.ndarray[Any, Any]:
         """The first sample's frames, ``(T, H, W, 3)`` uint8."""
         return self.videos[0]
+
+    def _saves_folders(self, target: Path) -> bool:
+        return target.suffix == "" or target.is_dir()
 
     def save(self, path: str | os.PathLike[str]) -> list[Path]:
         from aigc._media import video as media

@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import logging
+import math
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -147,6 +148,10 @@ class DiffusersImageGenerator(PipelineGenerator[ImageRequest, ImageResult]):
         default = getattr(pipe, "default_sample_size", None) or getattr(getattr(unet, "config", None),
                                                                         "sample_size", None) or 64
         self.default_size = int(default if isinstance(default, int) else default[0]) * self.vae_scale_factor
+        # Stable Diffusion pipelines check sizes against 8 whatever the VAE; transformer pipelines (SD3) against
+        # the VAE factor times the patch size.
+        patch = int(getattr(getattr(getattr(pipe, "transformer", None), "config", None), "patch_size", 1) or 1)
+        self.size_multiple = math.lcm(self.vae_scale_factor, 8, self.vae_scale_factor * patch)
 
     # -- loading ---------------------------------------------------------------------------------
     @classmethod
@@ -186,12 +191,13 @@ class DiffusersImageGenerator(PipelineGenerator[ImageRequest, ImageResult]):
             mask = _open_image("mask", request.mask, "L")
         width = request.width or (init.width if init is not None else self.default_size)
         height = request.height or (init.height if init is not None else self.default_size)
-        f = self.vae_scale_factor
+        f = self.size_multiple
         for name, value in (("width", width), ("height", height)):
             if value % f:
                 down, up = value // f * f, (value // f + 1) * f
                 raise InvalidRequest(name, value, f"this model needs sizes that are multiples of {f} (its VAE "
-                                     f"scale factor)", f"pass {name}={down or up} or {up}")
+                                     f"scale factor and patch size; diffusers' pipelines ask for multiples of 8)",
+                                     f"pass {name}={down or up} or {up}")
         check_pixels(width, height)
         if init is not None and init.size != (width, height):
             init = init.resize((width, height), resample=3)  # bicubic

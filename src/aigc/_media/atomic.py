@@ -31,6 +31,7 @@ __all__ = [
     "atomic_path",
     "atomic_write_bytes",
     "atomic_write_text",
+    "check_save_path",
     "commit",
     "numbered_paths",
     "sweep_stale_parts",
@@ -47,8 +48,46 @@ _swept: dict[str, float] = {}
 _swept_lock = threading.Lock()
 
 
+_NAME_MAX = 255  # bytes in one file name, on every file system aigc writes to
+
+
 def _part_name(final: Path, ext: str) -> Path:
-    return final.parent / f".{final.name}.{secrets.token_hex(6)}.part{ext}"
+    """``.NAME.<hex>.part.EXT``, with NAME shortened so that the whole name fits :data:`_NAME_MAX` bytes."""
+    room = _NAME_MAX - len(os.fsencode(f"..{'0' * 12}.part{ext}"))
+    name = os.fsencode(final.name)[:room].decode("utf-8", errors="ignore")
+    return final.parent / f".{name}.{secrets.token_hex(6)}.part{ext}"
+
+
+def check_save_path(path: str | os.PathLike[str], *, folder: bool = False) -> Path:
+    """Check, before anything is written, that ``path`` can name a new file (or, with ``folder``, a folder).
+
+    Raises:
+        TypeError: ``path`` is not a ``str`` or ``os.PathLike``.
+        InvalidRequest: it names no file (``""``, ``"."``, ``".."``), holds a NUL byte, has a component longer
+            than 255 bytes, is an existing folder (where a file is wanted), or lies below an existing file.
+    """
+    from aigc.errors import InvalidRequest
+
+    name = os.fspath(path)  # TypeError for what is not a path
+    if not isinstance(name, str):
+        raise InvalidRequest("path", name, "must be a str or pathlib.Path", "pass a file name such as 'out.png'")
+    p = Path(name)
+    if p.name in ("", ".", ".."):
+        raise InvalidRequest("path", name, "names no file", "pass a file name such as 'out.png'")
+    if "\0" in name:
+        raise InvalidRequest("path", name, "holds a NUL character", "pass a file name without it")
+    for part in p.parts:
+        if len(os.fsencode(part)) > _NAME_MAX:
+            raise InvalidRequest("path", name, f"a file or folder name is at most {_NAME_MAX} bytes",
+                                 "pass a shorter name")
+    if p.is_dir() and not folder:
+        raise InvalidRequest("path", name, "is a folder", "pass a file name inside it, e.g. 'folder/out.png'")
+    parent = p.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if parent.exists() and not parent.is_dir():
+        raise InvalidRequest("path", name, f"{parent} is a file, not a folder", "pass a path inside a folder")
+    return p
 
 
 def sweep_stale_parts(folder: Path, *, force: bool = False) -> list[Path]:

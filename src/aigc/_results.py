@@ -222,7 +222,7 @@ class Result:
     ) -> list[Path]:
         """Call ``write(sample index, file name, that sample's record as JSON)`` per sample; collect paths."""
         self._check_samples()
-        targets = numbered_paths(check_save_path(path), len(self))
+        targets = numbered_paths(check_save_path(path, folder=True), len(self))  # the name; then each target
         for target in targets:
             check_save_path(target, folder=self._saves_folders(target))
         written: list[Path] = []

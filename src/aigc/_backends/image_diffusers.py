@@ -211,6 +211,15 @@ class DiffusersImageGenerator(PipelineGenerator[ImageRequest, ImageResult]):
                 raise InvalidRequest("scheduler", request.scheduler, "this is a flow-matching model; it runs only "
                                      "with its own scheduler", "leave scheduler out")
         mode = "inpaint" if mask is not None else ("image2image" if init is not None else "text2image")
+        if mode != "text2image":  # diffusers denoises int(steps * strength) steps: none would fail mid-pipeline
+            default = inspect.signature(self.pipe.__call__).parameters.get("num_inference_steps")
+            steps = request.steps or (default.default if default is not None and isinstance(default.default, int)
+                                      else 50)
+            if int(steps * request.strength) < 1:
+                fix = (f"pass strength >= {1 / steps:.3g} with {steps} steps, or more steps" if request.strength > 0
+                       else "pass strength > 0 (strength=0 would return init_image unchanged)")
+                raise InvalidRequest("strength", request.strength, f"{steps} step(s) x strength {request.strength:g} "
+                                     "leaves no denoising step", fix)
         return mode, init, mask, width, height
 
     def _pipeline(self, mode: str) -> Any:

@@ -103,6 +103,8 @@ def sweep_stale_parts(folder: Path, *, force: bool = False) -> list[Path]:
     with _swept_lock:
         if not force and now - _swept.get(key, -_SWEEP_EVERY_S) < _SWEEP_EVERY_S:
             return []
+        if len(_swept) >= 4096:  # a process saving into many folders: forget them rather than grow
+            _swept.clear()
         _swept[key] = now
     removed: list[Path] = []
     try:

@@ -227,3 +227,31 @@ def test_caller_options_cannot_name_load_parameters(gpt2_dir: Path, tmp_path: Pa
     path = _as_json(_record(gpt2_dir, tmp_path), tmp_path / "r")
     with pytest.raises(InvalidRequest, match="backend"):
         aigc.replay(path, backend="fake")
+
+
+@pytest.mark.parametrize(("change", "field"), [
+    ({"request": []}, "request"), ({"seeds": None}, "seeds"), ({"seeds": []}, "seeds"), ({"seeds": [True]}, "seeds"),
+    ({"options": []}, "options"), ({"postprocess": None}, "postprocess"), ({"postprocess": [3]}, "postprocess"),
+    ({"modality": "smell"}, "modality"), ({"device": 3}, "device"), ({"sample_index": -1}, "sample_index"),
+    ({"weights": {}}, "weights"),
+])
+def test_every_malformed_record_is_a_provenance_error(change: dict[str, Any], field: str) -> None:
+    record = aigc.Record(modality="text", backend="transformers", model="default", request={"prompt": "x"},
+                         seeds=[1], device="cpu", dtype="float32")
+    data = {**json.loads(record.to_json()), **change}
+    with pytest.raises(ProvenanceError, match=f"malformed aigc record: {field}="):
+        aigc.Record.from_json(json.dumps(data))
+
+
+def _nested(depth: int) -> Any:
+    value: Any = 1
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize("text", ["[" * 100_000, '{"a":' * 100_000,
+                                  json.dumps({"format": "aigc.record/1", "options": {"x": _nested(40)}})])
+def test_deep_json_is_a_provenance_error(text: str) -> None:
+    with pytest.raises(ProvenanceError, match="nested deeper than 32"):
+        aigc.Record.from_json(text)

@@ -35,7 +35,9 @@ def test_past_failures_stay_fixed(env: FuzzEnv, case: dict[str, Any]) -> None:
 
 
 def test_300_random_calls_fail_only_with_aigc_errors(env: FuzzEnv) -> None:
+    before = sorted(p.name for p in Path.cwd().iterdir())
     report = fuzz(env, calls=300, seed=2024, timeout_s=30)
+    assert sorted(p.name for p in Path.cwd().iterdir()) == before  # every file went under the fuzzer's folder
     assert report.calls == 300
     assert report.failures == []
     assert set(report.outcomes) <= {"ok", "aigc", "typeerror"}

@@ -327,6 +327,8 @@ def _call(env: FuzzEnv, case: Case) -> Any:
             key = {"text": "texts", "image": "images", "audio": "waveforms", "video": "videos"}[result.modality]
             result = dataclasses.replace(result, **{key: getattr(result, key) * n}, seeds=list(range(n)))
         target: Any = env.value(case["path"])
+        if isinstance(target, os.PathLike):
+            target = os.fspath(target)
         if isinstance(target, str) and target not in ("", "/"):  # every file lands under the working folder
             target = env.root / "saves" / target.lstrip("/")
         return result.save(target)

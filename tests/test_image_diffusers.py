@@ -97,7 +97,7 @@ def test_bad_requests_fail_before_denoising(sd: aigc.Generator[aigc.ImageRequest
 
     with pytest.raises(InvalidRequest, match=r"scheduler.*ddim, ddpm"):
         sd.generate("a cat", scheduler="fastest", on_event=count)
-    with pytest.raises(InvalidRequest, match=r"width=33.*multiples of 2.*width=32 or 34"):
+    with pytest.raises(InvalidRequest, match=r"width=33.*multiples of 8.*width=32 or 40"):
         sd.generate("a cat", width=33, on_event=count)
     with pytest.raises(InvalidRequest, match="init_image"):
         sd.generate("a cat", init_image=str(tmp_path / "missing.png"))

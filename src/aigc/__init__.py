@@ -13,7 +13,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from aigc import errors
+from aigc import errors, limits
 from aigc._api import generate, load, replay
 from aigc._generator import Generator, GeneratorInfo, LoadOptions
 from aigc._registry import BackendInfo, backends, register_backend
@@ -61,6 +61,7 @@ __all__ = [
     "errors",
     "evaluate",
     "generate",
+    "limits",
     "load",
     "models",
     "register_backend",

@@ -6,6 +6,7 @@ import abc
 import contextlib
 import dataclasses
 import datetime
+import errno
 import importlib.metadata
 import platform
 import sys
@@ -92,6 +93,13 @@ class Generator(abc.ABC, Generic[ReqT, ResT]):
         supported_params: request fields this backend honours beyond prompt, seed, num_outputs and
             deterministic. Any other field set to a non-default value is rejected with a clear error.
         load_options: names of backend-specific keyword options ``aigc.load`` accepts.
+        unsafe_load_options: those of ``load_options`` that :func:`aigc.replay` never takes from a provenance
+            record (a record is data from a stranger): options that can run code, reach the network, read a file
+            the record points to without the safetensors rule, or change the resources a load uses (memory,
+            batch sizes). Replay raises :class:`~aigc.errors.ProvenanceError` for a record that sets one,
+            unless the caller passes it. Options that define the output (a LoRA directory, a scale) are safe.
+        builtin_models: model names the backend loads from inside the package (``"default"``); replay loads a
+            recorded name only if it is one of these or a local directory (anything else could be a download).
 
     Example:
         >>> gen = aigc.load("text", "path/to/gpt2-dir")  # doctest: +SKIP
@@ -103,6 +111,8 @@ class Generator(abc.ABC, Generic[ReqT, ResT]):
     request_type: ClassVar[type[Request]]
     supported_params: ClassVar[frozenset[str]] = frozenset()
     load_options: ClassVar[frozenset[str]] = frozenset()
+    unsafe_load_options: ClassVar[frozenset[str]] = frozenset({"max_batch_size"})  # memory, not the output
+    builtin_models: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(
         self,
@@ -300,19 +310,15 @@ class Generator(abc.ABC, Generic[ReqT, ResT]):
 
     @contextlib.contextmanager
     def _out_of_memory(self, req: Request) -> Iterator[None]:
-        """Turn the device's out-of-memory error into :class:`~aigc.errors.OutOfMemory` with what would help."""
+        """Turn any allocator failure into :class:`~aigc.errors.OutOfMemory` with what would help."""
         try:
             yield
-        except MemoryError as e:  # host memory
-            raise OutOfMemory(f"out of host memory while generating {req.total_samples} sample(s) with "
-                              f"{self.model_id!r}: {e}", suggestion=self._memory_hint(req)) from e
-        except RuntimeError as e:
-            torch = sys.modules.get("torch")
-            oom = getattr(torch, "OutOfMemoryError", ()) if torch is not None else ()
-            if not (oom and isinstance(e, oom)) and "out of memory" not in str(e).lower():
+        except (MemoryError, RuntimeError, OSError) as e:
+            if isinstance(e, AigcError) or not is_out_of_memory(e):
                 raise
-            raise OutOfMemory(f"{self.device} ran out of memory while generating {req.total_samples} sample(s) "
-                              f"with {self.model_id!r}", suggestion=self._memory_hint(req)) from e
+            where = "host memory" if isinstance(e, MemoryError) or self.device.type == "cpu" else str(self.device)
+            raise OutOfMemory(f"out of {where} while generating {req.total_samples} sample(s) with "
+                              f"{self.model_id!r} ({str(e).strip()[:200]})", suggestion=self._memory_hint(req)) from e
 
     def _memory_hint(self, req: Request) -> str:
         hints = []
@@ -353,6 +359,35 @@ class Generator(abc.ABC, Generic[ReqT, ResT]):
             created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             aigc_version=__version__, versions=library_versions(), sampler=sampler_version(),
         )
+
+
+# What allocators say when they fail: torch's CUDA/MPS "out of memory", its CPU allocator ("DefaultCPUAllocator:
+# can't allocate memory" / "not enough memory"), C++'s std::bad_alloc, and the OS (ENOMEM, "Cannot allocate memory").
+_ALLOCATOR_FAILURES = ("out of memory", "can't allocate memory", "cannot allocate memory", "not enough memory",
+                       "bad_alloc", "failed to allocate")
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """Whether ``error`` is an allocator failure (host or device), whatever type the library raised it as.
+
+    Example:
+        >>> is_out_of_memory(RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 8 TB"))
+        True
+        >>> is_out_of_memory(RuntimeError("shape mismatch"))
+        False
+    """
+    if isinstance(error, MemoryError):
+        return True
+    torch = sys.modules.get("torch")
+    oom = getattr(torch, "OutOfMemoryError", None) if torch is not None else None
+    if oom is not None and isinstance(error, oom):
+        return True
+    if isinstance(error, OSError) and error.errno == errno.ENOMEM:
+        return True
+    if isinstance(error, (RuntimeError, OSError)):
+        text = str(error).lower()
+        return any(marker in text for marker in _ALLOCATOR_FAILURES)
+    return False
 
 
 _VERSIONS: dict[str, str | None] = {}

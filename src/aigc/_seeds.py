@@ -32,6 +32,7 @@ from collections.abc import Iterator, Sequence
 
 from aigc._types import MAX_SEED
 from aigc.errors import InvalidRequest, ProvenanceError
+from aigc.limits import exceeded
 
 __all__ = ["KNOWN_SAMPLER_VERSIONS", "SAMPLER_VERSION", "fresh_seed", "resolve_seeds", "sampler_version",
            "use_sampler_version"]
@@ -58,6 +59,7 @@ def resolve_seeds(seed: int | Sequence[int] | None, count: int) -> list[int]:
     """
     if count < 1:
         raise InvalidRequest("num_outputs", count, "must be >= 1", "pass num_outputs=1 or more")
+    exceeded("num_outputs", count, count, "max_samples", "samples in one call")  # O(1), before the list is built
     if seed is None:
         seed = fresh_seed() % (MAX_SEED - count + 1)
     if isinstance(seed, int) and not isinstance(seed, bool):
@@ -66,11 +68,10 @@ def resolve_seeds(seed: int | Sequence[int] | None, count: int) -> list[int]:
         return [seed + i for i in range(count)]
     if isinstance(seed, bool):
         raise InvalidRequest("seed", seed, "must be an int, a list of ints or None", "pass seed=42")
-    seeds = [int(s) for s in seed]
-    if len(seeds) != count:
-        raise InvalidRequest("seed", list(seed), f"{len(seeds)} seeds for {count} samples",
+    if len(seed) != count:
+        raise InvalidRequest("seed", f"<{len(seed)} seeds>", f"{len(seed)} seeds for {count} samples",
                              f"pass exactly {count} seeds, or one int")
-    return seeds
+    return [int(s) for s in seed]
 
 
 def sampler_version() -> int:

@@ -16,9 +16,11 @@ tensor is allocated, wherever that is possible.
     ├── DeviceUnavailable                              the requested device is not present
     ├── GenerationCancelled                            an event callback cancelled the run
     ├── OutOfMemory             (also a MemoryError)   with the option that would help
-    └── ProvenanceError                                a file carries no readable aigc record
+    └── ProvenanceError                                a file carries no readable aigc record, a malformed one,
+                                                       or one replay will not trust with a load option
 
-Warnings go through :class:`AigcWarning`.
+Warnings go through :class:`AigcWarning`; :class:`ProvenanceWarning` when ``aigc.replay(strict=False)`` runs
+with other weights than those that made the file.
 
 Example:
     >>> import aigc
@@ -43,6 +45,7 @@ __all__ = [
     "OutOfMemory",
     "PluginError",
     "ProvenanceError",
+    "ProvenanceWarning",
     "UnsafeModelFile",
 ]
 
@@ -136,4 +139,14 @@ class OutOfMemory(AigcError, MemoryError):
 
 
 class ProvenanceError(AigcError):
-    """A file carries no aigc provenance record, or one that cannot be read."""
+    """A file carries no aigc provenance record, or one that cannot be read or trusted.
+
+    :func:`aigc.replay` raises it for a malformed record, for a record that asks to load with an option replay
+    never takes from a file (``trust_remote_code``, ``allow_pickle``, ...; the message names the argument to
+    pass), and for weights that differ from those that made the file.
+    """
+
+
+class ProvenanceWarning(AigcWarning):
+    """A replay could not be checked, or runs with other weights than those that made the file
+    (``aigc.replay(..., strict=False)``)."""

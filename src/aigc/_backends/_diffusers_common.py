@@ -86,6 +86,8 @@ class PipelineGenerator(Generator[ReqT, ResT]):
 
     #: samples per pipeline call unless ``max_batch_size=`` says otherwise
     default_batch_size: ClassVar[int] = 8
+    #: memory-saving switches and the batch size decide resources, not the output: never taken from a record
+    unsafe_load_options = frozenset({"attention_slicing", "vae_tiling", "max_batch_size"})
 
     def __init__(self, *, pipe: Any, model_id: str, options: LoadOptions, weights: str | None, variant: str) -> None:
         super().__init__(model=model_id, device=options.device, dtype=options.dtype, revision=options.revision,

@@ -35,6 +35,7 @@ from aigc._runtime.events import EventEmitter
 from aigc._runtime.weights import fingerprint_files
 from aigc._types import AudioRequest
 from aigc.errors import GenerationCancelled, InvalidRequest, ModelNotFound
+from aigc.limits import check_audio_samples
 from aigc.sampling import randn, step_generators
 
 __all__ = ["AUDIO_PIPELINES", "DiffusersAudioGenerator"]
@@ -132,6 +133,7 @@ class DiffusersAudioGenerator(PipelineGenerator[AudioRequest, AudioResult]):
                 raise InvalidRequest("duration_s", duration, f"this model makes at least {shortest:g} s (one latent "
                                      "row)", f"pass duration_s >= {shortest:g}")
             else:
+                check_audio_samples(duration, self.sample_rate)  # aigc.limits, before the latents exist
                 length = duration
             height = int(length / per_frame)
             if height % scale:

@@ -45,6 +45,7 @@ from aigc._runtime.events import EventEmitter
 from aigc._runtime.weights import fingerprint_files, weight_files
 from aigc._types import AudioRequest
 from aigc.errors import GenerationCancelled, InvalidRequest, ModelNotFound
+from aigc.limits import check_audio_samples
 from aigc.sampling import uniform
 
 __all__ = ["MelSpeechGenerator", "SpeechModel", "load_speech_model", "parse_word", "read_format"]
@@ -187,6 +188,7 @@ class MelSpeechGenerator(Generator[AudioRequest, AudioResult]):
     request_type = AudioRequest
     supported_params = frozenset({"voice", "duration_s"})
     load_options = frozenset({"max_batch_size"})
+    builtin_models = frozenset(BUILTIN)
 
     def __init__(self, *, speech: SpeechModel, model_id: str, options: LoadOptions) -> None:
         super().__init__(model=model_id, device=options.device, dtype=options.dtype, weights=speech.weights,
@@ -267,6 +269,7 @@ class MelSpeechGenerator(Generator[AudioRequest, AudioResult]):
         clip = self.speech.clip_samples
         if duration_s is None:
             return clip
+        check_audio_samples(duration_s, self.speech.sample_rate)  # aigc.limits, before the padding exists
         samples = round(duration_s * self.speech.sample_rate)
         if samples < clip:
             raise InvalidRequest("duration_s", duration_s, f"is shorter than this model's clips "

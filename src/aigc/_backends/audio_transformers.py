@@ -664,6 +664,9 @@ class TransformersAudioGenerator(Generator[AudioRequest, AudioResult]):
     supported_params = frozenset({"duration_s", "voice", "guidance"})
     load_options = frozenset({"vocoder", "speaking_rate", "noise_scale", "noise_scale_duration", "threshold",
                               "minlenratio", "maxlenratio", "max_batch_size", "sample_rate"})
+    # the vocoder may be a hub id (a download); the others set how long the audio gets, without bound
+    unsafe_load_options = frozenset({"vocoder", "speaking_rate", "noise_scale_duration", "minlenratio",
+                                     "maxlenratio", "threshold", "max_batch_size"})
 
     def __init__(self, *, model: Any, tokenizer: Any, vocoder: Any, family: str, model_id: str,
                  model_dir: Path | None, options: LoadOptions, weights: str | None, revision: str | None) -> None:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import logging
+import math
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -42,6 +43,7 @@ from aigc._runtime.events import EventEmitter
 from aigc._runtime.weights import fingerprint_files, weight_files
 from aigc._types import ImageRequest
 from aigc.errors import BackendUnavailable, GenerationCancelled, InvalidRequest, ModelNotFound
+from aigc.limits import check_pixels
 from aigc.sampling import generators, randn, step_generators
 
 __all__ = ["SCHEDULERS", "DiffusersImageGenerator"]
@@ -114,7 +116,7 @@ def _open_image(name: str, value: Any, mode: str) -> Any:
         try:
             with Image.open(value) as img:
                 return img.convert(mode)
-        except (OSError, ValueError) as e:
+        except (OSError, ValueError, Image.DecompressionBombError) as e:
             raise InvalidRequest(name, str(value), f"cannot read the image: {e}", "pass a PNG/JPEG path or a "
                                  "PIL image") from None
     raise InvalidRequest(name, type(value).__name__, "must be a PIL image or a file path", "pass Image.open(...)")
@@ -148,6 +150,10 @@ class DiffusersImageGenerator(PipelineGenerator[ImageRequest, ImageResult]):
         default = getattr(pipe, "default_sample_size", None) or getattr(getattr(unet, "config", None),
                                                                         "sample_size", None) or 64
         self.default_size = int(default if isinstance(default, int) else default[0]) * self.vae_scale_factor
+        # Stable Diffusion pipelines check sizes against 8 whatever the VAE; transformer pipelines (SD3) against
+        # the VAE factor times the patch size.
+        patch = int(getattr(getattr(getattr(pipe, "transformer", None), "config", None), "patch_size", 1) or 1)
+        self.size_multiple = math.lcm(self.vae_scale_factor, 8, self.vae_scale_factor * patch)
 
     # -- loading ---------------------------------------------------------------------------------
     @classmethod
@@ -187,12 +193,14 @@ class DiffusersImageGenerator(PipelineGenerator[ImageRequest, ImageResult]):
             mask = _open_image("mask", request.mask, "L")
         width = request.width or (init.width if init is not None else self.default_size)
         height = request.height or (init.height if init is not None else self.default_size)
-        f = self.vae_scale_factor
+        f = self.size_multiple
         for name, value in (("width", width), ("height", height)):
             if value % f:
                 down, up = value // f * f, (value // f + 1) * f
                 raise InvalidRequest(name, value, f"this model needs sizes that are multiples of {f} (its VAE "
-                                     f"scale factor)", f"pass {name}={down or up} or {up}")
+                                     f"scale factor and patch size; diffusers' pipelines ask for multiples of 8)",
+                                     f"pass {name}={down or up} or {up}")
+        check_pixels(width, height)
         if init is not None and init.size != (width, height):
             init = init.resize((width, height), resample=3)  # bicubic
         if mask is not None and mask.size != (width, height):
@@ -205,6 +213,15 @@ class DiffusersImageGenerator(PipelineGenerator[ImageRequest, ImageResult]):
                 raise InvalidRequest("scheduler", request.scheduler, "this is a flow-matching model; it runs only "
                                      "with its own scheduler", "leave scheduler out")
         mode = "inpaint" if mask is not None else ("image2image" if init is not None else "text2image")
+        if mode != "text2image":  # diffusers denoises int(steps * strength) steps: none would fail mid-pipeline
+            default = inspect.signature(self.pipe.__call__).parameters.get("num_inference_steps")
+            steps = request.steps or (default.default if default is not None and isinstance(default.default, int)
+                                      else 50)
+            if int(steps * request.strength) < 1:
+                fix = (f"pass strength >= {1 / steps:.3g} with {steps} steps, or more steps" if request.strength > 0
+                       else "pass strength > 0 (strength=0 would return init_image unchanged)")
+                raise InvalidRequest("strength", request.strength, f"{steps} step(s) x strength {request.strength:g} "
+                                     "leaves no denoising step", fix)
         return mode, init, mask, width, height
 
     def _pipeline(self, mode: str) -> Any:

@@ -29,6 +29,7 @@ and the result is bit-identical.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import json
 import logging
@@ -46,6 +47,7 @@ from aigc._runtime.events import EventEmitter
 from aigc._runtime.weights import fingerprint_files, weight_files
 from aigc._types import ImageRequest
 from aigc.errors import GenerationCancelled, InvalidRequest, ModelNotFound
+from aigc.limits import check_pixels
 from aigc.sampling import generators, randn, sampler_version, step_generators
 
 if TYPE_CHECKING:
@@ -109,16 +111,21 @@ class ClassTable:
             9
         """
         words = _words(prompt)
-        best_len, best = 0, set()
-        for n in range(len(words), 0, -1):  # longest phrases first
+        best: set[int] = set()
+        # Only windows as long as the longest phrase can match: O(len(words) x longest), linear in the prompt.
+        for n in range(min(len(words), self.longest), 0, -1):  # longest phrases first
             for start in range(len(words) - n + 1):
                 cid = self.phrases.get(words[start:start + n])
                 if cid is not None:
                     best.add(cid)
             if best:
-                best_len = n
                 break
-        return next(iter(best)) if best_len and len(best) == 1 else None
+        return next(iter(best)) if len(best) == 1 else None
+
+    @functools.cached_property
+    def longest(self) -> int:
+        """Words in the longest phrase."""
+        return max(map(len, self.phrases), default=0)
 
     def listing(self) -> str:
         return ", ".join(repr(self.names[c]) for c in sorted(self.names))
@@ -137,6 +144,7 @@ def upscaled_size(request: Any, size: int, what: str = "images") -> tuple[int, i
         if value % size:
             raise InvalidRequest(field, value, f"the model draws {size}x{size} {what} and upscales by whole "
                                  "factors", f"pass a multiple of {size} (e.g. {size * 4})")
+    check_pixels(width, height, field="width" if request.width else "height")
     return width, height
 
 
@@ -189,6 +197,7 @@ class ClassDiffusionGenerator(Generator[ImageRequest, ImageResult]):
     request_type = ImageRequest
     supported_params = frozenset({"steps", "guidance", "width", "height", "scheduler"})
     load_options = frozenset({"upscale", "max_batch_size"})
+    builtin_models = frozenset(BUILTIN_MODELS)
 
     def __init__(self, *, unet: Any, scheduler_config: dict[str, Any], table: ClassTable, settings: dict[str, Any],
                  model_id: str, options: LoadOptions, weights: str) -> None:

@@ -277,6 +277,7 @@ class GANImageGenerator(_LatentImageGenerator):
     """
 
     backend_name = "gan"
+    builtin_models = frozenset(BUILTIN_MODELS["gan"])
     kind = "gan"
     supported_params = frozenset({"width", "height", "truncation", "mix_seed", "mix_layer"})
 
@@ -292,5 +293,6 @@ class VAEImageGenerator(_LatentImageGenerator):
     """
 
     backend_name = "vae"
+    builtin_models = frozenset(BUILTIN_MODELS["vae"])
     kind = "vae"
     supported_params = frozenset({"width", "height", "truncation"})

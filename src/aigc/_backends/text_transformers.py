@@ -310,6 +310,7 @@ class TransformersTextGenerator(Generator[TextRequest, TextResult]):
          "repetition_penalty", "stop"}
     )
     load_options = frozenset({"max_batch_size", "adapter", "merge_adapter", "compile"})
+    builtin_models = frozenset(BUILTIN_MODELS)
 
     def __init__(self, *, model: Any, tokenizer: Any, model_id: str, options: LoadOptions, weights: str | None,
                  revision: str | None) -> None:

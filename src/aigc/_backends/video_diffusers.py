@@ -50,6 +50,7 @@ from aigc._runtime.events import EventEmitter
 from aigc._runtime.weights import fingerprint_files, weight_files
 from aigc._types import VideoRequest
 from aigc.errors import GenerationCancelled, InvalidRequest, ModelNotFound
+from aigc.limits import check_pixels
 from aigc.sampling import generators, randn, step_generators
 
 __all__ = ["DiffusersVideoGenerator"]
@@ -124,6 +125,8 @@ class DiffusersVideoGenerator(PipelineGenerator[VideoRequest, VideoResult]):
     supported_params = frozenset({"negative_prompt", "width", "height", "steps", "guidance", "num_frames", "fps",
                                   "init_image", "scheduler"})
     load_options = frozenset({"scheduler", "motion_adapter", "attention_slicing", "vae_tiling", "max_batch_size"})
+    # a motion adapter may be a hub id (a download the record's author would choose)
+    unsafe_load_options = PipelineGenerator.unsafe_load_options | {"motion_adapter"}
     default_batch_size = 4
 
     def __init__(self, *, pipe: Any, model_id: str, options: LoadOptions, weights: str | None) -> None:
@@ -251,6 +254,8 @@ class DiffusersVideoGenerator(PipelineGenerator[VideoRequest, VideoResult]):
                 down, up = value // multiple * multiple, (value // multiple + 1) * multiple
                 raise InvalidRequest(field, value, f"this model needs sizes that are multiples of {multiple}",
                                      f"pass {field}={down or up}" + (f" or {up}" if down else ""))
+        if width is not None and height is not None:
+            check_pixels(width, height)
         scheduler = getattr(request, "scheduler", None) or self.options.get("scheduler")
         if scheduler is not None:
             self._check_scheduler(pipe, scheduler)

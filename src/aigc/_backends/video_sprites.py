@@ -230,6 +230,7 @@ class SpriteVideoGenerator(Generator[VideoRequest, VideoResult]):
     request_type = VideoRequest
     supported_params = frozenset({"num_frames", "fps", "width", "height", "truncation"})
     load_options = frozenset({"upscale", "max_batch_size"})
+    builtin_models = frozenset(BUILTIN_MODELS)
 
     def __init__(self, *, sprite: SpriteVideoModel, model_id: str, options: LoadOptions) -> None:
         super().__init__(model=model_id, device=options.device, dtype=options.dtype, weights=sprite.weights,

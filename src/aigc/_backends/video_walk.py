@@ -73,6 +73,7 @@ class LatentWalkGenerator(LatentGenerator[VideoRequest, VideoResult]):
 
     modality = "video"
     backend_name = "walk"
+    builtin_models = frozenset(_BUILTIN)
     request_type = VideoRequest
     supported_params = frozenset({"num_frames", "fps", "width", "height", "keyframes", "interpolation", "truncation"})
     @classmethod

@@ -69,14 +69,15 @@ def export_checkpoint(checkpoint: Path, out: Path, table: list[dict[str, Any]]) 
     """The generator EMA of a train_gan checkpoint as a loadable model directory (float16), for evaluation."""
     from safetensors.torch import load_file
 
-    from aigc.train.pretrain import GAN_FORMAT, _export
+    from aigc.formats import latent
+    from aigc.models import StyleGANConfig, StyleGANGenerator
 
     state = json.loads((checkpoint / "state.json").read_text())
     tensors = load_file(checkpoint / "modules.safetensors")
-    ema = {k[len("G_ema."):]: v for k, v in tensors.items() if k.startswith("G_ema.")}
+    net = StyleGANGenerator(StyleGANConfig.from_dict(state["config"]["model"]))
+    net.load_state_dict({k[len("G_ema."):]: v for k, v in tensors.items() if k.startswith("G_ema.")})
     classes = [{"id": c["id"], "name": c["name"], "phrases": c["phrases"]} for c in table]
-    out.mkdir(parents=True, exist_ok=True)
-    _export(out, GAN_FORMAT, state["config"]["model"], classes, {"truncation": 0.7}, ema, "float16")
+    latent.save(out, net, classes=classes, defaults={"truncation": 0.7}, dtype=torch.float16)
     print(f"exported step {state['step']} of {checkpoint.parent.parent} to {out}")
 
 

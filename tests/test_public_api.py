@@ -14,6 +14,7 @@ from aigc.errors import AigcError, InvalidRequest
 
 def test_all_is_exactly_the_public_namespace() -> None:
     import aigc.evaluate
+    import aigc.formats
     import aigc.models
     import aigc.sampling
     import aigc.testing

@@ -33,7 +33,7 @@ from aigc._types import (
 from aigc._version import __version__ as __version__
 
 if TYPE_CHECKING:
-    from aigc import evaluate, models, sampling, testing, train
+    from aigc import evaluate, formats, models, sampling, testing, train
 
 __all__ = [
     "AudioRequest",
@@ -60,6 +60,7 @@ __all__ = [
     "cache",
     "errors",
     "evaluate",
+    "formats",
     "generate",
     "limits",
     "load",
@@ -72,7 +73,7 @@ __all__ = [
 ]
 
 # Submodules that import torch load on first attribute access.
-_LAZY_SUBMODULES = frozenset({"evaluate", "models", "sampling", "testing", "train"})
+_LAZY_SUBMODULES = frozenset({"evaluate", "formats", "models", "sampling", "testing", "train"})
 
 
 def __getattr__(name: str) -> Any:

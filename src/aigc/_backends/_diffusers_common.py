@@ -6,11 +6,14 @@
 * :class:`PipelineGenerator`, their base: the load-option checks, the weights check, ``from_pretrained`` with
   aigc's safety options and its errors turned into aigc's, device placement and offload, and the Generator
   hooks over the pipeline's modules.
+* The scheduler short names (:data:`SCHEDULERS`), a request's images (:func:`open_image`) and cheap previews of
+  Stable Diffusion latents (:func:`latent_preview`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import threading
 from collections.abc import Iterator
@@ -24,8 +27,8 @@ from aigc._runtime.assets import read_json_object
 from aigc._runtime.weights import weight_files
 from aigc.errors import BackendUnavailable, InvalidRequest, ModelNotFound, UnsafeModelFile
 
-__all__ = ["PipelineCancelled", "PipelineGenerator", "check_weights", "is_audio_pipeline", "is_video_pipeline",
-           "pipeline_class"]
+__all__ = ["SCHEDULERS", "PipelineCancelled", "PipelineGenerator", "check_weights", "is_audio_pipeline",
+           "is_video_pipeline", "latent_preview", "open_image", "pipeline_class"]
 
 # Pipeline class names that make video. Most say so ("...VideoPipeline", "...ImageToVideo..."); the rest by family.
 _VIDEO_CLASS = re.compile(r"Video|I2V|^AnimateDiff|^PIA|^Wan|^LTX(?!LatentUpsample)|^Mochi|^Latte|^Allegro|"
@@ -169,3 +172,46 @@ class PipelineGenerator(Generator[ReqT, ResT]):
     def _close(self) -> None:
         self._variants.clear()
         self.pipe = None
+
+
+#: Scheduler short names -> (diffusers class, extra config).
+SCHEDULERS: dict[str, tuple[str, dict[str, Any]]] = {
+    "ddim": ("DDIMScheduler", {}),
+    "ddpm": ("DDPMScheduler", {}),
+    "pndm": ("PNDMScheduler", {}),
+    "euler": ("EulerDiscreteScheduler", {}),
+    "euler_a": ("EulerAncestralDiscreteScheduler", {}),
+    "heun": ("HeunDiscreteScheduler", {}),
+    "dpm++": ("DPMSolverMultistepScheduler", {}),
+    "dpm++_karras": ("DPMSolverMultistepScheduler", {"use_karras_sigmas": True}),
+    "dpm++_sde": ("DPMSolverMultistepScheduler", {"algorithm_type": "sde-dpmsolver++"}),
+    "unipc": ("UniPCMultistepScheduler", {}),
+}
+
+# An approximate linear map from SD's 4 latent channels to RGB, for cheap step previews.
+_LATENT_RGB = torch.tensor([[0.298, 0.207, 0.208], [0.187, 0.286, 0.173],
+                            [-0.158, 0.189, 0.264], [-0.184, -0.271, -0.473]])
+
+
+def open_image(name: str, value: Any, mode: str) -> Any:
+    """A request's image (``init_image``, ``mask``): a PIL image or a path, converted to ``mode``."""
+    from PIL import Image
+
+    if isinstance(value, Image.Image):
+        return value.convert(mode)
+    if isinstance(value, (str, os.PathLike)):
+        try:
+            with Image.open(value) as img:
+                return img.convert(mode)
+        except (OSError, ValueError, Image.DecompressionBombError) as e:
+            raise InvalidRequest(name, str(value), f"cannot read the image: {e}", "pass a PNG/JPEG path or a "
+                                 "PIL image") from None
+    raise InvalidRequest(name, type(value).__name__, "must be a PIL image or a file path", "pass Image.open(...)")
+
+
+def latent_preview(latent: torch.Tensor) -> Any:
+    """A rough RGB preview of one latent (4, h, w), at latent resolution."""
+    from PIL import Image
+
+    rgb = torch.einsum("chw,cr->hwr", latent.float().cpu(), _LATENT_RGB)  # (h, w, 3)
+    return Image.fromarray(((rgb + 1) * 127.5).clamp(0, 255).to(torch.uint8).numpy())

@@ -30,11 +30,14 @@ from typing import Any
 import torch
 
 from aigc._backends._diffusers_common import (
+    SCHEDULERS,
     PipelineCancelled,
     PipelineGenerator,
     check_weights,
     is_audio_pipeline,
     is_video_pipeline,
+    latent_preview,
+    open_image,
     pipeline_class,
 )
 from aigc._generator import LoadOptions
@@ -46,28 +49,9 @@ from aigc.errors import BackendUnavailable, GenerationCancelled, InvalidRequest,
 from aigc.limits import check_pixels
 from aigc.sampling import generators, randn, step_generators
 
-__all__ = ["SCHEDULERS", "DiffusersImageGenerator"]
+__all__ = ["DiffusersImageGenerator"]
 
 logger = logging.getLogger(__name__)
-
-#: Scheduler short names -> (diffusers class, extra config).
-SCHEDULERS: dict[str, tuple[str, dict[str, Any]]] = {
-    "ddim": ("DDIMScheduler", {}),
-    "ddpm": ("DDPMScheduler", {}),
-    "pndm": ("PNDMScheduler", {}),
-    "euler": ("EulerDiscreteScheduler", {}),
-    "euler_a": ("EulerAncestralDiscreteScheduler", {}),
-    "heun": ("HeunDiscreteScheduler", {}),
-    "dpm++": ("DPMSolverMultistepScheduler", {}),
-    "dpm++_karras": ("DPMSolverMultistepScheduler", {"use_karras_sigmas": True}),
-    "dpm++_sde": ("DPMSolverMultistepScheduler", {"algorithm_type": "sde-dpmsolver++"}),
-    "unipc": ("UniPCMultistepScheduler", {}),
-}
-
-# An approximate linear map from SD's 4 latent channels to RGB, for cheap step previews.
-_LATENT_RGB = torch.tensor([[0.298, 0.207, 0.208], [0.187, 0.286, 0.173],
-                            [-0.158, 0.189, 0.264], [-0.184, -0.271, -0.473]])
-
 
 def _check_loras(options: LoadOptions) -> tuple[list[Path], list[float]]:
     """The LoRA directories and their weights (``lora=``, ``lora_scale=``), checked before anything loads."""
@@ -105,21 +89,6 @@ def _apply_loras(pipe: Any, loras: list[Path], scales: list[float]) -> None:
     for name, path in zip(names, loras, strict=True):
         pipe.load_lora_weights(os.fspath(path), adapter_name=name)
     pipe.set_adapters(names, adapter_weights=scales)
-
-
-def _open_image(name: str, value: Any, mode: str) -> Any:
-    from PIL import Image
-
-    if isinstance(value, Image.Image):
-        return value.convert(mode)
-    if isinstance(value, (str, os.PathLike)):
-        try:
-            with Image.open(value) as img:
-                return img.convert(mode)
-        except (OSError, ValueError, Image.DecompressionBombError) as e:
-            raise InvalidRequest(name, str(value), f"cannot read the image: {e}", "pass a PNG/JPEG path or a "
-                                 "PIL image") from None
-    raise InvalidRequest(name, type(value).__name__, "must be a PIL image or a file path", "pass Image.open(...)")
 
 
 class DiffusersImageGenerator(PipelineGenerator[ImageRequest, ImageResult]):
@@ -188,9 +157,9 @@ class DiffusersImageGenerator(PipelineGenerator[ImageRequest, ImageResult]):
         """1. Everything that can be wrong with the request for this model, before any denoising."""
         init = mask = None
         if request.init_image is not None:
-            init = _open_image("init_image", request.init_image, "RGB")
+            init = open_image("init_image", request.init_image, "RGB")
         if request.mask is not None:
-            mask = _open_image("mask", request.mask, "L")
+            mask = open_image("mask", request.mask, "L")
         width = request.width or (init.width if init is not None else self.default_size)
         height = request.height or (init.height if init is not None else self.default_size)
         f = self.size_multiple
@@ -329,18 +298,10 @@ class DiffusersImageGenerator(PipelineGenerator[ImageRequest, ImageResult]):
             latents = tensors.get("latents")
             if events.has_callback and isinstance(latents, torch.Tensor) and latents.ndim == 4 \
                     and latents.shape[1] == 4:
-                preview = _preview(latents[0])
+                preview = latent_preview(latents[0])
             events.emit("step", step=step + 1, total=total, sample=None, preview=preview, advance=1)
             if events.cancelled:
                 raise PipelineCancelled
             return {}
 
         return on_step_end
-
-
-def _preview(latent: torch.Tensor) -> Any:
-    """A rough RGB preview of one latent (4, h, w), at latent resolution."""
-    from PIL import Image
-
-    rgb = torch.einsum("chw,cr->hwr", latent.float().cpu(), _LATENT_RGB)  # (h, w, 3)
-    return Image.fromarray(((rgb + 1) * 127.5).clamp(0, 255).to(torch.uint8).numpy())

@@ -29,25 +29,22 @@ and the result is bit-identical.
 
 from __future__ import annotations
 
-import functools
 import inspect
-import json
 import logging
-import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 
+from aigc._backends._pixels import UPSCALE_FILTERS, to_images, upscaled_size
 from aigc._generator import Generator, LoadOptions
 from aigc._results import ImageResult
 from aigc._runtime.assets import model_dir
 from aigc._runtime.events import EventEmitter
-from aigc._runtime.weights import fingerprint_files, weight_files
 from aigc._types import ImageRequest
-from aigc.errors import GenerationCancelled, InvalidRequest, ModelNotFound
-from aigc.limits import check_pixels
+from aigc.errors import GenerationCancelled, InvalidRequest
+from aigc.formats import class_diffusion
+from aigc.formats.classes import ClassTable
 from aigc.sampling import generators, randn, sampler_version, step_generators
 
 if TYPE_CHECKING:
@@ -57,9 +54,8 @@ __all__ = ["ClassDiffusionGenerator"]
 
 logger = logging.getLogger(__name__)
 
-CLASSES_FILE = "aigc_classes.json"
+CLASSES_FILE = class_diffusion.CLASSES_FILE
 BUILTIN_MODELS = {"default": "image_default"}  # built-in name -> folder under aigc/assets
-_ARTICLES = frozenset({"a", "an", "the"})
 # Scheduler short name -> diffusers class name; each is built from the model's training schedule.
 SCHEDULERS = {
     "ddim": "DDIMScheduler",  # deterministic (eta = 0), Song et al. 2021
@@ -67,101 +63,6 @@ SCHEDULERS = {
     "euler": "EulerDiscreteScheduler",  # Karras et al. 2022, Algorithm 1 without churn
     "dpm": "DPMSolverMultistepScheduler",  # DPM-Solver++(2M), Lu et al. 2022
 }
-UPSCALE_FILTERS = ("bicubic", "nearest")
-
-
-def _words(text: str) -> tuple[str, ...]:
-    """Lower-case words of ``text`` without articles: "An Ankle-Boot!" -> ("ankle", "boot")."""
-    return tuple(w for w in re.findall(r"[a-z0-9]+", text.lower()) if w not in _ARTICLES)
-
-
-@dataclass(frozen=True)
-class ClassTable:
-    """The classes of a model and the phrases that name them.
-
-    Attributes:
-        names: class id -> display name.
-        phrases: word tuple of a phrase -> class id (names are phrases too).
-        null_class: the id of the unconditional class (classifier-free guidance).
-    """
-
-    names: dict[int, str]
-    phrases: dict[tuple[str, ...], int]
-    null_class: int
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> ClassTable:
-        names: dict[int, str] = {}
-        phrases: dict[tuple[str, ...], int] = {}
-        for entry in data["classes"]:
-            cid, name = int(entry["id"]), str(entry["name"])
-            names[cid] = name
-            for phrase in [name, *entry.get("phrases", [])]:
-                words = _words(str(phrase))
-                if words and phrases.setdefault(words, cid) != cid:
-                    raise ValueError(f"phrase {phrase!r} names two classes ({phrases[words]} and {cid})")
-        return cls(names=names, phrases=phrases, null_class=int(data.get("null_class", max(names) + 1)))
-
-    def match(self, prompt: str) -> int | None:
-        """The class named by ``prompt``: the longest phrase found in it as whole words; ``None`` when no
-        phrase is found or two classes tie (``"a boot and a bag"``).
-
-        Example:
-            >>> table.match("a photo of an ankle boot")  # doctest: +SKIP
-            9
-        """
-        words = _words(prompt)
-        best: set[int] = set()
-        # Only windows as long as the longest phrase can match: O(len(words) x longest), linear in the prompt.
-        for n in range(min(len(words), self.longest), 0, -1):  # longest phrases first
-            for start in range(len(words) - n + 1):
-                cid = self.phrases.get(words[start:start + n])
-                if cid is not None:
-                    best.add(cid)
-            if best:
-                break
-        return next(iter(best)) if len(best) == 1 else None
-
-    @functools.cached_property
-    def longest(self) -> int:
-        """Words in the longest phrase."""
-        return max(map(len, self.phrases), default=0)
-
-    def listing(self) -> str:
-        return ", ".join(repr(self.names[c]) for c in sorted(self.names))
-
-
-def upscaled_size(request: Any, size: int, what: str = "images") -> tuple[int, int]:
-    """Output (width, height) of a model that draws ``size`` x ``size`` ``what`` and upscales by whole factors:
-    the request's, one side standing in for a missing other, else ``size``.
-
-    Raises:
-        InvalidRequest: a side that is not a multiple of ``size``.
-    """
-    width = request.width or request.height or size
-    height = request.height or request.width or size
-    for field, value in (("width", width), ("height", height)):
-        if value % size:
-            raise InvalidRequest(field, value, f"the model draws {size}x{size} {what} and upscales by whole "
-                                 "factors", f"pass a multiple of {size} (e.g. {size * 4})")
-    check_pixels(width, height, field="width" if request.width else "height")
-    return width, height
-
-
-def to_images(x: torch.Tensor, size: tuple[int, int], upscale: str) -> list[Image.Image]:
-    """(B, C, H, W) in [-1, 1], C = 1 or 3 -> RGB PIL images, resized to ``size`` (width, height) with the
-    ``"bicubic"`` or ``"nearest"`` filter."""
-    from PIL import Image
-
-    pixels = ((x.float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)  # (B, C, H, W)
-    resample = Image.Resampling.NEAREST if upscale == "nearest" else Image.Resampling.BICUBIC
-    images = []
-    for p in pixels.numpy():
-        img = Image.fromarray(p[0]) if p.shape[0] == 1 else Image.fromarray(p.transpose(1, 2, 0)[..., :3])
-        if img.size != size:
-            img = img.resize(size, resample=resample)
-        images.append(img.convert("RGB"))
-    return images
 
 
 def _model_dir(model: str) -> Path:
@@ -218,7 +119,7 @@ class ClassDiffusionGenerator(Generator[ImageRequest, ImageResult]):
     # -- loading ---------------------------------------------------------------------------------
     @classmethod
     def detect(cls, path: Path) -> bool:
-        return (path / CLASSES_FILE).is_file() and (path / "unet").is_dir()
+        return class_diffusion.detect(path)
 
     @classmethod
     def load(cls, model: str, *, options: LoadOptions) -> ClassDiffusionGenerator:
@@ -232,31 +133,10 @@ class ClassDiffusionGenerator(Generator[ImageRequest, ImageResult]):
         mbs = options.extra.get("max_batch_size", 64)
         if not isinstance(mbs, int) or isinstance(mbs, bool) or mbs < 1:
             raise InvalidRequest("max_batch_size", mbs, "must be an int >= 1", "pass max_batch_size=16")
-        path = _model_dir(model)
-        if not cls.detect(path):
-            raise ModelNotFound(f"{path} is not a class-diffusion model (it needs {CLASSES_FILE} and unet/). "
-                                "Fix: pass a directory written by scripts/train_image_default.py, or another backend=")
-        files = weight_files(path / "unet", allow_pickle=options.allow_pickle)
-        try:
-            settings = json.loads((path / CLASSES_FILE).read_text(encoding="utf-8"))
-            table = ClassTable.from_json(settings)
-        except (OSError, ValueError, KeyError, TypeError) as e:
-            raise ModelNotFound(f"{path / CLASSES_FILE} is not a valid class table: {e}. Fix: regenerate it") from None
-        scheduler_file = path / "scheduler" / "scheduler_config.json"
-        scheduler_config = json.loads(scheduler_file.read_text(encoding="utf-8")) if scheduler_file.is_file() else {}
-
-        from diffusers import UNet2DModel
-
-        # fp16 weights on disk; the UNet is cast to the resolved dtype (float32 on CPU) as it loads.
-        unet = UNet2DModel.from_pretrained(path / "unet", dtype=options.dtype,
-                                           use_safetensors=files[0].suffix == ".safetensors")
-        n_embeds = unet.config.num_class_embeds
-        if n_embeds is None or table.null_class >= n_embeds or max(table.names) >= n_embeds:
-            raise ModelNotFound(f"{path}: the UNet has {n_embeds} class embeddings but {CLASSES_FILE} uses ids up to "
-                                f"{max(table.null_class, *table.names)}. Fix: export the model and table together")
-        unet.to(options.device).eval().requires_grad_(False)
-        return cls(unet=unet, scheduler_config=scheduler_config, table=table, settings=settings, model_id=model,
-                   options=options, weights=fingerprint_files(files))
+        loaded = class_diffusion.load(_model_dir(model), device=options.device, dtype=options.dtype,
+                                      allow_pickle=options.allow_pickle)
+        return cls(unet=loaded.unet, scheduler_config=loaded.scheduler_config, table=loaded.table,
+                   settings=loaded.settings, model_id=model, options=options, weights=loaded.weights)
 
     # -- Generator hooks -------------------------------------------------------------------------
     def _modules(self) -> list[torch.nn.Module]:

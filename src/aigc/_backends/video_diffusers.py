@@ -37,13 +37,15 @@ import numpy as np
 import torch
 
 from aigc._backends._diffusers_common import (
+    SCHEDULERS,
     PipelineCancelled,
     PipelineGenerator,
     check_weights,
     is_video_pipeline,
+    latent_preview,
+    open_image,
     pipeline_class,
 )
-from aigc._backends.image_diffusers import SCHEDULERS, _open_image, _preview
 from aigc._generator import LoadOptions
 from aigc._results import VideoResult
 from aigc._runtime.events import EventEmitter
@@ -224,7 +226,7 @@ class DiffusersVideoGenerator(PipelineGenerator[VideoRequest, VideoResult]):
         image = None
         mode = "loaded"
         if request.init_image is not None:
-            image = _open_image("init_image", request.init_image, "RGB")
+            image = open_image("init_image", request.init_image, "RGB")
             if "image" not in self._params(self.pipe):
                 mode = "image2video"
         elif _NEEDS_IMAGE.search(name):
@@ -393,7 +395,7 @@ class DiffusersVideoGenerator(PipelineGenerator[VideoRequest, VideoResult]):
             image = None
             if preview and events.has_callback and isinstance(latents, torch.Tensor) and latents.ndim == 5 \
                     and latents.shape[1] == 4:
-                image = _preview(latents[0, :, 0])  # (B, C, T, h, w) -> sample 0, frame 0
+                image = latent_preview(latents[0, :, 0])  # (B, C, T, h, w) -> sample 0, frame 0
             events.emit("step", step=index + 1, total=total, sample=None, preview=image, advance=1)
             if events.cancelled:
                 raise PipelineCancelled

@@ -2,15 +2,9 @@
 
 The prompt says what moves and where it goes ("a 3 moving left", "digit seven moving up"); the model
 (:class:`aigc.models.sprite_video.SpriteVideoVAE`) draws every frame of a clip from one latent z, the content
-class, the direction and the frame index. A model directory is what ``scripts/train_video_default.py`` exports::
-
-    model-dir/
-        config.json         {"format": "aigc.sprite_video", "version": 1,
-                             "config": {...SpriteVideoConfig fields...},
-                             "classes": [{"id": 3, "name": "digit 3", "phrases": ["3", "three", ...]}, ...],
-                             "directions": [{"id": 0, "name": "left", "phrases": ["moving left", ...]}, ...],
-                             "defaults": {"fps": 8.0, "truncation": 0.8}}
-        model.safetensors   the VAE's weights, float32 or float16
+class, the direction and the frame index. A model directory is what ``scripts/train_video_default.py`` exports,
+in the format :mod:`aigc.formats.sprites` owns (``config.json`` with the classes and directions, and
+``model.safetensors``).
 
 The built-in name ``"default"`` is the model shipped in the package (``aigc/assets/video_default``): the digits
 0-9 moving left, right, up or down, 16 frames of 32x32 grayscale (returned as RGB).
@@ -31,8 +25,6 @@ Example:
 
 from __future__ import annotations
 
-import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,37 +32,23 @@ from typing import Any
 import numpy as np
 import torch
 
-from aigc._backends.image_diffusion import ClassTable, to_images, upscaled_size
-from aigc._backends.image_latent import check_load_options
+from aigc._backends._latent import check_load_options
+from aigc._backends._pixels import to_images, upscaled_size
 from aigc._generator import Generator, LoadOptions
 from aigc._results import VideoResult
-from aigc._runtime.assets import model_dir, read_json_object
+from aigc._runtime.assets import model_dir
 from aigc._runtime.events import EventEmitter
-from aigc._runtime.weights import fingerprint_files, weight_files
 from aigc._types import VideoRequest
-from aigc.errors import GenerationCancelled, InvalidRequest, ModelNotFound
+from aigc.errors import GenerationCancelled, InvalidRequest
+from aigc.formats import sprites
+from aigc.formats.classes import ClassTable
 from aigc.models.sprite_video import SpriteVideoConfig, SpriteVideoVAE
 from aigc.sampling import randn
 
-__all__ = ["DIRECTION_PHRASES", "FORMAT", "SpriteVideoGenerator", "SpriteVideoModel", "load_sprite_video",
-           "read_format", "save_sprite_video"]
+__all__ = ["SpriteVideoGenerator", "SpriteVideoModel", "load_sprite_video"]
 
-CONFIG_FILE, WEIGHTS_FILE = "config.json", "model.safetensors"
-FORMAT = "aigc.sprite_video"
+CONFIG_FILE = "config.json"
 BUILTIN_MODELS = {"default": "video_default"}  # built-in name -> folder under aigc/assets
-#: direction name -> the phrases that name it, in id order (0 left, 1 right, 2 up, 3 down; y grows downwards)
-DIRECTION_PHRASES = {
-    "left": ["moving left", "left", "leftward", "leftwards", "to the left", "going left", "goes left", "moves left",
-             "walking left", "right to left", "westward", "west"],
-    "right": ["moving right", "right", "rightward", "rightwards", "to the right", "going right", "goes right",
-              "moves right", "walking right", "left to right", "eastward", "east"],
-    "up": ["moving up", "up", "upward", "upwards", "going up", "goes up", "moves up", "rising", "climbing",
-           "northward", "north", "bottom to top"],
-    "down": ["moving down", "down", "downward", "downwards", "going down", "goes down", "moves down", "falling",
-             "sinking", "southward", "south", "top to bottom"],
-}
-
-
 @dataclass
 class SpriteVideoModel:
     """A loaded clip VAE with its prompt vocabulary and defaults.
@@ -124,43 +102,6 @@ class SpriteVideoModel:
         return size, fps, truncation
 
 
-def read_format(path: Path) -> bool:
-    """Whether ``path/config.json`` is an ``aigc.sprite_video`` config."""
-    data = read_json_object(path / CONFIG_FILE)
-    return data is not None and data.get("format") == FORMAT
-
-
-def save_sprite_video(path: str | os.PathLike[str], net: SpriteVideoVAE, *, classes: list[dict[str, Any]],
-                      directions: list[dict[str, Any]] | None = None, defaults: dict[str, Any] | None = None,
-                      dtype: torch.dtype = torch.float16) -> Path:
-    """Write ``net`` as a model directory this backend loads: ``config.json`` + ``model.safetensors``.
-
-    Args:
-        path: the directory (created when missing).
-        net: the trained (or random) network.
-        classes: ``[{"id": 0, "name": "digit 0", "phrases": [...]}, ...]``, one per class of ``net``.
-        directions: as ``classes``, one per direction; default :data:`DIRECTION_PHRASES` (4 directions).
-        defaults: request defaults (``fps``, ``truncation``).
-        dtype: dtype of the stored weights (float16 halves the file).
-
-    Example:
-        >>> save_sprite_video(tmp / "m", net, classes=[{"id": 0, "name": "digit 0"}])  # doctest: +SKIP
-    """
-    from safetensors.torch import save_file
-
-    out = Path(path)
-    out.mkdir(parents=True, exist_ok=True)
-    if directions is None:
-        directions = [{"id": i, "name": k, "phrases": v} for i, (k, v) in enumerate(DIRECTION_PHRASES.items())]
-    state = {k: v.detach().to("cpu", dtype if v.is_floating_point() else v.dtype).contiguous()
-             for k, v in net.state_dict().items()}
-    save_file(state, str(out / WEIGHTS_FILE), metadata={"format": "pt"})
-    config = {"format": FORMAT, "version": 1, "config": net.cfg.to_dict(), "classes": classes,
-              "directions": directions, "defaults": dict(defaults or {})}
-    (out / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
-    return out
-
-
 def _model_dir(model: str) -> Path:
     return model_dir(model, BUILTIN_MODELS, marker=CONFIG_FILE, what="video model",
                      fix="pass a directory written by scripts/train_video_default.py")
@@ -174,39 +115,9 @@ def load_sprite_video(model: str, options: LoadOptions) -> SpriteVideoModel:
         >>> m.cfg.frames
         16
     """
-    from safetensors.torch import load_file
-
-    path = _model_dir(model)
-    if not read_format(path):
-        raise ModelNotFound(f"{path} is not an aigc sprite-video model (no {CONFIG_FILE} with format {FORMAT!r}). "
-                            "Fix: pass a directory written by scripts/train_video_default.py, or another backend=")
-    weight_files(path, allow_pickle=False)  # refuses pickle-only folders with UnsafeModelFile
-    if not (path / WEIGHTS_FILE).is_file():
-        raise ModelNotFound(f"{path} has no {WEIGHTS_FILE}. Fix: export the model again")
-    data = json.loads((path / CONFIG_FILE).read_text(encoding="utf-8"))
-    try:
-        cfg = SpriteVideoConfig.from_dict(data["config"])
-        classes = ClassTable.from_json({"classes": data["classes"]})
-        directions = ClassTable.from_json({"classes": data["directions"]})
-        defaults = dict(data.get("defaults", {}))
-        fps, truncation = float(defaults.get("fps", 8.0)), float(defaults.get("truncation", 1.0))
-    except (KeyError, TypeError, ValueError, InvalidRequest) as e:
-        raise ModelNotFound(f"{path / CONFIG_FILE} is not a valid sprite-video config: {e}. Fix: export it again"
-                            ) from None
-    if sorted(classes.names) != list(range(cfg.num_classes)) or \
-            sorted(directions.names) != list(range(cfg.num_directions)):
-        raise ModelNotFound(f"{path}: the network has {cfg.num_classes} classes and {cfg.num_directions} directions, "
-                            f"{CONFIG_FILE} names {len(classes.names)} and {len(directions.names)}. "
-                            "Fix: export the model and its config together")
-    net = SpriteVideoVAE(cfg)
-    state = load_file(path / WEIGHTS_FILE)
-    try:
-        net.load_state_dict({k: v.to(options.dtype) if v.is_floating_point() else v for k, v in state.items()})
-    except RuntimeError as e:
-        raise ModelNotFound(f"{path / WEIGHTS_FILE} does not fit {CONFIG_FILE}: {str(e).splitlines()[0]}. "
-                            "Fix: export the weights and config together") from None
-    net.to(device=options.device, dtype=options.dtype).eval().requires_grad_(False)
-    return SpriteVideoModel(net, classes, directions, fps, truncation, fingerprint_files([path / WEIGHTS_FILE]))
+    loaded = sprites.load(_model_dir(model), device=options.device, dtype=options.dtype)
+    return SpriteVideoModel(loaded.net, loaded.classes, loaded.directions, float(loaded.defaults["fps"]),
+                            float(loaded.defaults["truncation"]), loaded.weights)
 
 
 class SpriteVideoGenerator(Generator[VideoRequest, VideoResult]):
@@ -242,7 +153,7 @@ class SpriteVideoGenerator(Generator[VideoRequest, VideoResult]):
     # -- loading ---------------------------------------------------------------------------------
     @classmethod
     def detect(cls, path: Path) -> bool:
-        return read_format(path)
+        return sprites.detect(path)
 
     @classmethod
     def load(cls, model: str, *, options: LoadOptions) -> SpriteVideoGenerator:

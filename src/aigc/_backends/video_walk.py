@@ -26,8 +26,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from aigc._backends.image_diffusion import to_images
-from aigc._backends.image_latent import LatentGenerator, check_load_options, load_latent_model, read_format
+from aigc._backends._latent import LatentGenerator, check_load_options, load_latent_model, read_format
+from aigc._backends._pixels import to_images
 from aigc._generator import LoadOptions
 from aigc._results import VideoResult
 from aigc._runtime.events import EventEmitter

@@ -27,8 +27,6 @@ import json
 import logging
 import math
 import os
-import shutil
-import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -36,6 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from aigc.errors import InvalidRequest
+from aigc.formats.classes import entries as class_entries
 from aigc.train._common import (
     FinetuneResult,
     LoopSpec,
@@ -53,7 +52,6 @@ from aigc.train._common import (
     load_optimizer,
     prepare_out,
     progress_bar,
-    publish,
     resolve_resume,
     run_loop,
     save_optimizer,
@@ -72,12 +70,17 @@ __all__ = ["ImageSet", "PretrainResult", "load_image_set", "train_diffusion", "t
 
 logger = logging.getLogger(__name__)
 
-GAN_FORMAT, VAE_FORMAT, FORMAT_VERSION = "aigc.gan", "aigc.vae", 1
 CONFIG_FILE, WEIGHTS_FILE = "config.json", "model.safetensors"
 _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 _DATA_FIX = ("pass a folder of images (one sub-folder per class), or an array (N, H, W) or (N, H, W, C) "
              "with labels=")
 ExportDtype = Literal["float32", "float16"]
+
+
+def _export_dtype(name: ExportDtype) -> torch.dtype:
+    import torch
+
+    return torch.float16 if name == "float16" else torch.float32
 
 
 @dataclass(repr=False)
@@ -256,12 +259,11 @@ def _draw_indices(gen: torch.Generator, data: ImageSet, batch: int, balance: boo
 
 
 def _classes_json(names: Sequence[str], phrases: Mapping[str, Sequence[str]] | None) -> list[dict[str, Any]]:
-    phrases = phrases or {}
-    unknown = sorted(set(phrases) - set(names))
+    unknown = sorted(set(phrases or {}) - set(names))
     if unknown:
         raise InvalidRequest("class_phrases", unknown, "names classes the data does not have",
                              f"use the class names {list(names)[:8]}")
-    return [{"id": i, "name": n, "phrases": [str(p) for p in phrases.get(n, [])]} for i, n in enumerate(names)]
+    return class_entries(names, phrases)
 
 
 # -- shared checks ----------------------------------------------------------------------------------------
@@ -284,29 +286,6 @@ def _device(device: Any) -> torch.device:
 
     check_device_spec(device)
     return resolve_device(device)
-
-
-def _export(out: Path, fmt: str, config: Mapping[str, Any], classes: list[dict[str, Any]],
-            defaults: Mapping[str, Any], state: Mapping[str, torch.Tensor], dtype: ExportDtype) -> None:
-    """Write config.json + model.safetensors through a staging folder (each file lands with one rename)."""
-    import torch
-    from safetensors.torch import save_file
-
-    staging = Path(tempfile.mkdtemp(prefix=".export.", dir=out))
-    try:
-        target = torch.float16 if dtype == "float16" else torch.float32
-        tensors = {k: v.detach().to("cpu", target if v.is_floating_point() else v.dtype).contiguous()
-                   for k, v in state.items()}
-        save_file(tensors, staging / WEIGHTS_FILE, metadata={"format": fmt})
-        _write_json(staging / CONFIG_FILE, {"format": fmt, "version": FORMAT_VERSION, "config": dict(config),
-                                            "classes": classes, "defaults": dict(defaults)})
-        umask = os.umask(0)
-        os.umask(umask)
-        for f in staging.iterdir():  # safetensors writes 0600 files; give them the user's usual mode
-            os.chmod(f, 0o666 & ~umask)
-        publish(staging, out)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
 
 
 def _check_fit(config: StyleGANConfig | VAEConfig, data: ImageSet, balance_classes: bool) -> None:
@@ -606,8 +585,10 @@ def train_gan(
         if bar is not None:
             bar.close()
 
-    _export(out_path, GAN_FORMAT, config.to_dict(), classes, {"truncation": truncation}, g_ema.state_dict(),
-            export_dtype)
+    from aigc.formats import latent as latent_format
+
+    latent_format.save(out_path, g_ema, classes=classes, defaults={"truncation": truncation},
+                       dtype=_export_dtype(export_dtype))
     result = PretrainResult(
         output=out_path, method="gan", steps=steps, train_losses=losses["g_loss"], eval_losses={},
         duration_s=run.duration_s, seed=run_seed, train_examples=dataset.pixels.shape[0],
@@ -750,8 +731,10 @@ def train_vae(
                     checkpoint_every=checkpoint_every, eval_every=None, config=run_config, progress=progress,
                     desc="train vae")
     outcome = run_loop(spec, params, step_loss, eval_loss=eval_fn, resume_from=resume_from, on_step=on_step)
-    _export(out_path, VAE_FORMAT, config.to_dict(), classes, {"truncation": truncation}, model.state_dict(),
-            export_dtype)
+    from aigc.formats import latent as latent_format
+
+    latent_format.save(out_path, model, classes=classes, defaults={"truncation": truncation},
+                       dtype=_export_dtype(export_dtype))
     losses = {"loss": outcome.train_losses, **parts}  # parts: this session's steps only after a resume
     result = PretrainResult(
         output=out_path, method="vae", steps=steps, train_losses=outcome.train_losses, eval_losses=outcome.eval_losses,
@@ -916,25 +899,11 @@ def train_diffusion(
         if bar is not None:
             bar.close()
 
-    staging = Path(tempfile.mkdtemp(prefix=".export.", dir=out_path))
-    try:
-        from diffusers.utils import logging as diffusers_logging
+    from aigc.formats import class_diffusion
 
-        target = torch.float16 if export_dtype == "float16" else torch.float32
-        verbosity = diffusers_logging.get_verbosity()
-        diffusers_logging.set_verbosity_error()  # its "modules to keep in float32: []" note says nothing here
-        try:
-            ema.to("cpu", target).save_pretrained(staging / "unet", safe_serialization=True)
-        finally:
-            diffusers_logging.set_verbosity(verbosity)
-        scheduler.save_pretrained(staging / "scheduler")
-        _write_json(staging / "aigc_classes.json", {
-            "format": "aigc.classes/1", "image_size": res, "channels": channels, "null_class": num_classes,
-            "default_steps": sample_steps, "default_guidance": guidance, "default_scheduler": "ddpm",
-            "classes": classes})
-        publish(staging, out_path)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    class_diffusion.save(out_path, ema, scheduler, classes=classes, image_size=res, channels=channels,
+                         default_steps=sample_steps, default_guidance=guidance, default_scheduler="ddpm",
+                         dtype=_export_dtype(export_dtype))
     result = PretrainResult(
         output=out_path, method="diffusion", steps=steps, train_losses=losses["loss"], eval_losses={},
         duration_s=run.duration_s, seed=run_seed, train_examples=dataset.pixels.shape[0],

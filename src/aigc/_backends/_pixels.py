@@ -1,0 +1,55 @@
+"""What aigc's own image and video backends share about pixels: output sizes reached by whole-factor upscaling, and
+network outputs in [-1, 1] turned into 8-bit RGB images.
+
+Used by the ``diffusion``, ``gan``, ``vae``, ``sprites`` and ``walk`` backends.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from aigc.errors import InvalidRequest
+from aigc.limits import check_pixels
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+__all__ = ["UPSCALE_FILTERS", "to_images", "upscaled_size"]
+
+#: The filters the load option ``upscale`` takes.
+UPSCALE_FILTERS = ("bicubic", "nearest")
+
+
+def upscaled_size(request: Any, size: int, what: str = "images") -> tuple[int, int]:
+    """Output (width, height) of a model that draws ``size`` x ``size`` ``what`` and upscales by whole factors:
+    the request's, one side standing in for a missing other, else ``size``.
+
+    Raises:
+        InvalidRequest: a side that is not a multiple of ``size``.
+    """
+    width = request.width or request.height or size
+    height = request.height or request.width or size
+    for field, value in (("width", width), ("height", height)):
+        if value % size:
+            raise InvalidRequest(field, value, f"the model draws {size}x{size} {what} and upscales by whole "
+                                 "factors", f"pass a multiple of {size} (e.g. {size * 4})")
+    check_pixels(width, height, field="width" if request.width else "height")
+    return width, height
+
+
+def to_images(x: torch.Tensor, size: tuple[int, int], upscale: str) -> list[Image.Image]:
+    """(B, C, H, W) in [-1, 1], C = 1 or 3 -> RGB PIL images, resized to ``size`` (width, height) with the
+    ``"bicubic"`` or ``"nearest"`` filter."""
+    from PIL import Image
+
+    pixels = ((x.float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)  # (B, C, H, W)
+    resample = Image.Resampling.NEAREST if upscale == "nearest" else Image.Resampling.BICUBIC
+    images = []
+    for p in pixels.numpy():
+        img = Image.fromarray(p[0]) if p.shape[0] == 1 else Image.fromarray(p.transpose(1, 2, 0)[..., :3])
+        if img.size != size:
+            img = img.resize(size, resample=resample)
+        images.append(img.convert("RGB"))
+    return images

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from aigc import errors, limits
 from aigc._api import generate, load, replay
 from aigc._generator import Generator, GeneratorInfo, LoadOptions
+from aigc._options import BackendOptions
 from aigc._registry import BackendInfo, backends, register_backend
 from aigc._results import AudioResult, FinishReason, ImageResult, Record, Result, TextResult, VideoResult
 from aigc._runtime.cache import model_cache as cache
@@ -39,6 +40,7 @@ __all__ = [
     "AudioRequest",
     "AudioResult",
     "BackendInfo",
+    "BackendOptions",
     "Event",
     "EventEmitter",
     "FinishReason",

@@ -105,7 +105,7 @@ class Record:
             >>> aigc.Record.from_file("boots-0.png").seeds  # doctest: +SKIP
             [7, 8, 9, 10]
         """
-        from aigc._media.provenance import read_record
+        from aigc._media.records import read_record
 
         try:
             return cls.from_json(read_record(path))

@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from aigc._backends._pixels import UPSCALE_FILTERS, upscaled_size
+from aigc._backends._pixels import UpscaleOptions, upscaled_size
 from aigc._generator import Generator, LoadOptions, ReqT, ResT
 from aigc._runtime.assets import model_dir
 from aigc._types import ImageRequest, Request
@@ -110,31 +110,27 @@ def load_latent_model(model: str, kind: str, options: LoadOptions) -> LatentMode
                        loaded.z_dim, loaded.weights)
 
 
-def check_load_options(options: LoadOptions, backend: str) -> None:
+def check_load_options(options: LoadOptions, backend: str, kind: type[UpscaleOptions] = UpscaleOptions) -> None:
+    """Before anything loads: the small own-format models run on one device (no offload), and the backend's typed
+    options (``kind``) hold."""
     if options.offload != "none":
         raise InvalidRequest("offload", options.offload, f"the {backend} backend keeps its small model on one device",
                              "pass offload='none'")
-    upscale = options.extra.get("upscale", "bicubic")
-    if upscale not in UPSCALE_FILTERS:
-        raise InvalidRequest("upscale", upscale, "unknown upscaling filter",
-                             f"use one of: {', '.join(UPSCALE_FILTERS)}")
-    mbs = options.extra.get("max_batch_size", 64)
-    if not isinstance(mbs, int) or isinstance(mbs, bool) or mbs < 1:
-        raise InvalidRequest("max_batch_size", mbs, "must be an int >= 1", "pass max_batch_size=16")
+    kind.of(options)
 
 
 class LatentGenerator(Generator[ReqT, ResT]):
     """What the ``gan``, ``vae`` and ``walk`` backends share: a loaded :class:`LatentModel` and the load options
     ``upscale`` and ``max_batch_size``."""
 
-    load_options = frozenset({"upscale", "max_batch_size"})
+    options_type = UpscaleOptions
 
     def __init__(self, *, latent: LatentModel, model_id: str, options: LoadOptions) -> None:
         super().__init__(model=model_id, device=options.device, dtype=options.dtype, weights=latent.weights,
                          options=options.extra)
         self.latent = latent
-        self.upscale = str(options.extra.get("upscale", "bicubic"))
-        self.max_batch_size = int(options.extra.get("max_batch_size", 64))
+        opts = UpscaleOptions.of(options)
+        self.upscale, self.max_batch_size = opts.upscale, opts.max_batch_size
 
     def _modules(self) -> list[torch.nn.Module]:
         return [self.latent.net]

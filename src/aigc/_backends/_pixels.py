@@ -6,20 +6,42 @@ Used by the ``diffusion``, ``gan``, ``vae``, ``sprites`` and ``walk`` backends.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import torch
 
+from aigc._options import BatchOptions
 from aigc.errors import InvalidRequest
 from aigc.limits import check_pixels
 
 if TYPE_CHECKING:
     from PIL import Image
 
-__all__ = ["UPSCALE_FILTERS", "to_images", "upscaled_size"]
+__all__ = ["UPSCALE_FILTERS", "UpscaleOptions", "to_images", "upscaled_size"]
 
 #: The filters the load option ``upscale`` takes.
 UPSCALE_FILTERS = ("bicubic", "nearest")
+
+
+@dataclass(frozen=True, kw_only=True)
+class UpscaleOptions(BatchOptions):
+    """Load options of the backends that draw a fixed size and upscale (``diffusion``, ``gan``, ``vae``, ``walk``,
+    ``sprites``).
+
+    Attributes:
+        upscale: the resampling filter, ``"bicubic"`` (smooth) or ``"nearest"`` (hard pixels); recorded, since it
+            changes the pixels.
+        max_batch_size: samples per network call.
+    """
+
+    upscale: str = "bicubic"
+
+    def check(self) -> None:
+        super().check()
+        if self.upscale not in UPSCALE_FILTERS:
+            raise InvalidRequest("upscale", self.upscale, "unknown upscaling filter",
+                                 f"use one of: {', '.join(UPSCALE_FILTERS)}")
 
 
 def upscaled_size(request: Any, size: int, what: str = "images") -> tuple[int, int]:

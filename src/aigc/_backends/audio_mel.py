@@ -30,11 +30,12 @@ import numpy as np
 import torch
 
 from aigc._generator import Generator, LoadOptions
+from aigc._options import BatchOptions
 from aigc._results import AudioResult
 from aigc._runtime.assets import model_dir
 from aigc._runtime.events import EventEmitter
 from aigc._types import AudioRequest
-from aigc.errors import GenerationCancelled, InvalidRequest
+from aigc.errors import InvalidRequest
 from aigc.formats import mel_speaker
 from aigc.limits import check_audio_samples
 from aigc.sampling import uniform
@@ -76,6 +77,13 @@ def parse_word(prompt: str, words: list[str]) -> int | str:
     if len(found) > 1:
         return f"names {len(found)} words ({', '.join(words[i] for i in sorted(found))}); a clip says one"
     return found.pop()
+
+
+@dataclass(frozen=True, kw_only=True)
+class MelOptions(BatchOptions):
+    """Load option: ``max_batch_size``, clips per network call (default 32)."""
+
+    max_batch_size: int = 32
 
 
 @dataclass
@@ -140,14 +148,14 @@ class MelSpeechGenerator(Generator[AudioRequest, AudioResult]):
     backend_name = "mel"
     request_type = AudioRequest
     supported_params = frozenset({"voice", "duration_s"})
-    load_options = frozenset({"max_batch_size"})
+    options_type = MelOptions
     builtin_models = frozenset(BUILTIN)
 
     def __init__(self, *, speech: SpeechModel, model_id: str, options: LoadOptions) -> None:
         super().__init__(model=model_id, device=options.device, dtype=options.dtype, weights=speech.weights,
                          options=options.extra)
         self.speech = speech
-        self.max_batch_size = int(options.extra.get("max_batch_size", 32))
+        self.max_batch_size = MelOptions.of(options).max_batch_size
 
     @classmethod
     def detect(cls, path: Path) -> bool:
@@ -158,9 +166,7 @@ class MelSpeechGenerator(Generator[AudioRequest, AudioResult]):
         if options.offload != "none":
             raise InvalidRequest("offload", options.offload, "the mel backend keeps its small model on one device",
                                  "pass offload='none'")
-        mbs = options.extra.get("max_batch_size", 32)
-        if not isinstance(mbs, int) or isinstance(mbs, bool) or mbs < 1:
-            raise InvalidRequest("max_batch_size", mbs, "must be an int >= 1", "pass max_batch_size=16")
+        MelOptions.of(options)  # checked before anything loads
         return cls(speech=load_speech_model(model, options), model_id=model, options=options)
 
     @property
@@ -245,19 +251,14 @@ class MelSpeechGenerator(Generator[AudioRequest, AudioResult]):
         prosody = uniform((speech.net.cfg.prosody_dim,), seeds, device=self.device) * 2 - 1  # (B, P)
 
         # 3. Decoder and vocoder, ``chunk`` clips at a time (1 with deterministic=True).
-        chunk = 1 if request.deterministic else self.max_batch_size
-        total = -(-len(seeds) // chunk)
-        events.emit("start", total=total)
         waves: list[np.ndarray[Any, Any]] = []
         with torch.inference_mode():
-            for i, start in enumerate(range(0, len(seeds), chunk)):
-                if events.cancelled:
-                    raise GenerationCancelled(f"cancelled after {i} of {total} batches. Fix: run generate() again")
+            for part in self._chunks(len(seeds), events, size=self._chunk_size(request)):
                 # the decoder runs one clip at a time (cheap), so a clip never depends on its batch; the
                 # vocoder's FFTs are per row anyway
                 log_mel = torch.cat([speech.net.log_mel(words[j:j + 1], voices[j:j + 1],
                                                         prosody[j:j + 1].to(self.dtype)).float()
-                                     for j in range(start, min(start + chunk, len(seeds)))])  # (b, n_mels, frames)
+                                     for j in range(part.start, part.stop)])  # (b, n_mels, frames)
                 wave = speech.vocoder(log_mel)  # (b, samples)
                 # 4. Peak-normalise (bounded gain) and pad with silence to the requested length.
                 peak = wave.abs().amax(dim=1, keepdim=True).clamp(min=PEAK / MAX_GAIN)
@@ -266,6 +267,4 @@ class MelSpeechGenerator(Generator[AudioRequest, AudioResult]):
                     out = np.zeros((1, length), dtype=np.float32)
                     out[0, : row.shape[0]] = row
                     waves.append(out)
-                events.emit("step", step=i + 1, total=total, advance=1)
-        events.emit("end", step=total, total=total)
         return AudioResult(waveforms=waves, seeds=seeds, sample_rate=speech.sample_rate)

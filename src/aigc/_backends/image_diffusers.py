@@ -24,6 +24,7 @@ import logging
 import math
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,7 @@ from aigc._backends._diffusers_common import (
     SCHEDULERS,
     PipelineCancelled,
     PipelineGenerator,
+    PipelineOptions,
     check_weights,
     is_audio_pipeline,
     is_video_pipeline,
@@ -45,7 +47,7 @@ from aigc._results import ImageResult
 from aigc._runtime.events import EventEmitter
 from aigc._runtime.weights import fingerprint_files, weight_files
 from aigc._types import ImageRequest
-from aigc.errors import BackendUnavailable, GenerationCancelled, InvalidRequest, ModelNotFound
+from aigc.errors import BackendUnavailable, InvalidRequest, ModelNotFound
 from aigc.limits import check_pixels
 from aigc.sampling import generators, randn, step_generators
 
@@ -53,12 +55,29 @@ __all__ = ["DiffusersImageGenerator"]
 
 logger = logging.getLogger(__name__)
 
+@dataclass(frozen=True, kw_only=True)
+class ImagePipelineOptions(PipelineOptions):
+    """As :class:`PipelineOptions`, plus LoRAs.
+
+    Attributes:
+        lora: a LoRA directory, or a list of them (``finetune_image`` or diffusers' ``save_lora_weights``).
+        lora_scale: a weight, or one per LoRA (default 1.0).
+    """
+
+    lora: Any = None
+    lora_scale: Any = None
+
+    def check(self) -> None:
+        super().check()
+        if self.lora is None and self.lora_scale is not None:
+            raise InvalidRequest("lora_scale", self.lora_scale, "there is no LoRA to scale", "pass lora= too")
+
+
 def _check_loras(options: LoadOptions) -> tuple[list[Path], list[float]]:
     """The LoRA directories and their weights (``lora=``, ``lora_scale=``), checked before anything loads."""
-    value, scale = options.extra.get("lora"), options.extra.get("lora_scale", 1.0)
+    opts = ImagePipelineOptions.of(options)
+    value, scale = opts.lora, 1.0 if opts.lora_scale is None else opts.lora_scale
     if value is None:
-        if "lora_scale" in options.extra:
-            raise InvalidRequest("lora_scale", scale, "there is no LoRA to scale", "pass lora= too")
         return [], []
     items = [value] if isinstance(value, (str, os.PathLike)) else value
     if not isinstance(items, (list, tuple)) or not items or not all(isinstance(v, (str, os.PathLike)) for v in items):
@@ -110,7 +129,7 @@ class DiffusersImageGenerator(PipelineGenerator[ImageRequest, ImageResult]):
     supported_params = frozenset(
         {"negative_prompt", "width", "height", "steps", "guidance", "init_image", "strength", "mask", "scheduler"}
     )
-    load_options = frozenset({"attention_slicing", "vae_tiling", "max_batch_size", "lora", "lora_scale"})
+    options_type = ImagePipelineOptions
 
     def __init__(self, *, pipe: Any, model_id: str, options: LoadOptions, weights: str | None) -> None:
         super().__init__(pipe=pipe, model_id=model_id, options=options, weights=weights, variant="text2image")
@@ -259,7 +278,7 @@ class DiffusersImageGenerator(PipelineGenerator[ImageRequest, ImageResult]):
         prompts = [p for p in request.prompts() for _ in range(request.samples_per_prompt)]
         unet = getattr(pipe, "unet", None)
         own_latents = mode == "text2image" and unet is not None and "latents" in params
-        chunk = 1 if request.deterministic else self.max_batch_size
+        chunk = self._chunk_size(request)
         images: list[Any] = []
         if total is not None:
             events.set_total(total * -(-len(seeds) // chunk))  # steps x pipeline calls
@@ -286,8 +305,7 @@ class DiffusersImageGenerator(PipelineGenerator[ImageRequest, ImageResult]):
                 with torch.inference_mode():
                     out = pipe(**call)
             except PipelineCancelled:
-                raise GenerationCancelled(f"cancelled by the event callback after sample {start}; the "
-                                          "generator is still usable") from None
+                raise self._cancelled(start, len(seeds), "samples") from None
             images += list(out.images)
         events.emit("end", total=total)
         return images

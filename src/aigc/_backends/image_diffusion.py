@@ -36,13 +36,13 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from aigc._backends._pixels import UPSCALE_FILTERS, to_images, upscaled_size
+from aigc._backends._pixels import UpscaleOptions, to_images, upscaled_size
 from aigc._generator import Generator, LoadOptions
 from aigc._results import ImageResult
 from aigc._runtime.assets import model_dir
 from aigc._runtime.events import EventEmitter
 from aigc._types import ImageRequest
-from aigc.errors import GenerationCancelled, InvalidRequest
+from aigc.errors import InvalidRequest
 from aigc.formats import class_diffusion
 from aigc.formats.classes import ClassTable
 from aigc.sampling import generators, randn, sampler_version, step_generators
@@ -97,7 +97,7 @@ class ClassDiffusionGenerator(Generator[ImageRequest, ImageResult]):
     backend_name = "diffusion"
     request_type = ImageRequest
     supported_params = frozenset({"steps", "guidance", "width", "height", "scheduler"})
-    load_options = frozenset({"upscale", "max_batch_size"})
+    options_type = UpscaleOptions
     builtin_models = frozenset(BUILTIN_MODELS)
 
     def __init__(self, *, unet: Any, scheduler_config: dict[str, Any], table: ClassTable, settings: dict[str, Any],
@@ -113,8 +113,8 @@ class ClassDiffusionGenerator(Generator[ImageRequest, ImageResult]):
         self.default_guidance = float(settings.get("default_guidance", 2.5))
         self.default_scheduler = str(settings.get("default_scheduler", "ddpm"))
         self.train_steps = int(scheduler_config.get("num_train_timesteps", 1000))
-        self.upscale = str(options.extra.get("upscale", "bicubic"))
-        self.max_batch_size = int(options.extra.get("max_batch_size", 64))
+        opts = UpscaleOptions.of(options)
+        self.upscale, self.max_batch_size = opts.upscale, opts.max_batch_size
 
     # -- loading ---------------------------------------------------------------------------------
     @classmethod
@@ -126,13 +126,7 @@ class ClassDiffusionGenerator(Generator[ImageRequest, ImageResult]):
         if options.offload != "none":
             raise InvalidRequest("offload", options.offload, "the diffusion image backend keeps its small model on "
                                  "one device", "pass offload='none'")
-        upscale = options.extra.get("upscale", "bicubic")
-        if upscale not in UPSCALE_FILTERS:
-            raise InvalidRequest("upscale", upscale, "unknown upscaling filter",
-                                 f"use one of: {', '.join(UPSCALE_FILTERS)}")
-        mbs = options.extra.get("max_batch_size", 64)
-        if not isinstance(mbs, int) or isinstance(mbs, bool) or mbs < 1:
-            raise InvalidRequest("max_batch_size", mbs, "must be an int >= 1", "pass max_batch_size=16")
+        UpscaleOptions.of(options)  # checked before anything loads
         loaded = class_diffusion.load(_model_dir(model), device=options.device, dtype=options.dtype,
                                       allow_pickle=options.allow_pickle)
         return cls(unet=loaded.unet, scheduler_config=loaded.scheduler_config, table=loaded.table,
@@ -231,19 +225,18 @@ class ClassDiffusionGenerator(Generator[ImageRequest, ImageResult]):
             step_kwargs["generator"] = gens  # diffusers draws row i from gens[i], on the CPU
 
         # 3. Denoise, one event per step; a cancelled run stops between steps.
-        chunk = 1 if request.deterministic else self.max_batch_size
+        chunk = self._chunk_size(request)
         events.emit("start", total=steps)
         with torch.inference_mode():
             for i, t in enumerate(scheduler.timesteps):
                 if events.cancelled:
-                    raise GenerationCancelled(f"cancelled after {i} of {steps} steps. Fix: nothing to fix; "
-                                              "run generate() again to restart")
+                    raise self._cancelled(i, steps, "steps")
                 model_in = scheduler.scale_model_input(x, t)
                 eps = self._eps(model_in, t.reshape(1), labels, guidance, chunk)
                 x = scheduler.step(eps, t, x, **step_kwargs).prev_sample
                 events.emit("step", step=i + 1, total=steps, advance=1)
             if events.cancelled:
-                raise GenerationCancelled(f"cancelled after {steps} of {steps} steps. Fix: run generate() again")
+                raise self._cancelled(steps, steps, "steps")
 
         # 4. Pixels.
         events.emit("end", step=steps, total=steps)

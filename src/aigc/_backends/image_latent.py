@@ -30,7 +30,7 @@ from aigc._generator import LoadOptions
 from aigc._results import ImageResult
 from aigc._runtime.events import EventEmitter
 from aigc._types import ImageRequest
-from aigc.errors import GenerationCancelled, InvalidRequest
+from aigc.errors import InvalidRequest
 
 __all__ = ["GANImageGenerator", "VAEImageGenerator"]
 
@@ -74,20 +74,12 @@ class _LatentImageGenerator(LatentGenerator[ImageRequest, ImageResult]):
             else None
 
         # 3. The network, ``chunk`` samples at a time (1 with deterministic=True).
-        chunk = 1 if request.deterministic else self.max_batch_size
-        total = -(-len(seeds) // chunk)
-        events.emit("start", total=total)
         outs = []
         with torch.inference_mode():
-            for i, start in enumerate(range(0, len(seeds), chunk)):
-                if events.cancelled:
-                    raise GenerationCancelled(f"cancelled after {i} of {total} batches. Fix: run generate() again")
-                sl = slice(start, start + chunk)
+            for sl in self._chunks(len(seeds), events, size=self._chunk_size(request)):
                 outs.append(latent.render_z(
                     z[sl].to(self.dtype), labels[sl] if labels is not None else None, truncation,
                     mix_z[sl].to(self.dtype) if mix_z is not None else None, mix_layer).float())
-                events.emit("step", step=i + 1, total=total, advance=1)
-        events.emit("end", step=total, total=total)
         # 4. Pixels.
         return ImageResult(images=to_images(torch.cat(outs), size, self.upscale), seeds=seeds)
 

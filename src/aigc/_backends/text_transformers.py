@@ -24,13 +24,14 @@ from typing import Any
 
 import torch
 
-from aigc._generator import Generator, LoadOptions
+from aigc._backends._transformers_common import TransformersGenerator
+from aigc._generator import LoadOptions
+from aigc._options import BatchOptions
 from aigc._results import FinishReason, TextResult
 from aigc._runtime.assets import read_json_object
 from aigc._runtime.events import EventEmitter
-from aigc._runtime.weights import fingerprint_files, weight_files
 from aigc._types import TextRequest
-from aigc.errors import BackendUnavailable, InvalidRequest, ModelNotFound, UnsafeModelFile
+from aigc.errors import BackendUnavailable, InvalidRequest, ModelNotFound
 from aigc.sampling.decode import DecodeLoop, TextAssembler
 from aigc.sampling.processors import PAD
 from aigc.sampling.sampler import make_sampler
@@ -216,12 +217,12 @@ class _Seq2SeqStepper:
 COMPILE_BACKENDS = ("inductor", "cudagraphs", "eager", "aot_eager")
 
 
-def _compile_backend(value: object, device: torch.device) -> Any:
+def _compile_backend(value: object, device: torch.device | None) -> Any:
     """The load option ``compile``: ``None`` (the default) compiles on CUDA only, ``True`` always (inductor),
     ``False`` never; a backend name or a backend callable is passed to ``torch.compile`` (``"eager"`` traces
     without generating code, which finds graph breaks quickly)."""
     if value is None:
-        return "inductor" if device.type == "cuda" else None
+        return "inductor" if device is not None and device.type == "cuda" else None
     if isinstance(value, bool):
         return "inductor" if value else None
     if (isinstance(value, str) and value in COMPILE_BACKENDS) or (callable(value) and not isinstance(value, type)):
@@ -230,18 +231,40 @@ def _compile_backend(value: object, device: torch.device) -> Any:
                          f"pass compile=True, or one of {', '.join(COMPILE_BACKENDS)}")
 
 
+@dataclass(frozen=True, kw_only=True)
+class TextOptions(BatchOptions):
+    """Load options of the transformers text backend.
+
+    Attributes:
+        max_batch_size: rows decoded together, at most (default 64).
+        adapter: a LoRA adapter folder (``finetune_text(method="lora")`` or peft's ``save_pretrained``), recorded
+            as an absolute path.
+        merge_adapter: merge the adapter into the weights at load (faster generation, same output).
+        compile: the decode path: ``None`` compiles on CUDA only, ``True``/``False`` always/never, or a
+            ``torch.compile`` backend name or callable (see :func:`_compile_backend`).
+    """
+
+    adapter: str | os.PathLike[str] | None = None
+    merge_adapter: bool = False
+    compile: Any = None
+
+    def check(self) -> None:
+        super().check()
+        if not isinstance(self.merge_adapter, bool):
+            raise InvalidRequest("merge_adapter", self.merge_adapter, "must be True or False",
+                                 "pass merge_adapter=True")
+        if self.adapter is None and self.merge_adapter:
+            raise InvalidRequest("merge_adapter", True, "there is no adapter to merge", "pass adapter= too")
+        if self.adapter is not None and not isinstance(self.adapter, (str, os.PathLike)):
+            raise InvalidRequest("adapter", self.adapter, "must be a directory path", "pass adapter='path/to/lora-dir'")
+        _compile_backend(self.compile, None)
+
+
 def _check_adapter(options: LoadOptions) -> Path | None:
     """The LoRA adapter directory asked for (``adapter=``), checked before anything loads."""
-    value = options.extra.get("adapter")
-    merge = options.extra.get("merge_adapter", False)
-    if not isinstance(merge, bool):
-        raise InvalidRequest("merge_adapter", merge, "must be True or False", "pass merge_adapter=True")
+    value = TextOptions.of(options).adapter
     if value is None:
-        if merge:
-            raise InvalidRequest("merge_adapter", merge, "there is no adapter to merge", "pass adapter= too")
         return None
-    if not isinstance(value, (str, os.PathLike)):
-        raise InvalidRequest("adapter", value, "must be a directory path", "pass adapter='path/to/lora-dir'")
     path = Path(os.path.abspath(os.path.expanduser(os.fspath(value))))
     if not (path / "adapter_config.json").is_file():
         raise ModelNotFound(f"adapter={os.fspath(value)!r}: no adapter_config.json there. Fix: pass the directory "
@@ -291,7 +314,7 @@ def _builtin_dir(name: str) -> str:
     return str(asset_dir(BUILTIN_MODELS[name], marker="config.json", what=f"the built-in text model {name!r}"))
 
 
-class TransformersTextGenerator(Generator[TextRequest, TextResult]):
+class TransformersTextGenerator(TransformersGenerator[TextRequest, TextResult]):
     """Causal and seq2seq language models through ``transformers``.
 
     Loads any local directory or hub id that ``AutoModelForCausalLM`` or ``AutoModelForSeq2SeqLM`` loads,
@@ -309,7 +332,7 @@ class TransformersTextGenerator(Generator[TextRequest, TextResult]):
         {"max_new_tokens", "min_new_tokens", "do_sample", "temperature", "top_k", "top_p", "min_p",
          "repetition_penalty", "stop"}
     )
-    load_options = frozenset({"max_batch_size", "adapter", "merge_adapter", "compile"})
+    options_type = TextOptions
     builtin_models = frozenset(BUILTIN_MODELS)
 
     def __init__(self, *, model: Any, tokenizer: Any, model_id: str, options: LoadOptions, weights: str | None,
@@ -321,9 +344,10 @@ class TransformersTextGenerator(Generator[TextRequest, TextResult]):
         self.lm = model
         self.tokenizer = tokenizer
         self.is_seq2seq = bool(getattr(model.config, "is_encoder_decoder", False))
-        self.max_batch_size = int(options.extra.get("max_batch_size", 64))
+        opts = TextOptions.of(options)
+        self.max_batch_size = opts.max_batch_size
         #: torch.compile backend of the static-cache decode path, or None for the eager path (see _compile_backend)
-        self.compile_backend = _compile_backend(options.extra.get("compile"), options.device)
+        self.compile_backend = _compile_backend(opts.compile, options.device)
         self._static: dict[tuple[int, int], Any] = {}  # (batch, cache length) bucket -> reusable static cache
         self._compiled: Any = None
         gen_config = getattr(model, "generation_config", None)
@@ -373,59 +397,36 @@ class TransformersTextGenerator(Generator[TextRequest, TextResult]):
 
     @classmethod
     def load(cls, model: str, *, options: LoadOptions) -> TransformersTextGenerator:
-        if options.offload != "none":
-            raise InvalidRequest("offload", options.offload, "the transformers text backend keeps the model on one "
-                                 "device", "pass offload='none' (or a smaller dtype such as 'bfloat16')")
-        mbs = options.extra.get("max_batch_size", 64)
-        if not isinstance(mbs, int) or isinstance(mbs, bool) or mbs < 1:
-            raise InvalidRequest("max_batch_size", mbs, "must be an int >= 1", "pass max_batch_size=16")
-        _compile_backend(options.extra.get("compile"), options.device)  # checked before anything loads
-        adapter = _check_adapter(options)
+        cls.refuse_offload(options, "pass offload='none' (or a smaller dtype such as 'bfloat16')")
+        adapter = _check_adapter(options)  # and the other options: all checked before anything loads
         if adapter is not None:  # record the absolute path, so that replay works from any directory
-            options = dataclasses.replace(options, extra={**options.extra, "adapter": str(adapter)})
+            options = dataclasses.replace(options, extra={**options.extra, "adapter": str(adapter)},
+                                          backend=dataclasses.replace(TextOptions.of(options), adapter=str(adapter)))
         model_id = model
         if model in BUILTIN_MODELS and not os.path.isdir(model):
             model = _builtin_dir(model)
-        local = os.path.isdir(model)
         weights = None
-        if local:
-            files = weight_files(Path(model), allow_pickle=options.allow_pickle)
-            if adapter is not None:
-                files += weight_files(adapter, allow_pickle=options.allow_pickle)
-            weights = fingerprint_files(files)
+        if os.path.isdir(model):
+            _, weights = cls.local_weights([Path(model), *([adapter] if adapter is not None else [])], options)
         import transformers
 
-        common: dict[str, Any] = {"revision": options.revision, "trust_remote_code": options.trust_remote_code}
-        try:
-            config = transformers.AutoConfig.from_pretrained(model, **common)
-        except (OSError, ValueError) as e:
-            where = "local directory" if local else "local directory, and the hub could not provide it"
-            raise ModelNotFound(f"model={model!r}: no usable {where}: {e}") from None
+        config = cls.load_config(model, options)
         auto = (transformers.AutoModelForSeq2SeqLM if getattr(config, "is_encoder_decoder", False)
                 else transformers.AutoModelForCausalLM)
-        try:
+        common = cls.common_kwargs(options)
+        with cls.loading_errors(model, options):
             lm = auto.from_pretrained(model, config=config, dtype=options.dtype,
-                                      use_safetensors=None if options.allow_pickle else True, **common)
+                                      use_safetensors=cls.safetensors_only(options), **common)
             tokenizer = transformers.AutoTokenizer.from_pretrained(model, **common)
-        except OSError as e:
-            if "safetensors" in str(e).lower() and not options.allow_pickle:
-                raise UnsafeModelFile(f"model={model!r} has no safetensors weights: {e}. Fix: pass allow_pickle=True "
-                                      "if you trust the source") from None
-            raise ModelNotFound(f"model={model!r}: {e}") from None
         if adapter is not None:
-            lm = _apply_adapter(lm, adapter, merge=bool(options.extra.get("merge_adapter", False)))
-        lm.to(options.device)  # type: ignore[arg-type]  # transformers' stubs type .to() oddly
-        lm.eval()
-        revision = options.revision or getattr(config, "_commit_hash", None)
+            lm = _apply_adapter(lm, adapter, merge=TextOptions.of(options).merge_adapter)
+        cls.place([lm], options.device)
         return cls(model=lm, tokenizer=tokenizer, model_id=model_id, options=options, weights=weights,
-                   revision=revision)
+                   revision=cls.revision_of(options, config))
 
     # -- Generator hooks -------------------------------------------------------------------------
     def _modules(self) -> list[torch.nn.Module]:
         return [self.lm]
-
-    def _to(self, device: torch.device) -> None:
-        self.lm.to(device)
 
     def _close(self) -> None:
         self.lm = None
@@ -542,7 +543,7 @@ class TransformersTextGenerator(Generator[TextRequest, TextResult]):
 
         decode_fn = self._decoder()
         version = sampler_version()
-        chunk = 1 if request.deterministic else self.max_batch_size
+        chunk = self._chunk_size(request)
         # The host reads the tokens every step where someone watches them (streaming, an event callback, stop
         # sequences decided early) or where reading is free (the CPU); otherwise every few steps.
         per_step = streaming or events.has_callback or self.device.type == "cpu" or version == 1

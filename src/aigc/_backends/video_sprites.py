@@ -33,13 +33,13 @@ import numpy as np
 import torch
 
 from aigc._backends._latent import check_load_options
-from aigc._backends._pixels import to_images, upscaled_size
+from aigc._backends._pixels import UpscaleOptions, to_images, upscaled_size
 from aigc._generator import Generator, LoadOptions
 from aigc._results import VideoResult
 from aigc._runtime.assets import model_dir
 from aigc._runtime.events import EventEmitter
 from aigc._types import VideoRequest
-from aigc.errors import GenerationCancelled, InvalidRequest
+from aigc.errors import InvalidRequest
 from aigc.formats import sprites
 from aigc.formats.classes import ClassTable
 from aigc.models.sprite_video import SpriteVideoConfig, SpriteVideoVAE
@@ -49,6 +49,13 @@ __all__ = ["SpriteVideoGenerator", "SpriteVideoModel", "load_sprite_video"]
 
 CONFIG_FILE = "config.json"
 BUILTIN_MODELS = {"default": "video_default"}  # built-in name -> folder under aigc/assets
+@dataclass(frozen=True, kw_only=True)
+class SpriteOptions(UpscaleOptions):
+    """As :class:`UpscaleOptions`, 16 clips per network call by default."""
+
+    max_batch_size: int = 16
+
+
 @dataclass
 class SpriteVideoModel:
     """A loaded clip VAE with its prompt vocabulary and defaults.
@@ -140,15 +147,15 @@ class SpriteVideoGenerator(Generator[VideoRequest, VideoResult]):
     backend_name = "sprites"
     request_type = VideoRequest
     supported_params = frozenset({"num_frames", "fps", "width", "height", "truncation"})
-    load_options = frozenset({"upscale", "max_batch_size"})
+    options_type = SpriteOptions
     builtin_models = frozenset(BUILTIN_MODELS)
 
     def __init__(self, *, sprite: SpriteVideoModel, model_id: str, options: LoadOptions) -> None:
         super().__init__(model=model_id, device=options.device, dtype=options.dtype, weights=sprite.weights,
                          options=options.extra)  # recorded: upscale changes the pixels
         self.sprite: SpriteVideoModel | None = sprite
-        self.upscale = str(options.extra.get("upscale", "bicubic"))
-        self.max_batch_size = int(options.extra.get("max_batch_size", 16))
+        opts = SpriteOptions.of(options)
+        self.upscale, self.max_batch_size = opts.upscale, opts.max_batch_size
 
     # -- loading ---------------------------------------------------------------------------------
     @classmethod
@@ -157,7 +164,7 @@ class SpriteVideoGenerator(Generator[VideoRequest, VideoResult]):
 
     @classmethod
     def load(cls, model: str, *, options: LoadOptions) -> SpriteVideoGenerator:
-        check_load_options(options, "sprites")
+        check_load_options(options, "sprites", SpriteOptions)
         return cls(sprite=load_sprite_video(model, options), model_id=model, options=options)
 
     # -- Generator hooks -------------------------------------------------------------------------
@@ -189,19 +196,11 @@ class SpriteVideoGenerator(Generator[VideoRequest, VideoResult]):
         z = randn((sprite.cfg.latent_dim,), seeds, device=self.device) * truncation  # (B, latent_dim)
 
         # 3. All T frames of ``chunk`` clips per call (1 with deterministic=True: a clip never sees its batch).
-        chunk = 1 if request.deterministic else self.max_batch_size
-        total = -(-len(seeds) // chunk)
-        events.emit("start", total=total)
         videos: list[np.ndarray[Any, Any]] = []
         with torch.inference_mode():
-            for i, start in enumerate(range(0, len(seeds), chunk)):
-                if events.cancelled:
-                    raise GenerationCancelled(f"cancelled after {i} of {total} batches. Fix: run generate() again")
-                sl = slice(start, start + chunk)
+            for sl in self._chunks(len(seeds), events, size=self._chunk_size(request)):
                 clips = sprite.net.decode(z[sl].to(self.dtype), c[sl], d[sl]).float()  # (b, T, C, H, W)
                 # 4. Pixels: 8-bit RGB frames (T, H', W', 3), upscaled.
                 for clip in clips:
                     videos.append(np.stack([np.asarray(im) for im in to_images(clip, size, self.upscale)]))
-                events.emit("step", step=i + 1, total=total, advance=1)
-        events.emit("end", step=total, total=total)
         return VideoResult(videos=videos, seeds=seeds, fps=fps)

@@ -16,6 +16,7 @@ def test_all_is_exactly_the_public_namespace() -> None:
     import aigc.evaluate
     import aigc.models
     import aigc.sampling
+    import aigc.serve
     import aigc.testing
     import aigc.train
 

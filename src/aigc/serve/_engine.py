@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import dataclasses
 import json
 import logging
@@ -27,7 +28,7 @@ import math
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -161,10 +162,17 @@ class Job:
 
     # -- the model thread's side -------------------------------------------------------------------
     def _post(self, event: JobEvent) -> None:
+        box: list[tuple[Job, JobEvent]] | None = getattr(_outbox, "events", None)
+        if box is not None:  # a model step is running: send its events together when it ends
+            box.append((self, event))
+            return
         try:
             self._loop.call_soon_threadsafe(self._events.put_nowait, event)
         except RuntimeError:  # the event loop is closed: the server is shutting down
             self._cancel.set()
+
+    def _put(self, event: JobEvent) -> None:
+        self._events.put_nowait(event)
 
     def cancelled(self) -> bool:
         if not self._cancel.is_set() and time.monotonic() > self.deadline:
@@ -216,6 +224,38 @@ class Job:
         """The model thread let go of a cancelled job."""
         self.ended = time.monotonic()
         self._post(Cancelled(self.cancel_reason or "cancelled"))
+
+
+_outbox = threading.local()
+
+
+@contextlib.contextmanager
+def batched_events() -> Iterator[None]:
+    """Hold the events jobs post on this thread, then hand them to each event loop in one call: one wake-up of
+    the loop per decoding step instead of one per row and token."""
+    if getattr(_outbox, "events", None) is not None:  # already batching
+        yield
+        return
+    _outbox.events = []
+    try:
+        yield
+    finally:
+        events: list[tuple[Job, JobEvent]] = _outbox.events
+        _outbox.events = None
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[Job, JobEvent]]] = {}
+        for job, event in events:
+            by_loop.setdefault(job._loop, []).append((job, event))
+        for loop, items in by_loop.items():
+            try:
+                loop.call_soon_threadsafe(_deliver, items)
+            except RuntimeError:  # the event loop is closed: the server is shutting down
+                for job, _ in items:
+                    job._cancel.set()
+
+
+def _deliver(items: list[tuple[Job, JobEvent]]) -> None:
+    for job, event in items:
+        job._put(event)
 
 
 # -- workers ----------------------------------------------------------------------------------------------
@@ -369,7 +409,8 @@ class TextWorker(Worker):
                 self._started(job)
                 self.batcher.add(job.request, job.seeds, job)
             try:
-                self.batcher.step()
+                with batched_events():
+                    self.batcher.step()
             except Exception as e:  # the batch's state is unknown now: fail its jobs, start a new batch
                 logger.exception("decoding step failed on %r", self.model_id)
                 failed = list(self.running)

@@ -73,6 +73,8 @@ def add_serve_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="allow browser requests from ORIGIN (repeatable; default: CORS off)")
     for flag, dest, typ, help_text in _SERVER_FLAGS + _LIMIT_FLAGS:
         p.add_argument(flag, dest=dest, type=typ, default=None, help=help_text)
+    p.add_argument("--threads", type=int, default=None, metavar="N",
+                   help="torch CPU threads (default: torch's choice; 1 is often fastest on a busy machine)")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"],
                    help="log level (access lines are info)")
     return p
@@ -120,5 +122,11 @@ def run_serve(args: argparse.Namespace) -> int:
         logging.getLogger(name).setLevel(level)
     if args.port is not None and not 0 <= args.port <= 65535:
         raise InvalidRequest("--port", args.port, "not a TCP port", "pass --port 8000")
+    if args.threads is not None:
+        if args.threads < 1:
+            raise InvalidRequest("--threads", args.threads, "must be >= 1", "pass --threads 1")
+        import torch
+
+        torch.set_num_threads(args.threads)
     run(models, config=config, log_level=args.log_level)
     return 0

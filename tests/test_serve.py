@@ -68,9 +68,11 @@ def long_gpt2_dir(models_dir: Path) -> Path:
 def server(long_gpt2_dir: Path, t5_dir: Path) -> Iterator[RunningServer]:
     models = [ModelSpec(modality="text", model=str(long_gpt2_dir), id="gpt2", device="cpu"),
               ModelSpec(modality="text", model=str(t5_dir), id="t5", device="cpu"),
+              ModelSpec(modality="text", device="cpu"),
               ModelSpec(modality="image", device="cpu"), ModelSpec(modality="audio", device="cpu"),
               ModelSpec(modality="video", device="cpu")]
-    with start(models, config=ServeConfig(port=0, api_key=KEY, batch_window_ms=50)) as running:
+    # a wide batching window, so that requests sent together are batched even on a busy machine
+    with start(models, config=ServeConfig(port=0, api_key=KEY, batch_window_ms=400)) as running:
         yield running
 
 
@@ -105,7 +107,7 @@ def _replay_text(record: dict[str, Any], tmp_path: Path) -> aigc.TextResult:
 # -- metadata, security -------------------------------------------------------------------------------------
 def test_models_health_and_metrics(server: RunningServer, client: openai.OpenAI) -> None:
     models = {m.id: m for m in client.models.list().data}
-    assert set(models) == {"gpt2", "t5", "image-default", "audio-default", "video-default"}
+    assert set(models) == {"gpt2", "t5", "text-default", "image-default", "audio-default", "video-default"}
     assert models["gpt2"].model_extra["batching"] == "continuous"  # type: ignore[index]
     assert models["t5"].model_extra["batching"] == "sequential"  # type: ignore[index]
     assert "us-female" in models["audio-default"].model_extra["voices"]  # type: ignore[index]
@@ -234,6 +236,35 @@ def test_images_come_as_pngs_that_carry_their_record(client: openai.OpenAI, tmp_
     assert head == "data:image/png;base64" and Image.open(io.BytesIO(base64.b64decode(b64))).size == (32, 32)
 
 
+def test_image_requests_sent_together_share_one_call(server: RunningServer, client: openai.OpenAI) -> None:
+    asks = [("an ankle boot", 21, 1), ("a sneaker", 30, 2), ("a handwritten 7", 40, 1)]
+    calls = _metric(server, "aigc_batch_size_count", model="image-default")
+    together: list[Any] = [None] * len(asks)
+    barrier = threading.Barrier(len(asks))
+
+    def ask(i: int) -> None:
+        own = openai.OpenAI(base_url=server.base_url, api_key=KEY, max_retries=0, timeout=120)
+        barrier.wait()
+        prompt, seed, n = asks[i]
+        together[i] = own.images.generate(model="image-default", prompt=prompt, n=n, size="32x32",
+                                          extra_body={"seed": seed, "steps": 2})
+
+    threads = [threading.Thread(target=ask, args=(i,)) for i in range(len(asks))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert _metric(server, "aigc_batch_size_count", model="image-default") - calls < len(asks), "no batching"
+    for (prompt, seed, n), reply in zip(asks, together, strict=True):
+        record = reply.model_extra["aigc_record"]
+        assert record["request"]["prompt"] == prompt and record["seeds"] == list(range(seed, seed + n))
+        alone = client.images.generate(model="image-default", prompt=prompt, n=n, size="32x32",
+                                       extra_body={"seed": seed, "steps": 2})
+        for a, b in zip(reply.data, alone.data, strict=True):
+            pa, pb = (np.asarray(Image.open(io.BytesIO(base64.b64decode(x.b64_json))), dtype=np.int16) for x in (a, b))
+            assert np.abs(pa - pb).max() <= 2  # batched vs alone: the backend's stated tolerance (2/255)
+
+
 def test_image_edits_take_the_image_in_the_body(client: openai.OpenAI) -> None:
     buf = io.BytesIO()
     Image.new("RGB", (32, 32), "white").save(buf, format="PNG")
@@ -243,6 +274,25 @@ def test_image_edits_take_the_image_in_the_body(client: openai.OpenAI) -> None:
     with pytest.raises(openai.BadRequestError) as e:
         client.images.edit(model="image-default", image=("in.png", b"not an image", "image/png"), prompt="a bag")
     assert e.value.param == "image"
+
+
+def test_image_edits_run_image_to_image(sd_dir: Path) -> None:
+    buf = io.BytesIO()
+    Image.new("RGB", (32, 32), (200, 30, 30)).save(buf, format="PNG")
+    with start([ModelSpec(modality="image", model=str(sd_dir), id="sd", device="cpu")],
+               config=ServeConfig(port=0)) as sd:
+        client = openai.OpenAI(base_url=sd.base_url, api_key="unused", max_retries=0, timeout=120)
+        reply = client.images.edit(model="sd", image=("red.png", buf.getvalue(), "image/png"), prompt="a dog",
+                                   n=2, extra_body={"seed": 5, "steps": 2, "strength": 0.5})
+        images = [Image.open(io.BytesIO(base64.b64decode(d.b64_json or ""))) for d in reply.data or []]
+        assert [im.size for im in images] == [(32, 32), (32, 32)]
+        record = reply.model_extra["aigc_record"]  # type: ignore[index]
+        assert record["request"]["strength"] == 0.5 and record["seeds"] == [5, 6]
+        assert record["request"]["init_image"] == {"in-memory image": "RGB 32x32"}  # pixels are not in a record
+        with pytest.raises(openai.BadRequestError) as e:
+            client.images.edit(model="sd", image=("red.png", buf.getvalue(), "image/png"), prompt="a dog",
+                               extra_body={"strength": 2})
+        assert e.value.param == "strength"
 
 
 def test_speech_is_a_wav_that_replays(client: openai.OpenAI, tmp_path: Path) -> None:
@@ -272,14 +322,14 @@ def test_videos_are_created_polled_and_downloaded(client: openai.OpenAI, tmp_pat
         video = client.videos.poll(video.id, poll_interval_ms=50)
         assert video.status == "completed" and video.size == "32x32" and video.seconds == "2"
         content = client.videos.download_content(video.id)
-    path = tmp_path / "three.mp4"
-    content.write_to_file(path)
-    assert aigc.Record.from_file(path).seeds == [2]
-    again = aigc.replay(path)
-    assert isinstance(again, aigc.VideoResult) and again.videos[0].shape == (16, 32, 32, 3)
-    assert client.videos.delete(video.id).deleted
-    with pytest.raises(openai.NotFoundError):
-        client.videos.retrieve(video.id)
+        path = tmp_path / "three.mp4"
+        content.write_to_file(path)
+        assert aigc.Record.from_file(path).seeds == [2]
+        again = aigc.replay(path)
+        assert isinstance(again, aigc.VideoResult) and again.videos[0].shape == (16, 32, 32, 3)
+        assert client.videos.delete(video.id).deleted
+        with pytest.raises(openai.NotFoundError):
+            client.videos.retrieve(video.id)
 
 
 # -- errors ---------------------------------------------------------------------------------------------------
@@ -391,3 +441,17 @@ def test_requests_over_the_time_limit_are_cancelled(gpt2_local: aigc.Generator[a
         with pytest.raises(openai.InternalServerError) as late:
             client.completions.create(model="gpt2", prompt="Hello", max_tokens=1000, extra_body={"min_tokens": 1000})
         assert late.value.status_code == 504 and late.value.code == "timeout"
+
+
+def test_the_client_example_runs(server: RunningServer, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    script = Path(__file__).resolve().parents[1] / "examples" / "serve_client.py"
+    done = subprocess.run([sys.executable, str(script), "--base-url", server.base_url, "--api-key", KEY,
+                           "--chat-model", "gpt2", "--steps", "2"], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "replayed locally, same text: True" in done.stdout
+    assert sorted(p.name for p in (tmp_path / "out" / "serve_client").iterdir()) == [
+        "boot-0.png", "boot-1.png", "reply.json", "seven.wav"]

@@ -76,6 +76,7 @@ logger = logging.getLogger("aigc.serve")
 access_logger = logging.getLogger("aigc.serve.access")
 
 _LOG_KEY = "aigc.log"  # scope key: what a route tells the access log
+_MAX_VIDEOS = 256  # finished videos kept in memory for download, at most
 
 
 @dataclass
@@ -577,10 +578,13 @@ class Server:
         return video
 
     def _expire_videos(self) -> None:
+        """Forget finished videos older than the retention time, and all but the newest ``_MAX_VIDEOS``."""
         now = time.time()
-        for key, video in list(self.videos.items()):
-            if video.completed_at is not None and now - video.completed_at > self.config.video_retention_s:
-                del self.videos[key]
+        finished = [v for v in self.videos.values() if v.completed_at is not None]
+        finished.sort(key=lambda v: v.completed_at or 0)
+        for i, video in enumerate(finished):
+            if now - (video.completed_at or now) > self.config.video_retention_s or i < len(finished) - _MAX_VIDEOS:
+                del self.videos[video.id]
 
     async def get_video(self, request: HTTPRequest) -> Response:
         video = self._video(request)

@@ -455,3 +455,53 @@ def test_the_client_example_runs(server: RunningServer, tmp_path: Path) -> None:
     assert "replayed locally, same text: True" in done.stdout
     assert sorted(p.name for p in (tmp_path / "out" / "serve_client").iterdir()) == [
         "boot-0.png", "boot-1.png", "reply.json", "seven.wav"]
+
+
+def test_cors_is_off_unless_origins_are_given(server: RunningServer,
+                                              gpt2_local: aigc.Generator[aigc.TextRequest, aigc.TextResult]) -> None:
+    origin = "http://localhost:3000"
+    auth = {"Authorization": f"Bearer {KEY}", "Origin": origin}
+    plain = urllib.request.urlopen(urllib.request.Request(server.base_url + "/models", headers=auth))
+    assert plain.headers.get("access-control-allow-origin") is None
+    config = ServeConfig(port=0, api_key=KEY, cors_origins=(origin,))
+    with start({"gpt2": gpt2_local}, config=config) as open_to_app:
+        preflight = urllib.request.Request(open_to_app.base_url + "/chat/completions", method="OPTIONS", headers={
+            "Origin": origin, "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "authorization,content-type"})
+        with urllib.request.urlopen(preflight) as answer:  # no key needed to ask
+            assert answer.status == 200 and answer.headers["access-control-allow-origin"] == origin
+        with urllib.request.urlopen(urllib.request.Request(open_to_app.base_url + "/models", headers=auth)) as r:
+            assert r.headers["access-control-allow-origin"] == origin
+        assert http("GET", open_to_app.base_url + "/models", headers={"Origin": origin}).status == 401
+
+
+def test_the_command_line_serves_until_interrupted(long_gpt2_dir: Path, tmp_path: Path) -> None:
+    import signal
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "aigc", "serve", f"text={long_gpt2_dir},id=gpt2,device=cpu",
+                             "--port", str(port), "--threads", "1", "--max-queue", "4"],
+                            env={**__import__("os").environ, "AIGC_API_KEY": "from-env"},
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if http("GET", f"http://127.0.0.1:{port}/health").status == 200:
+                    break
+            except OSError:
+                pass
+            assert proc.poll() is None and time.monotonic() < deadline, "the server did not start"
+            time.sleep(0.1)
+        client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="from-env", max_retries=0)
+        assert client.completions.create(model="gpt2", prompt="Hi", seed=1, max_tokens=3).usage.completion_tokens == 3
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, out[-2000:]
+    assert re.search(r'"POST /v1/completions" 200 .* model=gpt2 .* tokens=3', out), out[-2000:]

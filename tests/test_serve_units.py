@@ -63,7 +63,8 @@ def test_chat_messages_and_the_fields_it_refuses() -> None:
         == "max_tokens"
 
 
-@pytest.mark.parametrize(("body", "param"), [
+# (body, the field the 400 names); one test, not one per case: each test costs a collection in the teardown
+BAD_COMPLETIONS: list[tuple[dict[str, Any], str]] = [
     ({"prompt": "x" * 101}, "prompt"),
     ({"prompt": "x", "n": 5}, "n"),
     ({"prompt": ["a", "b", "c"], "n": 2}, "n"),
@@ -79,10 +80,13 @@ def test_chat_messages_and_the_fields_it_refuses() -> None:
     ({"prompt": "x", "best_of": 3}, "best_of"),
     ({"prompt": "x", "suffix": "end"}, "suffix"),
     ({"prompt": "x", "frobnicate": 1}, "frobnicate"),
-])
-def test_limits_and_bad_values_name_the_field(body: dict[str, Any], param: str) -> None:
+]
+
+
+def test_limits_and_bad_values_name_the_field() -> None:
     small = ServeLimits(max_prompt_chars=100, max_n=4, max_tokens=64, max_stop=2, max_stop_chars=8)
-    assert _param(lambda: parse_completion(body, small)) == param
+    named = [_param(lambda body=body: parse_completion(body, small)) for body, _ in BAD_COMPLETIONS]
+    assert named == [param for _, param in BAD_COMPLETIONS]
 
 
 def test_media_requests_and_their_limits() -> None:
@@ -148,6 +152,15 @@ def test_config_file_then_flags_then_environment(tmp_path: Path, monkeypatch: py
         ServeConfig(max_queue=-1)
     with pytest.raises(InvalidRequest, match="max_tokens"):
         ServeLimits(max_tokens=0)
+
+
+def test_bad_serve_arguments_are_one_line_errors(capsys: pytest.CaptureFixture[str]) -> None:
+    from aigc._cli import main
+
+    assert main(["serve", "--model", "sound=x"]) == 1
+    assert "aigc: error: --model='sound=x': unknown modality 'sound'" in capsys.readouterr().err
+    assert main(["serve", "--max-queue", "-3", "--model", "text=default"]) == 1
+    assert "max_queue=-3" in capsys.readouterr().err
 
 
 def test_metrics_render_in_the_prometheus_text_format() -> None:

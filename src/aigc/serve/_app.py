@@ -311,22 +311,23 @@ class Server:
         watcher = asyncio.ensure_future(_disconnected(request))
         try:
             while True:
-                event = await self.wait(request, job, watcher)
-                if event is None:
+                first = await self.wait(request, job, watcher)
+                if first is None:
                     self.note(request, job, "disconnected")
                     raise _Gone()
-                if isinstance(event, Done):
-                    self.note(request, job, "ok")
-                    return event
-                if isinstance(event, Failed):
-                    self.note(request, job, f"error:{event.error.code}")
-                    raise event.error
-                if isinstance(event, Cancelled):
-                    self.note(request, job, event.reason)
-                    raise APIError(504 if event.reason == "timeout" else 503, f"the request was cancelled "
-                                   f"({event.reason})", type="server_error", code=event.reason)
-                if collect is not None:
-                    collect(event)
+                for event in [first, *job.ready()]:  # what else is there already, without another wait
+                    if isinstance(event, Done):
+                        self.note(request, job, "ok")
+                        return event
+                    if isinstance(event, Failed):
+                        self.note(request, job, f"error:{event.error.code}")
+                        raise event.error
+                    if isinstance(event, Cancelled):
+                        self.note(request, job, event.reason)
+                        raise APIError(504 if event.reason == "timeout" else 503, f"the request was cancelled "
+                                       f"({event.reason})", type="server_error", code=event.reason)
+                    if collect is not None:
+                        collect(event)
         finally:
             watcher.cancel()
 

@@ -282,6 +282,7 @@ class Worker:
         self.waiting: collections.deque[Job] = collections.deque()
         self.running: list[Job] = []
         self._stop = False
+        self._broken: str | None = None  # why the model thread stopped, if it failed
         self._service_s = 1.0  # moving average of a job's running time, for Retry-After
         self._thread = threading.Thread(target=self._main, name=f"aigc-serve-{model_id}", daemon=True)
 
@@ -309,6 +310,9 @@ class Worker:
     def submit(self, job: Job) -> None:
         """Queue ``job``; raise a 429 :class:`APIError` when the queue is full."""
         with self.cond:
+            if self._broken is not None:
+                raise APIError(503, f"model {self.model_id!r} stopped after an error ({self._broken}). Fix: restart "
+                               "the server; the log has the details", type="server_error", code="model_failed")
             if self._stop:
                 raise APIError(503, "the server is shutting down", type="server_error", code="shutting_down")
             if len(self.waiting) >= self.max_queue:
@@ -355,6 +359,7 @@ class Worker:
                 jobs = [*self.running, *self.waiting]
                 self.running.clear()
                 self.waiting.clear()
+                self._broken = f"{type(e).__name__}: {e}"
                 self._stop = True
             for job in jobs:
                 job.fail(e if isinstance(e, Exception) else RuntimeError("model thread stopped"))
@@ -405,6 +410,9 @@ class TextWorker(Worker):
                     break
                 admitted = self._admit()
                 self._gauges()
+                if not admitted and not self.batcher.active:  # nothing fits now (cannot last): do not spin
+                    self.cond.wait(0.05)
+                    continue
             for job in admitted:
                 self._started(job)
                 self.batcher.add(job.request, job.seeds, job)

@@ -121,7 +121,8 @@ def start(models: Models = None, *, config: ServeConfig | None = None, app: Any 
 
 
 def run(models: Models = None, *, config: ServeConfig | None = None, log_level: str = "info") -> None:
-    """Serve in the foreground until interrupted (what ``aigc serve`` runs).
+    """Serve in the foreground until interrupted (what ``aigc serve`` runs); Ctrl-C shuts down gracefully
+    (requests in flight get ``timeout_graceful_shutdown`` = 10 s) and returns.
 
     Example:
         >>> aigc.serve.run([aigc.serve.ModelSpec(modality="text")])  # doctest: +SKIP
@@ -142,5 +143,7 @@ def run(models: Models = None, *, config: ServeConfig | None = None, log_level: 
                                            timeout_graceful_shutdown=10))
     try:
         server.run(sockets=[sock])
+    except KeyboardInterrupt:  # uvicorn re-raises the Ctrl-C it handled, once the shutdown is complete
+        logger.info("aigc serve: stopped")
     finally:
         sock.close()

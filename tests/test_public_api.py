@@ -17,6 +17,7 @@ def test_all_is_exactly_the_public_namespace() -> None:
     import aigc.formats
     import aigc.models
     import aigc.sampling
+    import aigc.serve
     import aigc.testing
     import aigc.train
 

@@ -34,7 +34,7 @@ from aigc._types import (
 from aigc._version import __version__ as __version__
 
 if TYPE_CHECKING:
-    from aigc import evaluate, formats, models, sampling, testing, train
+    from aigc import evaluate, formats, models, sampling, serve, testing, train
 
 __all__ = [
     "AudioRequest",
@@ -70,12 +70,13 @@ __all__ = [
     "register_backend",
     "replay",
     "sampling",
+    "serve",
     "testing",
     "train",
 ]
 
 # Submodules that import torch load on first attribute access.
-_LAZY_SUBMODULES = frozenset({"evaluate", "formats", "models", "sampling", "testing", "train"})
+_LAZY_SUBMODULES = frozenset({"evaluate", "formats", "models", "sampling", "serve", "testing", "train"})
 
 
 def __getattr__(name: str) -> Any:

@@ -24,6 +24,7 @@ from typing import Any
 
 import torch
 
+from aigc._backends._text_batching import ContinuousBatcher, supports_continuous_batching
 from aigc._backends._transformers_common import TransformersGenerator
 from aigc._generator import LoadOptions
 from aigc._options import BatchOptions
@@ -471,6 +472,27 @@ class TransformersTextGenerator(TransformersGenerator[TextRequest, TextResult]):
 
     def _uses_static_cache(self) -> bool:
         return self.compile_backend is not None and not self.is_seq2seq
+
+    # -- serving -----------------------------------------------------------------------------------
+    def continuous_batcher(self, *, max_rows: int | None = None) -> ContinuousBatcher | None:
+        """A running batch that requests join and leave between decoding steps (``aigc serve``'s text engine).
+
+        Each row keeps its own seed and settings, so a request gives the tokens it gives alone. Returns ``None``
+        where the model cannot be batched that way (encoder-decoder models, sliding-window or other non-standard
+        caches); serve those one request at a time. The batcher runs eagerly, whatever the ``compile`` option.
+
+        Args:
+            max_rows: the most rows decoding at once (default: the load option ``max_batch_size``).
+
+        Example:
+            >>> batcher = aigc.load("text").continuous_batcher(max_rows=16)  # doctest: +SKIP
+        """
+        self._check_open()
+        if not supports_continuous_batching(self.lm):
+            return None
+        return ContinuousBatcher(self.lm, encode=self._rows, decode=self._decoder(), eos_token_ids=self.eos_ids,
+                                 pad_token_id=self.pad_id, max_rows=max_rows or self.max_batch_size,
+                                 make_record=self._record)
 
     def _generate(self, request: TextRequest, seeds: list[int], events: EventEmitter) -> TextResult:
         rows, prompt_index = self._rows(request)

@@ -11,8 +11,8 @@ Stages of one run:
     3. load the pipeline; check the resolution against its UNet and VAE; add the LoRA layers;
     4. encode every image once with the VAE (its latent distribution) and, when the text encoder is
        frozen, every caption once;
-    5. train with the shared loop (:mod:`aigc.train._common`): per step, latents, noise and timesteps come
-       from one CPU ``torch.Generator`` seeded for that step;
+    5. train with the one training loop (:mod:`aigc.train._loop`): per step, latents, noise and timesteps
+       come from one CPU ``torch.Generator`` seeded for that step;
     6. write the LoRA weights, then ``training.json``.
 """
 
@@ -21,8 +21,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
-import tempfile
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -30,27 +28,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aigc.errors import BackendUnavailable, InvalidRequest, ModelNotFound, UnsafeModelFile
-from aigc.train._common import (
-    FinetuneResult,
-    LoopSpec,
-    Schedule,
-    TrainStep,
-    batch_indices,
-    check_bool,
-    check_float,
-    check_hooks,
-    check_int,
-    check_optimizer,
-    check_out,
-    check_seed,
-    derive_seed,
-    prepare_out,
-    publish,
-    resolve_resume,
-    run_loop,
-    seeded_rng,
-    write_result,
-)
+from aigc.train._checks import check_bool, check_int
+from aigc.train._loop import RunOptions, Schedule, StepContext, TrainState, TrainStep, batch_indices, train_loop
+from aigc.train._result import FinetuneResult, write_result
 
 if TYPE_CHECKING:
     import torch
@@ -346,24 +326,17 @@ def finetune_image(
     # 1. Arguments, before anything is read or loaded.
     if method != "lora":
         raise InvalidRequest("method", method, "finetune_image trains LoRA adapters only", "pass method='lora'")
-    check_int("steps", steps, minimum=1, fix="pass steps=500 or more")
-    check_float("lr", lr, low=0.0, low_open=True, fix="pass a small positive learning rate, e.g. lr=1e-4")
-    check_int("batch_size", batch_size, minimum=1, fix="pass batch_size=1 or more")
+    options = RunOptions(steps=steps, batch_size=batch_size, lr=lr, schedule=schedule, warmup_steps=warmup_steps,
+                         weight_decay=weight_decay, max_grad_norm=max_grad_norm, seed=seed, device=device,
+                         checkpoint_every=checkpoint_every, resume=resume, overwrite=overwrite, progress=progress,
+                         on_step=on_step)
     check_int("resolution", resolution, minimum=8, fix="pass resolution=512, or None for the model's size",
               allow_none=True)
     check_int("lora_r", lora_r, minimum=1, fix="pass lora_r=4 (a rank of 1 or more)")
     check_int("lora_alpha", lora_alpha, minimum=1, fix="pass lora_alpha=4, or None for lora_r", allow_none=True)
     check_bool("train_text_encoder", train_text_encoder)
     check_bool("random_flip", random_flip)
-    check_optimizer(schedule, warmup_steps, weight_decay, max_grad_norm)
-    run_seed = check_seed(seed)
-    check_int("checkpoint_every", checkpoint_every, minimum=1, fix="pass checkpoint_every=100, or None",
-              allow_none=True)
-    check_hooks(progress, on_step)
-    out_dir = check_out(out, resume=resume, overwrite=overwrite)
-    from aigc._runtime.device import resolve_device
-
-    dev = resolve_device(device)
+    run = options.start(out)
     try:
         import peft
     except ImportError:
@@ -376,12 +349,11 @@ def finetune_image(
     local = _local_geometry(name)
     if local is not None:
         resolution = _check_resolution(resolution, local)
-    resume_from = resolve_resume(out_dir, resume)
 
     # 3. The pipeline and its LoRA layers (initialised from the run's seed).
     import torch
 
-    with seeded_rng(derive_seed(run_seed, "init"), dev):
+    with run.seeded("init"):
         pipe = _load_pipeline(name)
         unet, vae, text_encoder, tokenizer = pipe.unet, pipe.vae, pipe.text_encoder, pipe.tokenizer
         resolution = _check_resolution(resolution, _geometry(unet.config, vae.config))
@@ -403,6 +375,7 @@ def finetune_image(
     if prediction not in ("epsilon", "v_prediction"):
         raise InvalidRequest("model", name, f"its scheduler predicts {prediction!r}",
                              "use a model trained for epsilon or v_prediction")
+    dev = run.device
     for module in (unet, vae, text_encoder):
         module.to(dev)
     vae.eval()
@@ -433,11 +406,11 @@ def finetune_image(
         params += [(f"text_encoder.{n}", p) for n, p in text_encoder.named_parameters() if p.requires_grad]
     epoch_order: dict[int, list[int]] = {}
 
-    def step_loss(step: int) -> torch.Tensor:
+    def step_fn(ctx: StepContext) -> torch.Tensor:
         import torch.nn.functional as F  # noqa: N812
 
-        rows = batch_indices(step, count=len(pairs), batch_size=batch_size, seed=run_seed, cache=epoch_order)
-        g = torch.Generator("cpu").manual_seed(derive_seed(run_seed, "noise", step))
+        rows = batch_indices(ctx.step, count=len(pairs), batch_size=batch_size, seed=run.seed, cache=epoch_order)
+        g = ctx.generator("noise")
         flips = (torch.rand(len(rows), generator=g) < 0.5).tolist() if random_flip else [False] * len(rows)
         mean = torch.stack([dists[int(f)][0][r] for r, f in zip(rows, flips, strict=True)])  # (B, C, h, w)
         std = torch.stack([dists[int(f)][1][r] for r, f in zip(rows, flips, strict=True)])
@@ -460,16 +433,11 @@ def finetune_image(
         "steps": steps, "lr": lr, "batch_size": batch_size, "resolution": resolution, "lora_r": lora_r,
         "lora_alpha": alpha, "train_text_encoder": train_text_encoder, "random_flip": random_flip,
         "schedule": schedule, "warmup_steps": warmup_steps, "weight_decay": weight_decay,
-        "max_grad_norm": max_grad_norm, "seed": run_seed,
+        "max_grad_norm": max_grad_norm, "seed": run.seed,
     }
 
     # 5. Train.
-    prepare_out(out_dir, overwrite=overwrite)
-    spec = LoopSpec(out=out_dir, total_steps=steps, lr=float(lr), schedule=schedule, warmup_steps=warmup_steps,
-                    weight_decay=float(weight_decay), max_grad_norm=max_grad_norm, seed=run_seed, device=dev,
-                    checkpoint_every=checkpoint_every, eval_every=None, config=run_config, progress=progress,
-                    desc="finetune image (lora)")
-    outcome = run_loop(spec, params, step_loss, eval_loss=None, resume_from=resume_from, on_step=on_step)
+    outcome = train_loop(run, step_fn, TrainState(params=params), config=run_config, desc="finetune image (lora)")
 
     # 6. The LoRA weights, as diffusers' LoRA scripts save them (with the peft config as metadata, so that
     # lora_alpha survives loading), then training.json.
@@ -477,8 +445,9 @@ def finetune_image(
     from diffusers.utils import convert_state_dict_to_diffusers
     from peft.utils import get_peft_model_state_dict
 
-    staging = Path(tempfile.mkdtemp(prefix=".output-", dir=out_dir))
-    try:
+    from aigc.formats._folder import staging_folder
+
+    with staging_folder(run.out) as staging:
         layers: dict[str, Any] = {
             "unet_lora_layers": convert_state_dict_to_diffusers(get_peft_model_state_dict(unet)),
             "unet_lora_adapter_metadata": unet.peft_config["default"].to_dict(),
@@ -489,14 +458,11 @@ def finetune_image(
             layers["text_encoder_lora_layers"] = convert_state_dict_to_diffusers(text_layers)
             layers["text_encoder_lora_adapter_metadata"] = text_config.to_dict()  # type: ignore[no-untyped-call]
         StableDiffusionPipeline.save_lora_weights(os.fspath(staging), safe_serialization=True, **layers)
-        publish(staging, out_dir)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     result = FinetuneResult(
-        output=out_dir, method=method, steps=steps, train_losses=outcome.train_losses, eval_losses={},
-        duration_s=round(outcome.duration_s, 3), seed=run_seed, train_examples=len(pairs), eval_examples=0,
+        output=run.out, method=method, steps=steps, train_losses=outcome.losses["loss"], eval_losses={},
+        duration_s=round(outcome.duration_s, 3), seed=run.seed, train_examples=len(pairs), eval_examples=0,
         resumed_from=outcome.resumed_from, checkpoints=outcome.checkpoints)
-    write_result(out_dir, result, run_config)
+    write_result(run.out, result, run_config)
     logger.info("finetune_image: %r", result)
     return result
 

@@ -20,9 +20,9 @@ library and version that computed it).
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from aigc._runtime.lazy import lazy_attributes as _lazy_attributes
 from aigc.evaluate._score import Score
 
 if TYPE_CHECKING:
@@ -70,14 +70,4 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'aigc.evaluate' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"aigc.evaluate.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = _lazy_attributes(__name__, _LAZY, __all__)

@@ -18,8 +18,9 @@ sets), :mod:`aigc.train.datasets` (the data of aigc's embedded models).
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from aigc._runtime.lazy import lazy_attributes as _lazy_attributes
 
 if TYPE_CHECKING:
     from aigc.train._checkpoints import checkpoint_state, latest_checkpoint
@@ -75,14 +76,4 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'aigc.train' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"aigc.train.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = _lazy_attributes(__name__, _LAZY, __all__)

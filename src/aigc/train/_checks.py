@@ -3,16 +3,17 @@ argument, its value and the fix, before anything is read, loaded or trained."""
 
 from __future__ import annotations
 
+import json
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from aigc.errors import InvalidRequest
 
 __all__ = ["MAX_SEED", "check_bool", "check_choice", "check_float", "check_int", "check_out", "check_seed",
-           "is_nonempty_dir"]
+           "is_nonempty_dir", "jsonl_rows"]
 
 MAX_SEED = 2**63 - 1
 
@@ -92,3 +93,18 @@ def check_out(out: Any, *, resume: Any, overwrite: Any) -> Path:
                              "pass a new directory, resume=True to continue the run written there, "
                              "or overwrite=True to start again")
     return path
+
+
+def jsonl_rows(path: Path, fix: str) -> Iterator[tuple[int, str, Any]]:
+    """``(line number, where, value)`` for each non-blank line of the JSON Lines file ``path``, ``where`` being
+    ``"NAME:LINE"`` for messages; a line that is not JSON raises InvalidRequest naming it, with ``fix``."""
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            where = f"{path.name}:{lineno}"
+            try:
+                value = json.loads(line)
+            except ValueError as e:
+                raise InvalidRequest("data", where, f"line {lineno} is not valid JSON ({e})", fix) from None
+            yield lineno, where, value

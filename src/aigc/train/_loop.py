@@ -41,6 +41,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
+import difflib
 import hashlib
 import logging
 import math
@@ -49,7 +50,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, Union
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypedDict, TypeVar, Union
 
 from aigc.errors import InvalidRequest, TrainingDiverged
 from aigc.train._checkpoints import checkpoints, load_checkpoint, prepare_out, resolve_resume, save_checkpoint
@@ -58,8 +59,9 @@ from aigc.train._checks import MAX_SEED, check_bool, check_choice, check_float, 
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["EMA", "SCHEDULES", "LoopOutcome", "Run", "RunOptions", "Schedule", "StepContext", "StepFn",
-           "TrainState", "TrainStep", "batch_indices", "derive_seed", "lr_at", "seeded_rng", "train_loop"]
+__all__ = ["EMA", "SCHEDULES", "LoopOutcome", "Run", "RunKeywords", "RunOptions", "Schedule", "StepContext", "StepFn",
+           "TrainState", "TrainStep", "batch_indices", "changed_settings", "derive_seed", "lr_at", "run_options",
+           "seeded_rng", "train_loop"]
 
 logger = logging.getLogger(__name__)
 
@@ -269,6 +271,68 @@ class RunOptions:
         return Run(options=self, out=path, seed=seed, device=device, resume_from=resolve_resume(path, self.resume))
 
 
+_LOOP_DEFAULTS = RunOptions()
+
+
+def changed_settings(options: RunOptions, defaults: Mapping[str, Any], names: Sequence[str]) -> dict[str, Any]:
+    """The settings among ``names`` that differ from a recipe's ``defaults`` (else the loop's): what a run's
+    config adds so that a checkpoint is only resumed with the same schedule, while a run at the defaults keeps
+    the config it always had."""
+    base = {**{n: getattr(_LOOP_DEFAULTS, n) for n in names}, **defaults}
+    return {n: getattr(options, n) for n in names if getattr(options, n) != base[n]}
+
+
+class RunKeywords(TypedDict, total=False):
+    """The run settings every recipe takes as keywords (``train_gan(data, out, steps=500, seed=1)``): the fields
+    of :class:`RunOptions`, documented there. Each recipe has defaults of its own for some (its docstring lists
+    them); ``lr=None`` means the recipe's default learning rate."""
+
+    steps: int | None
+    batch_size: int
+    lr: float | None
+    schedule: Schedule
+    warmup_steps: int
+    lr_floor: float
+    weight_decay: float
+    max_grad_norm: float | None
+    seed: int | None
+    device: str | torch.device
+    checkpoint_every: int | None
+    eval_every: int | None
+    resume: bool | str | os.PathLike[str]
+    overwrite: bool
+    progress: bool | None
+    on_step: Callable[[TrainStep], object] | None
+
+
+def run_options(recipe: str, given: Mapping[str, Any], defaults: Mapping[str, Any], *,
+                unsupported: Mapping[str, str] | None = None, steps_required: bool = True) -> RunOptions:
+    """The :class:`RunOptions` of one call of ``recipe``: the keywords ``given``, over the recipe's ``defaults``.
+
+    Raises:
+        InvalidRequest: a keyword that is no run setting (with the closest name), a setting the recipe does not
+            use set to anything but its default (``unsupported`` maps it to the reason), a bad value, or no
+            ``steps`` when ``steps_required``.
+
+    Example:
+        >>> run_options("train_gan", {"steps": 50}, {"steps": 10_000, "lr": 0.002}).steps
+        50
+    """
+    names = [f.name for f in dataclasses.fields(RunOptions)]
+    for name, value in given.items():
+        if name not in names:
+            close = difflib.get_close_matches(name, names, n=1)
+            raise InvalidRequest(name, value, f"unknown parameter for {recipe}",
+                                 f"did you mean {close[0]!r}?" if close else f"pass one of {', '.join(names)}")
+        if name in (unsupported or {}) and value != getattr(_LOOP_DEFAULTS, name):
+            raise InvalidRequest(name, value, f"{recipe} {(unsupported or {})[name]}", f"leave {name} out")
+    settings = {**defaults, **{k: v for k, v in given.items() if not (k == "lr" and v is None)}}
+    options = RunOptions(**settings)
+    if steps_required and options.steps is None:
+        raise InvalidRequest("steps", None, "must be an int", f"pass steps={defaults.get('steps', 100)} or more")
+    return options
+
+
 @dataclass(frozen=True)
 class Run:
     """A run about to start: its :class:`RunOptions` with the output directory, the seed and the device resolved.
@@ -313,12 +377,15 @@ class StepContext:
         lr: this step's learning rate (the loop sets it on its own optimizer; a step function stepping its
             own optimizers may use it).
         seed: the run's seed.
+        batch_size: the run's batch size.
     """
 
     step: int
     total: int
     lr: float
     seed: int
+    batch_size: int
+    _epochs: dict[int, list[int]] = field(default_factory=dict, repr=False)  # the loop's, shared by all steps
     _generators: dict[str, torch.Generator] = field(default_factory=dict, repr=False)
 
     def generator(self, purpose: str = "step") -> torch.Generator:
@@ -332,6 +399,11 @@ class StepContext:
             gen = self._generators[purpose] = torch.Generator("cpu").manual_seed(
                 derive_seed(self.seed, purpose, self.step))
         return gen
+
+    def epoch_batch(self, count: int) -> list[int]:
+        """Indices (among ``count`` examples) of this step's batch when the examples are walked epoch by epoch,
+        each epoch freshly shuffled from the seed (:func:`batch_indices`; an epoch's last batch may be smaller)."""
+        return batch_indices(self.step, count=count, batch_size=self.batch_size, seed=self.seed, cache=self._epochs)
 
 
 #: A step function: the losses of one step. A tensor is the main loss (for the loop's optimizer to
@@ -486,6 +558,7 @@ def train_loop(run: Run, step_fn: StepFn, state: TrainState, *, config: Mapping[
     fix = diverged_fix or (f"lower lr (it is {opts.lr}), set max_grad_norm=1.0 or lengthen the warm-up, then start "
                            "again with overwrite=True")
     params = [p for _, p in state.params]
+    epochs: dict[int, list[int]] = {}  # the current epoch's order, for StepContext.epoch_batch
 
     bar = _progress_bar(opts.progress, total=total, initial=start, desc=desc)
     began = time.perf_counter()  # training time starts here, not at set-up
@@ -499,7 +572,7 @@ def train_loop(run: Run, step_fn: StepFn, state: TrainState, *, config: Mapping[
                     group["lr"] = lr
             # 2. the maths, with the step's seeds
             with run.seeded("step", step):
-                loss, values = _values(step_fn(StepContext(step, total, lr, run.seed)), main)
+                loss, values = _values(step_fn(StepContext(step, total, lr, run.seed, opts.batch_size, epochs)), main)
                 if optimizer is not None:
                     loss.backward()  # of the main loss
             # 3. the finiteness check, then the update

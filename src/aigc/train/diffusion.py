@@ -12,20 +12,24 @@ The output directory is what the ``diffusion`` backend loads (:mod:`aigc.formats
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from aigc.errors import InvalidRequest
 from aigc.train._checks import check_float, check_int
-from aigc.train._loop import EMA, StepContext, TrainState, TrainStep, train_loop
-from aigc.train._pretrain import ExportDtype, image_run, pretrain_result, torch_dtype
+from aigc.train._loop import EMA, StepContext, TrainState, changed_settings, train_loop
+from aigc.train._pretrain import ImageKeywords, image_options, pretrain_result
 from aigc.train._result import PretrainResult, write_result
-from aigc.train.data import class_table, draw_indices, fingerprint, load_image_set, rows_by_class
+from aigc.train.data import draw_indices, fingerprint, rows_by_class
 
 if TYPE_CHECKING:
     import torch
+    from typing_extensions import Unpack
 
 __all__ = ["build_unet", "noise_schedule", "train_diffusion"]
+
+_RUN_DEFAULTS: dict[str, Any] = {"steps": 3_000, "batch_size": 64, "lr": 1e-3, "schedule": "cosine",
+                                 "warmup_steps": 200, "max_grad_norm": 1.0, "checkpoint_every": 500}
 
 
 def build_unet(*, resolution: int, channels: int, widths: Sequence[int], num_classes: int) -> torch.nn.Module:
@@ -60,29 +64,12 @@ def train_diffusion(
     data: Any,
     out: str | os.PathLike[str],
     *,
-    labels: Sequence[int] | None = None,
-    class_names: Sequence[str] | None = None,
-    class_phrases: Mapping[str, Sequence[str]] | None = None,
     widths: Sequence[int] = (32, 64, 64),
-    steps: int = 3_000,
-    batch_size: int = 64,
-    lr: float = 1e-3,
-    warmup_steps: int = 200,
-    lr_floor: float = 0.0,
     label_dropout: float = 0.12,
     ema_decay: float = 0.998,
     guidance: float = 2.5,
     sample_steps: int = 50,
-    balance_classes: bool = False,
-    seed: int | None = 0,
-    checkpoint_every: int | None = 500,
-    resume: bool | str | os.PathLike[str] = False,
-    overwrite: bool = False,
-    mixed_precision: bool = False,
-    export_dtype: ExportDtype = "float32",
-    device: str = "cpu",
-    progress: bool | None = None,
-    on_step: Callable[[TrainStep], object] | None = None,
+    **settings: Unpack[ImageKeywords],
 ) -> PretrainResult:
     """Train a small class-conditional DDPM and export it for the ``diffusion`` image backend.
 
@@ -93,15 +80,18 @@ def train_diffusion(
     weights (exported).
 
     Args:
-        data, labels, class_names, class_phrases: as :func:`aigc.train.train_gan`; a conditional model needs
-            classes.
+        data, out: as :func:`aigc.train.train_gan`; the model is conditional, so the data needs classes.
         widths: UNet channels per resolution level (the image side must be divisible by 2 ** (levels - 1)).
-        warmup_steps: steps of linear warm-up.
-        lr_floor: where the cosine decay ends, as a share of ``lr`` (the embedded model: 0.1).
         label_dropout: share of labels replaced by the null class.
         ema_decay: EMA decay (warmed up as ``min(decay, (1 + s) / (10 + s))``).
         guidance, sample_steps: the sampling defaults written for the backend.
-        Others: as :func:`aigc.train.train_gan`.
+        **settings: ``labels``, ``class_names``, ``class_phrases``, ``balance_classes``, ``mixed_precision``,
+            ``export_dtype`` (as :func:`aigc.train.train_gan`), and the run settings
+            (:class:`~aigc.train.RunOptions`): ``steps`` (default 3,000), ``batch_size``
+            (64), ``lr`` (1e-3), ``schedule`` (``"cosine"``), ``warmup_steps`` (200), ``lr_floor`` (0: the
+            decay ends at 0; the embedded model decays to 0.1, 10% of ``lr``), ``weight_decay`` (0),
+            ``max_grad_norm`` (1), ``seed`` (0), ``device`` (``"cpu"``), ``checkpoint_every`` (500), ``resume``,
+            ``overwrite``, ``progress``, ``on_step``.
 
     Returns:
         A :class:`PretrainResult` (``train_losses``: the noise-prediction MSE of each step).
@@ -114,11 +104,9 @@ def train_diffusion(
     import torch.nn.functional as F  # noqa: N812
 
     # 1. Arguments, then the data, before anything trains.
-    options = image_run(steps=steps, batch_size=batch_size, lr=lr, seed=seed, device=device,
-                        checkpoint_every=checkpoint_every, resume=resume, overwrite=overwrite, progress=progress,
-                        on_step=on_step, export=export_dtype, balance_classes=balance_classes,
-                        mixed_precision=mixed_precision, schedule="cosine", warmup_steps=warmup_steps,
-                        lr_floor=lr_floor, max_grad_norm=1.0)
+    options = image_options("train_diffusion", settings, _RUN_DEFAULTS,
+                            unsupported={"eval_every": "measures no held-out loss"})
+    batch_size = options.run.batch_size
     check_float("label_dropout", label_dropout, low=0.0, high=1.0, low_open=True, fix="pass label_dropout=0.12")
     check_float("ema_decay", ema_decay, low=0.0, high=1.0, fix="pass ema_decay=0.998")
     check_float("guidance", guidance, low=0.0, fix="pass guidance=2.5")
@@ -128,22 +116,22 @@ def train_diffusion(
                                                             for w in widths)):
         raise InvalidRequest("widths", widths, "must be one or more channel counts, multiples of 8",
                              "pass widths=(32, 64, 64)")
-    run = options.start(out)
-    dataset = load_image_set(data, labels=labels, class_names=class_names)
+    run = options.run.start(out)
+    dataset, classes = options.load(data)
     if dataset.labels is None:
         raise InvalidRequest("labels", None, "the diffusion backend draws classes named by prompts",
                              "pass labels= (or a folder with one sub-folder per class)")
-    classes = class_table(dataset.class_names, class_phrases)
     res, channels = dataset.pixels.shape[-1], dataset.pixels.shape[1]
     if res % 2 ** (len(widths) - 1) or res >> (len(widths) - 1) < 4:
         raise InvalidRequest("widths", widths, f"{len(widths)} levels halve {res}x{res} images below 4x4",
                              "pass fewer widths, or larger images")
     num_classes = dataset.num_classes
     run_config = {
-        "recipe": "diffusion", "widths": list(widths), "data": fingerprint(dataset), "steps": steps,
-        "batch_size": batch_size, "lr": lr, "warmup_steps": warmup_steps, "label_dropout": label_dropout,
-        "ema_decay": ema_decay, "balance_classes": balance_classes, "seed": run.seed,
-        "mixed_precision": mixed_precision, **({"lr_floor": lr_floor} if lr_floor else {}),
+        "recipe": "diffusion", "widths": list(widths), "data": fingerprint(dataset), "steps": run.steps,
+        "batch_size": batch_size, "lr": options.run.lr, "warmup_steps": options.run.warmup_steps,
+        "label_dropout": label_dropout, "ema_decay": ema_decay, "balance_classes": options.balance_classes,
+        "seed": run.seed, "mixed_precision": options.image["mixed_precision"],
+        **changed_settings(options.run, _RUN_DEFAULTS, ("schedule", "lr_floor", "weight_decay", "max_grad_norm")),
     }
 
     # 2. The UNet (initial weights from the run's seed), its average, the noise schedule.
@@ -156,12 +144,12 @@ def train_diffusion(
     pixels, labels_t = dataset.pixels.to(dev), dataset.labels.to(dev)
     by_class = rows_by_class(dataset)
     alphas = scheduler.alphas_cumprod.to(dev)  # (1000,)
-    autocast = torch.autocast(dev.type, dtype=torch.bfloat16, enabled=mixed_precision)
+    autocast = options.autocast(dev)
 
     # 3. One step: noise a batch to random timesteps, predict the noise.
     def step_fn(ctx: StepContext) -> torch.Tensor:
         gen = ctx.generator()
-        idx = draw_indices(gen, dataset, batch_size, balance_classes, by_class).to(dev)
+        idx = draw_indices(gen, dataset, batch_size, options.balance_classes, by_class).to(dev)
         x0, c = pixels[idx], labels_t[idx]
         drop = (torch.rand(batch_size, generator=gen) < label_dropout).to(dev)
         c = torch.where(drop, torch.full_like(c, num_classes), c)  # the null class, for classifier-free guidance
@@ -180,7 +168,7 @@ def train_diffusion(
 
     class_diffusion.save(run.out, ema.model, scheduler, classes=classes, image_size=res, channels=channels,
                          default_steps=sample_steps, default_guidance=guidance, default_scheduler="ddpm",
-                         dtype=torch_dtype(export_dtype))
+                         dtype=options.dtype)
     result = pretrain_result(run, "diffusion", outcome, main="loss", train_examples=dataset.pixels.shape[0])
     write_result(run.out, result, run_config)
     return result

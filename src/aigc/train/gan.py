@@ -15,52 +15,40 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from aigc.errors import InvalidRequest
 from aigc.train._checks import check_float, check_int
-from aigc.train._loop import EMA, StepContext, TrainState, TrainStep, train_loop
-from aigc.train._pretrain import ExportDtype, check_fit, image_run, pretrain_result, torch_dtype
+from aigc.train._loop import EMA, StepContext, TrainState, changed_settings, train_loop
+from aigc.train._pretrain import ImageKeywords, image_options, latent_setup, pretrain_result
 from aigc.train._result import PretrainResult, write_result
-from aigc.train.data import class_table, draw_indices, fingerprint, load_image_set, rows_by_class
+from aigc.train.data import draw_indices, fingerprint, rows_by_class
 
 if TYPE_CHECKING:
     import torch
+    from typing_extensions import Unpack
 
     from aigc.models.stylegan import StyleGANConfig
 
 __all__ = ["train_gan"]
+
+_RUN_DEFAULTS: dict[str, Any] = {"steps": 10_000, "batch_size": 32, "lr": 0.002, "checkpoint_every": 500}
+_UNSUPPORTED = {"weight_decay": "trains with Adam (0, 0.99) and no weight decay, as StyleGAN2",
+                "eval_every": "measures no held-out loss"}
 
 
 def train_gan(
     data: Any,
     out: str | os.PathLike[str],
     *,
-    labels: Sequence[int] | None = None,
-    class_names: Sequence[str] | None = None,
-    class_phrases: Mapping[str, Sequence[str]] | None = None,
     config: StyleGANConfig | None = None,
-    steps: int = 10_000,
-    batch_size: int = 32,
-    lr: float = 0.002,
     r1_gamma: float = 0.1,
     r1_every: int = 16,
     style_mixing_prob: float = 0.9,
     class_loss_weight: float = 1.0,
     ema_kimg: float = 10.0,
     ema_rampup: float | None = 0.05,
-    balance_classes: bool = False,
     truncation: float = 0.7,
-    seed: int | None = 0,
-    checkpoint_every: int | None = 500,
-    resume: bool | str | os.PathLike[str] = False,
-    overwrite: bool = False,
-    mixed_precision: bool = False,
-    export_dtype: ExportDtype = "float32",
-    device: str = "cpu",
-    progress: bool | None = None,
-    on_step: Callable[[TrainStep], object] | None = None,
+    **settings: Unpack[ImageKeywords],
 ) -> PretrainResult:
     """Train a StyleGAN2-style GAN (:mod:`aigc.models.stylegan`) and export it for the ``gan`` image backend.
 
@@ -73,10 +61,7 @@ def train_gan(
     Args:
         data: a folder (one sub-folder per class) or an array; see :mod:`aigc.train.data`.
         out: the output directory (checkpoints go to ``out/checkpoints``).
-        labels, class_names: class ids per image and their names, for an array.
-        class_phrases: extra prompt phrases per class name (``{"sneaker": ["trainer", "running shoe"]}``).
         config: the architecture; by default one sized for ``data`` (width 128 down to 32).
-        steps, batch_size, lr: the schedule (constant learning rate).
         r1_gamma, r1_every: R1 weight and interval; ``r1_gamma=0`` turns it off.
         style_mixing_prob: share of batches trained with two latents (style mixing regularisation).
         class_loss_weight: for a conditional model, the weight of the auxiliary classifier's cross-entropy:
@@ -84,14 +69,16 @@ def train_gan(
             (AC-GAN, Odena et al. 2017, with the classifier trained on real images only). It makes class
             fidelity arrive far sooner; 0 leaves the projection discriminator alone.
         ema_kimg, ema_rampup: EMA half-life in thousands of images, and its ramp-up fraction (None: none).
-        balance_classes: draw a class uniformly, then an image of it (for unbalanced sets).
         truncation: the default truncation written to ``config.json`` for the backend.
-        seed: the run's seed; ``None`` draws one from the OS.
-        checkpoint_every, resume, overwrite: checkpoints (see :func:`aigc.train.finetune_text`).
-        mixed_precision: bfloat16 autocast for the forward passes (faster on recent CPUs and GPUs).
-        export_dtype: ``"float16"`` halves the file.
-        device: where to train.
-        progress, on_step: a tqdm bar; a callback after each step.
+        **settings: ``labels``, ``class_names`` (class ids per image and their names, for an array),
+            ``class_phrases``, ``balance_classes``, ``mixed_precision``, ``export_dtype``
+            (:class:`~aigc.train._pretrain.ImageKeywords`), and the run settings
+            (:class:`~aigc.train.RunOptions`): ``steps`` (default 10,000), ``batch_size``
+            (32), ``lr`` (0.002, constant; ``schedule``, ``warmup_steps``, ``lr_floor`` change it for both
+            players), ``max_grad_norm`` (none; clips each player's gradient), ``seed`` (0; ``None`` draws one
+            from the OS), ``device`` (``"cpu"``), ``checkpoint_every`` (500), ``resume``, ``overwrite`` (see
+            :func:`aigc.train.finetune_text`), ``progress`` (a tqdm bar) and ``on_step`` (a callback after each
+            step, whose ``loss`` is the generator's).
 
     Returns:
         A :class:`PretrainResult`; ``output`` is ``out``.
@@ -110,10 +97,8 @@ def train_gan(
     from aigc.models.stylegan import StyleGANConfig, StyleGANDiscriminator, StyleGANGenerator
 
     # 1. Arguments, then the data, before anything trains.
-    options = image_run(steps=steps, batch_size=batch_size, lr=lr, seed=seed, device=device,
-                        checkpoint_every=checkpoint_every, resume=resume, overwrite=overwrite, progress=progress,
-                        on_step=on_step, export=export_dtype, balance_classes=balance_classes,
-                        mixed_precision=mixed_precision)
+    options = image_options("train_gan", settings, _RUN_DEFAULTS, unsupported=_UNSUPPORTED)
+    steps, batch_size, lr = options.run.steps, options.run.batch_size, options.run.lr
     check_float("r1_gamma", r1_gamma, low=0.0, fix="pass r1_gamma=0.1 (or 0 to turn R1 off)")
     check_int("r1_every", r1_every, minimum=1, fix="pass r1_every=16")
     check_float("style_mixing_prob", style_mixing_prob, low=0.0, high=1.0, fix="pass style_mixing_prob=0.9")
@@ -122,25 +107,20 @@ def train_gan(
     check_float("ema_rampup", ema_rampup, low=0.0, low_open=True, high=1.0, fix="pass ema_rampup=0.05 or None",
                 allow_none=True)
     check_float("truncation", truncation, low=0.0, high=1.0, fix="pass truncation=0.7")
-    if config is not None and not isinstance(config, StyleGANConfig):
-        raise InvalidRequest("config", type(config).__name__, "must be a StyleGANConfig",
-                             "pass aigc.models.StyleGANConfig(...) or None")
-    run = options.start(out)
-    dataset = load_image_set(data, labels=labels, class_names=class_names,
-                             resolution=config.resolution if config is not None else None)
-    classes = class_table(dataset.class_names, class_phrases)
-    res, channels = dataset.pixels.shape[-1], dataset.pixels.shape[1]
-    if config is None:
-        levels = int(math.log2(res)) - 1
-        widths = tuple(max(32, 128 // 2 ** max(0, i - 1)) for i in range(levels))
-        config = StyleGANConfig(resolution=res, channels=channels, widths=widths, num_classes=dataset.num_classes)
-    check_fit(config, dataset, balance_classes)
+
+    def sized(res: int, channels: int, classes: int) -> StyleGANConfig:  # widths 128 at 4x4 down to 32
+        widths = tuple(max(32, 128 // 2 ** max(0, i - 1)) for i in range(int(math.log2(res)) - 1))
+        return StyleGANConfig(resolution=res, channels=channels, widths=widths, num_classes=classes)
+
+    run, dataset, classes, config = latent_setup(options, out, data, config, StyleGANConfig, sized)
     run_config = {
         "recipe": "gan", "model": config.to_dict(), "data": fingerprint(dataset), "steps": steps,
         "batch_size": batch_size, "lr": lr, "r1_gamma": r1_gamma, "r1_every": r1_every,
         "style_mixing_prob": style_mixing_prob, "class_loss_weight": class_loss_weight, "ema_kimg": ema_kimg,
         "ema_rampup": ema_rampup,
-        "balance_classes": balance_classes, "seed": run.seed, "mixed_precision": mixed_precision,
+        "balance_classes": options.balance_classes, "seed": run.seed,
+        "mixed_precision": options.image["mixed_precision"],
+        **changed_settings(options.run, _RUN_DEFAULTS, ("schedule", "warmup_steps", "lr_floor", "max_grad_norm")),
     }
 
     # 2. The networks (initial weights from the run's seed), the generator's average and the optimizers.
@@ -163,8 +143,8 @@ def train_gan(
     pixels = dataset.pixels.to(dev)
     labels_t = dataset.labels.to(dev) if dataset.labels is not None else None
     by_class = rows_by_class(dataset)
-    autocast = torch.autocast(dev.type, dtype=torch.bfloat16, enabled=mixed_precision)
-    num_ws = config.num_ws
+    autocast = options.autocast(dev)
+    num_ws, clip = config.num_ws, options.run.max_grad_norm
     z_dim = config.z_dim
 
     def latents(gen: torch.Generator, c: torch.Tensor | None) -> tuple[torch.Tensor, list[torch.Tensor]]:
@@ -177,13 +157,26 @@ def train_gan(
         noise = [torch.randn(s, generator=gen).to(dev) for s in g_net.synthesis.noise_shapes(batch_size)]
         return ws, noise
 
+    def with_class_loss(loss: torch.Tensor, logits: torch.Tensor | None, c: torch.Tensor | None,
+                        ) -> tuple[torch.Tensor, float | None]:
+        """``loss`` plus the weighted cross-entropy of the auxiliary classifier's ``logits`` (AC-GAN), and the
+        cross-entropy's value; ``loss`` alone for an unconditional model or ``class_loss_weight=0``."""
+        if not (use_classes and logits is not None and c is not None):
+            return loss, None
+        term = F.cross_entropy(logits.float(), c)
+        return loss + class_loss_weight * term, float(term.detach())
+
     # 3. One step: a discriminator update, a generator update, the average.
     def step_fn(ctx: StepContext) -> dict[str, float | None]:
+        for group in opt_g.param_groups:  # the schedule's rate (constant by default)
+            group["lr"] = ctx.lr
+        for group in opt_d.param_groups:
+            group["lr"] = ctx.lr * r1_mb
         gen = ctx.generator()
-        idx = draw_indices(gen, dataset, batch_size, balance_classes, by_class).to(dev)
+        idx = draw_indices(gen, dataset, batch_size, options.balance_classes, by_class).to(dev)
         real = pixels[idx]
         c = labels_t[idx] if labels_t is not None else None
-        d_class = g_class = r1 = None
+        r1 = None
 
         # 3.1 discriminator: real -> 1, fake -> 0 (softplus form of the logistic loss)
         g_net.requires_grad_(False), d_net.requires_grad_(True)
@@ -193,10 +186,7 @@ def train_gan(
         with autocast:
             real_logit, real_classes = d_net.forward_with_classes(real, c)
             d_loss = F.softplus(d_net(fake.float(), c)).mean() + F.softplus(-real_logit).mean()
-            if use_classes and real_classes is not None and c is not None:
-                d_class_loss = F.cross_entropy(real_classes.float(), c)
-                d_class = float(d_class_loss.detach())
-                d_loss = d_loss + class_loss_weight * d_class_loss
+            d_loss, d_class = with_class_loss(d_loss, real_classes, c)
         opt_d.zero_grad(set_to_none=True)
         d_loss.backward()  # type: ignore[no-untyped-call]
         if r1_gamma > 0 and ctx.step % r1_every == 0:  # R1 on reals, float32 (double backward)
@@ -205,6 +195,8 @@ def train_gan(
             penalty = grad.square().sum(dim=(1, 2, 3)).mean()
             (penalty * (r1_gamma / 2) * r1_every).backward()  # type: ignore[no-untyped-call]
             r1 = float(penalty.detach())
+        if clip is not None:
+            torch.nn.utils.clip_grad_norm_(d_net.parameters(), clip)
         opt_d.step()
 
         # 3.2 generator: make D call fakes real (non-saturating loss)
@@ -213,12 +205,11 @@ def train_gan(
             ws, noise = latents(gen, c)
             fake_logit, fake_classes = d_net.forward_with_classes(g_net.synthesis(ws, noise).float(), c)
             g_loss = F.softplus(-fake_logit).mean()
-            if use_classes and fake_classes is not None and c is not None:
-                g_class_loss = F.cross_entropy(fake_classes.float(), c)
-                g_class = float(g_class_loss.detach())
-                g_loss = g_loss + class_loss_weight * g_class_loss
+            g_loss, g_class = with_class_loss(g_loss, fake_classes, c)
         opt_g.zero_grad(set_to_none=True)
         g_loss.backward()  # type: ignore[no-untyped-call]
+        if clip is not None:
+            torch.nn.utils.clip_grad_norm_(g_net.parameters(), clip)
         opt_g.step()
 
         # 3.3 the generator's average, then the running mean of w per class on it
@@ -239,7 +230,7 @@ def train_gan(
     from aigc.formats import latent
 
     latent.save(run.out, g_ema.model, classes=classes, defaults={"truncation": truncation},
-                dtype=torch_dtype(export_dtype))
+                dtype=options.dtype)
     result = pretrain_result(run, "gan", outcome, main="g_loss", train_examples=dataset.pixels.shape[0])
     write_result(run.out, result, run_config)
     return result

@@ -22,13 +22,13 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from aigc.errors import BackendUnavailable, InvalidRequest, ModelNotFound, UnsafeModelFile
 from aigc.train._checks import check_bool, check_choice, check_float, check_int
-from aigc.train._loop import RunOptions, Schedule, StepContext, TrainState, TrainStep, batch_indices, train_loop
+from aigc.train._loop import RunKeywords, StepContext, TrainState, changed_settings, run_options, train_loop
 from aigc.train._result import FinetuneResult, write_result
 from aigc.train.text_data import (
     IGNORE,
@@ -43,6 +43,7 @@ from aigc.train.text_data import (
 
 if TYPE_CHECKING:
     import torch
+    from typing_extensions import Unpack
 
 __all__ = ["TextData", "TextExample", "finetune_text", "read_text_data"]
 
@@ -50,6 +51,7 @@ logger = logging.getLogger(__name__)
 
 Method = Literal["lora", "full"]
 _METHODS: tuple[Method, ...] = ("lora", "full")
+_RUN_DEFAULTS: dict[str, Any] = {"batch_size": 8, "schedule": "linear", "max_grad_norm": 1.0, "device": "auto"}
 
 
 # -- 4. the model ----------------------------------------------------------------------------------------
@@ -135,29 +137,15 @@ def finetune_text(
     *,
     out: str | os.PathLike[str],
     method: Method = "lora",
-    steps: int | None = None,
     epochs: int | None = None,
-    lr: float | None = None,
-    batch_size: int = 8,
     max_length: int | None = None,
-    schedule: Schedule = "linear",
-    warmup_steps: int = 0,
-    weight_decay: float = 0.0,
-    max_grad_norm: float | None = 1.0,
     lora_r: int = 8,
     lora_alpha: int = 16,
     lora_dropout: float = 0.05,
     target_modules: str | Sequence[str] | None = None,
     eval_fraction: float = 0.1,
-    eval_every: int | None = None,
-    seed: int | None = 0,
-    checkpoint_every: int | None = None,
-    resume: bool | str | os.PathLike[str] = False,
-    overwrite: bool = False,
     merge: bool = False,
-    progress: bool | None = None,
-    on_step: Callable[[TrainStep], object] | None = None,
-    device: str | torch.device = "auto",
+    **settings: Unpack[RunKeywords],
 ) -> FinetuneResult:
     """Fine-tune a causal language model with LoRA (through peft) or on all of its weights.
 
@@ -175,16 +163,9 @@ def finetune_text(
             An end-of-sequence token is appended to texts and completions.
         out: the output directory; it must not exist or be empty, unless ``resume`` or ``overwrite``.
         method: ``"lora"`` (an adapter) or ``"full"`` (all weights).
-        steps: optimizer steps; or give ``epochs`` (default: 3 epochs).
-        epochs: passes over the training split (``ceil(train examples / batch_size)`` steps each).
-        lr: peak learning rate of AdamW (default 2e-4 for LoRA, 2e-5 for full fine-tuning).
-        batch_size: examples per step.
+        epochs: passes over the training split (``ceil(train examples / batch_size)`` steps each), instead of
+            ``steps`` (default: 3 epochs).
         max_length: tokens per example at most; longer ones are cut (default: the model's context, at most 1024).
-        schedule: ``"linear"`` (decay to 0), ``"cosine"`` or ``"constant"``, after ``warmup_steps`` of
-            linear warm-up.
-        warmup_steps: steps of linear warm-up from 0.
-        weight_decay: AdamW's decoupled weight decay.
-        max_grad_norm: clip the gradient's norm to this (``None``: no clipping).
         lora_r: LoRA rank.
         lora_alpha: LoRA scale numerator (the update is scaled by ``lora_alpha / lora_r``).
         lora_dropout: dropout on the LoRA branch's input.
@@ -192,26 +173,37 @@ def finetune_text(
             (the default) is ``"all-linear"``: every linear layer but the output layer, for any architecture.
         eval_fraction: share of the examples held out (``floor(n * eval_fraction)``; 0 to 0.5) to measure
             the held-out loss before training, every ``eval_every`` steps and at the end.
-        eval_every: steps between held-out measurements (default: at each checkpoint, and at the end).
-        seed: the run's seed (split, data order, dropout, LoRA initialisation); ``None`` draws one from the
-            OS and records it in the result.
-        checkpoint_every: write a checkpoint to ``OUT/checkpoints/step-NNNNNN`` every this many steps.
-        resume: ``True`` continues from the latest checkpoint in ``out`` (starting afresh when there is
-            none); a checkpoint directory continues from that one. The arguments must be those of the
-            interrupted run (``checkpoint_every``, ``progress`` and ``device`` may differ).
-        overwrite: start again in a non-empty ``out`` (its checkpoints are removed first).
         merge: LoRA only: also write the base model with the adapter merged in, and the tokenizer, to
             ``OUT/merged``.
-        progress: show a progress bar (default: in a terminal or notebook).
-        on_step: called with a :class:`TrainStep` after every step; an exception from it stops the run
-            (the last checkpoint stays, to resume from).
-        device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``. Training runs in float32.
+        **settings: the run settings (:class:`~aigc.train.RunOptions`, the same for every recipe):
+
+            * ``steps``: optimizer steps; or give ``epochs``.
+            * ``lr``: peak learning rate of AdamW (default 2e-4 for LoRA, 2e-5 for full fine-tuning).
+            * ``batch_size``: examples per step (default 8).
+            * ``schedule``: ``"linear"`` (the default), ``"cosine"`` or ``"constant"``, after ``warmup_steps``
+              (default 0) of linear warm-up; the decay ends at ``lr_floor * lr`` (default 0).
+            * ``weight_decay``: AdamW's decoupled weight decay (default 0).
+            * ``max_grad_norm``: clip the gradient's norm to this (default 1; ``None``: no clipping).
+            * ``eval_every``: steps between held-out measurements (default: at each checkpoint, and at the end).
+            * ``seed``: the run's seed (split, data order, dropout, LoRA initialisation; default 0); ``None``
+              draws one from the OS and records it in the result.
+            * ``checkpoint_every``: write a checkpoint to ``OUT/checkpoints/step-NNNNNN`` every this many steps.
+            * ``resume``: ``True`` continues from the latest checkpoint in ``out`` (starting afresh when there
+              is none); a checkpoint directory continues from that one. The arguments must be those of the
+              interrupted run (``checkpoint_every``, ``progress``, ``on_step`` and ``device`` may differ).
+            * ``overwrite``: start again in a non-empty ``out`` (its checkpoints are removed first).
+            * ``progress``: show a progress bar (default: in a terminal or notebook).
+            * ``on_step``: called with a :class:`TrainStep` after every step; an exception from it stops the
+              run (the last checkpoint stays, to resume from).
+            * ``device``: ``"auto"`` (the default), ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``. Training
+              runs in float32.
 
     Returns:
         A :class:`FinetuneResult` (also written to ``OUT/training.json``).
 
     Raises:
         InvalidRequest: a bad argument or bad data, before anything is trained.
+        TrainingDiverged: the loss became NaN or infinite.
         ModelNotFound: no model at ``model``.
         UnsafeModelFile: the model has pickle weights only.
         BackendUnavailable: peft is not installed (``pip install 'aigc[train]'``) for ``method="lora"``.
@@ -223,15 +215,12 @@ def finetune_text(
     """
     # 1. Arguments, before anything is read or loaded.
     check_choice("method", method, _METHODS)
-    if steps is not None and epochs is not None:
+    if settings.get("steps") is not None and epochs is not None:
         raise InvalidRequest("epochs", epochs, "steps and epochs both say how long to train", "pass one of them")
     check_int("epochs", epochs, minimum=1, fix="pass epochs=1 or more", allow_none=True)
-    if lr is None:
-        lr = 2e-4 if method == "lora" else 2e-5
-    options = RunOptions(steps=steps, batch_size=batch_size, lr=lr, schedule=schedule, warmup_steps=warmup_steps,
-                         weight_decay=weight_decay, max_grad_norm=max_grad_norm, seed=seed, device=device,
-                         checkpoint_every=checkpoint_every, eval_every=eval_every, resume=resume, overwrite=overwrite,
-                         progress=progress, on_step=on_step)
+    options = run_options("finetune_text", settings, {**_RUN_DEFAULTS, "lr": 2e-4 if method == "lora" else 2e-5},
+                          steps_required=False)
+    batch_size = options.batch_size
     check_int("max_length", max_length, minimum=2, fix="pass max_length=512", allow_none=True)
     check_int("lora_r", lora_r, minimum=1, fix="pass lora_r=8 (a rank of 1 or more)")
     check_int("lora_alpha", lora_alpha, minimum=1, fix="pass lora_alpha=16 (often 2 * lora_r)")
@@ -278,13 +267,14 @@ def finetune_text(
         logger.info("eval_fraction=%s of %d examples holds out none; no held-out loss is measured",
                     eval_fraction, len(tokens.ids))
     per_epoch = -(-len(train_idx) // batch_size)
-    run = run.with_steps(steps if steps is not None else per_epoch * (epochs or 3))
+    run = run.with_steps(options.steps if options.steps is not None else per_epoch * (epochs or 3))
     targets = _lora_targets(target_modules)
     run_config: dict[str, Any] = {
         "recipe": "finetune_text", "model": identity, "method": method, "data": tokens.fingerprint(),
-        "steps": run.steps, "lr": lr, "batch_size": batch_size, "max_length": max_length, "schedule": schedule,
-        "warmup_steps": warmup_steps, "weight_decay": weight_decay, "max_grad_norm": max_grad_norm,
-        "eval_fraction": eval_fraction, "eval_every": eval_every, "seed": run.seed,
+        "steps": run.steps, "lr": options.lr, "batch_size": batch_size, "max_length": max_length,
+        "schedule": options.schedule, "warmup_steps": options.warmup_steps, "weight_decay": options.weight_decay,
+        "max_grad_norm": options.max_grad_norm, "eval_fraction": eval_fraction, "eval_every": options.eval_every,
+        "seed": run.seed, **changed_settings(options, _RUN_DEFAULTS, ("lr_floor",)),
         **({"lora_r": lora_r, "lora_alpha": lora_alpha, "lora_dropout": lora_dropout,
             "target_modules": targets} if method == "lora" else {}),
     }
@@ -297,11 +287,9 @@ def finetune_text(
     lm.to(run.device)
     lm.train()
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
-    epoch_order: dict[int, list[int]] = {}
 
     def step_fn(ctx: StepContext) -> torch.Tensor:
-        rows = [train_idx[i] for i in batch_indices(ctx.step, count=len(train_idx), batch_size=batch_size,
-                                                    seed=run.seed, cache=epoch_order)]
+        rows = [train_idx[i] for i in ctx.epoch_batch(len(train_idx))]
         x, mask, y = collate([tokens.ids[i] for i in rows], [tokens.labels[i] for i in rows], pad, run.device)
         return token_losses(lm, x, mask, y, "mean")
 

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aigc.errors import InvalidRequest
+from aigc.train._checks import jsonl_rows
 from aigc.train._loop import derive_seed
 
 if TYPE_CHECKING:
@@ -110,20 +111,11 @@ def _read_txt(path: Path) -> list[TextExample]:
 
 def _read_jsonl(path: Path) -> list[TextExample]:
     out = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            where = f"{path.name}:{lineno}"
-            try:
-                item = json.loads(line)
-            except ValueError as e:
-                raise InvalidRequest("data", where, f"line {lineno} is not valid JSON ({e})",
-                                     "write one JSON object per line") from None
-            if not isinstance(item, dict):
-                raise InvalidRequest("data", where, f"line {lineno} is not a JSON object",
-                                     'write {"prompt": ..., "completion": ...} or {"messages": [...]} per line')
-            out.append(_check_example(item, where))
+    for lineno, where, item in jsonl_rows(path, "write one JSON object per line"):
+        if not isinstance(item, dict):
+            raise InvalidRequest("data", where, f"line {lineno} is not a JSON object",
+                                 'write {"prompt": ..., "completion": ...} or {"messages": [...]} per line')
+        out.append(_check_example(item, where))
     return out
 
 

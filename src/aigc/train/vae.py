@@ -12,48 +12,36 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from aigc.errors import InvalidRequest
 from aigc.train._checks import check_float
-from aigc.train._loop import StepContext, TrainState, TrainStep, train_loop
-from aigc.train._pretrain import ExportDtype, check_fit, image_run, pretrain_result, torch_dtype
+from aigc.train._loop import StepContext, TrainState, changed_settings, train_loop
+from aigc.train._pretrain import ImageKeywords, image_options, latent_setup, pretrain_result
 from aigc.train._result import PretrainResult, write_result
-from aigc.train.data import ImageSet, class_table, draw_indices, fingerprint, load_image_set, rows_by_class
+from aigc.train.data import ImageSet, draw_indices, fingerprint, rows_by_class
 
 if TYPE_CHECKING:
     import torch
+    from typing_extensions import Unpack
 
     from aigc.models.vae import VAEConfig
 
 __all__ = ["train_vae"]
+
+_RUN_DEFAULTS: dict[str, Any] = {"steps": 5_000, "batch_size": 64, "lr": 1e-3, "schedule": "cosine",
+                                 "checkpoint_every": 500}
 
 
 def train_vae(
     data: Any,
     out: str | os.PathLike[str],
     *,
-    labels: Sequence[int] | None = None,
-    class_names: Sequence[str] | None = None,
-    class_phrases: Mapping[str, Sequence[str]] | None = None,
     config: VAEConfig | None = None,
-    steps: int = 5_000,
-    batch_size: int = 64,
-    lr: float = 1e-3,
     beta: float = 1.0,
     eval_fraction: float = 0.05,
-    balance_classes: bool = False,
     truncation: float = 1.0,
-    seed: int | None = 0,
-    checkpoint_every: int | None = 500,
-    resume: bool | str | os.PathLike[str] = False,
-    overwrite: bool = False,
-    mixed_precision: bool = False,
-    export_dtype: ExportDtype = "float32",
-    device: str = "cpu",
-    progress: bool | None = None,
-    on_step: Callable[[TrainStep], object] | None = None,
+    **settings: Unpack[ImageKeywords],
 ) -> PretrainResult:
     """Train a convolutional VAE (:mod:`aigc.models.vae`) and export it for the ``vae`` image backend.
 
@@ -63,12 +51,18 @@ def train_vae(
     each checkpoint and at the end.
 
     Args:
-        data, labels, class_names, class_phrases: as :func:`aigc.train.train_gan`.
+        data, out: as :func:`aigc.train.train_gan`.
         config: the architecture; by default one sized for ``data``.
         beta: weight of the KL term.
         eval_fraction: share of images held out (0 for none; at least one image is kept for training).
         truncation: the default latent scale written to ``config.json`` for the backend.
-        Others: as :func:`aigc.train.train_gan`.
+        **settings: ``labels``, ``class_names``, ``class_phrases``, ``balance_classes``, ``mixed_precision``,
+            ``export_dtype`` (as :func:`aigc.train.train_gan`), and the run settings
+            (:class:`~aigc.train.RunOptions`): ``steps`` (default 5,000), ``batch_size``
+            (64), ``lr`` (1e-3), ``schedule`` (``"cosine"``), ``warmup_steps`` (a tenth of the steps, at most
+            100), ``lr_floor`` (0), ``weight_decay`` (0), ``max_grad_norm`` (none), ``eval_every`` (at each
+            checkpoint), ``seed`` (0), ``device`` (``"cpu"``), ``checkpoint_every`` (500), ``resume``,
+            ``overwrite``, ``progress``, ``on_step``.
 
     Returns:
         A :class:`PretrainResult`: ``train_losses`` is the negative ELBO per image in nats; ``losses`` also holds
@@ -83,27 +77,19 @@ def train_vae(
     from aigc.models.vae import ConvVAE, VAEConfig
 
     # 1. Arguments, then the data and the held-out split, before anything trains.
-    options = image_run(steps=steps, batch_size=batch_size, lr=lr, seed=seed, device=device,
-                        checkpoint_every=checkpoint_every, resume=resume, overwrite=overwrite, progress=progress,
-                        on_step=on_step, export=export_dtype, balance_classes=balance_classes,
-                        mixed_precision=mixed_precision, schedule="cosine",
-                        warmup_steps=min(100, steps // 10) if isinstance(steps, int) else 0)
+    steps = settings.get("steps", _RUN_DEFAULTS["steps"])
+    defaults = {**_RUN_DEFAULTS, "warmup_steps": min(100, steps // 10) if isinstance(steps, int) else 0}
+    options = image_options("train_vae", settings, defaults)
+    batch_size, balance_classes = options.run.batch_size, options.balance_classes
     check_float("beta", beta, low=0.0, fix="pass beta=1.0")
     check_float("eval_fraction", eval_fraction, low=0.0, high=0.5, fix="pass eval_fraction=0.05 (or 0)")
     check_float("truncation", truncation, low=0.0, high=2.0, fix="pass truncation=1.0")
-    if config is not None and not isinstance(config, VAEConfig):
-        raise InvalidRequest("config", type(config).__name__, "must be a VAEConfig",
-                             "pass aigc.models.VAEConfig(...) or None")
-    run = options.start(out)
-    dataset = load_image_set(data, labels=labels, class_names=class_names,
-                             resolution=config.resolution if config is not None else None)
-    classes = class_table(dataset.class_names, class_phrases)
-    res, channels = dataset.pixels.shape[-1], dataset.pixels.shape[1]
-    if config is None:
-        stages = min(3, int(math.log2(res)) - 1)
-        config = VAEConfig(resolution=res, channels=channels, widths=tuple(32 * 2 ** i for i in range(stages)),
-                           num_classes=dataset.num_classes)
-    check_fit(config, dataset, balance_classes)
+
+    def sized(res: int, channels: int, classes: int) -> VAEConfig:  # widths 32, 64, 128 (fewer for small images)
+        widths = tuple(32 * 2 ** i for i in range(min(3, int(math.log2(res)) - 1)))
+        return VAEConfig(resolution=res, channels=channels, widths=widths, num_classes=classes)
+
+    run, dataset, classes, config = latent_setup(options, out, data, config, VAEConfig, sized)
     n = dataset.pixels.shape[0]
     n_eval = min(n - 1, round(n * eval_fraction))
     order = torch.randperm(n, generator=run.generator("split"))
@@ -115,9 +101,11 @@ def train_vae(
         raise InvalidRequest("eval_fraction", eval_fraction, "left a class with no training image",
                              "lower eval_fraction, or add images")
     run_config = {
-        "recipe": "vae", "model": config.to_dict(), "data": fingerprint(dataset), "steps": steps,
-        "batch_size": batch_size, "lr": lr, "beta": beta, "eval_fraction": eval_fraction,
-        "balance_classes": balance_classes, "seed": run.seed, "mixed_precision": mixed_precision,
+        "recipe": "vae", "model": config.to_dict(), "data": fingerprint(dataset), "steps": run.steps,
+        "batch_size": batch_size, "lr": options.run.lr, "beta": beta, "eval_fraction": eval_fraction,
+        "balance_classes": balance_classes, "seed": run.seed, "mixed_precision": options.image["mixed_precision"],
+        **changed_settings(options.run, defaults, ("schedule", "warmup_steps", "lr_floor", "weight_decay",
+                                               "max_grad_norm", "eval_every")),
     }
 
     # 2. The network, initialised from the run's seed.
@@ -125,7 +113,7 @@ def train_vae(
         model = ConvVAE(config)
     dev = run.device
     model = model.to(dev).train()
-    autocast = torch.autocast(dev.type, dtype=torch.bfloat16, enabled=mixed_precision)
+    autocast = options.autocast(dev)
     pixels = train_set.pixels.to(dev)
     labels_t = train_set.labels.to(dev) if train_set.labels is not None else None
     latent_dim = config.latent_dim
@@ -161,7 +149,7 @@ def train_vae(
                          config=run_config, eval_fn=eval_fn, series=("loss", "reconstruction", "kl"), desc="train vae")
     from aigc.formats import latent
 
-    latent.save(run.out, model, classes=classes, defaults={"truncation": truncation}, dtype=torch_dtype(export_dtype))
+    latent.save(run.out, model, classes=classes, defaults={"truncation": truncation}, dtype=options.dtype)
     result = pretrain_result(run, "vae", outcome, main="loss", train_examples=int(train_idx.numel()),
                              eval_examples=n_eval)
     write_result(run.out, result, run_config)

@@ -27,16 +27,9 @@ from aigc.evaluate._score import Score
 
 if TYPE_CHECKING:
     from aigc.evaluate._classifier import SmallCNN, SmallCNNConfig, load_classifier, save_classifier
-    from aigc.evaluate.image import (
-        clip_score,
-        fid,
-        frechet_distance,
-        frechet_distance_from_stats,
-        image_features,
-        kid,
-        kid_images,
-        precision_recall,
-    )
+    from aigc.evaluate.clip import clip_score
+    from aigc.evaluate.distances import frechet_distance, frechet_distance_from_stats, kid, precision_recall
+    from aigc.evaluate.image import fid, image_features, kid_images
     from aigc.evaluate.text import bleu, chrf, distinct_n, perplexity, rouge, self_bleu
 
 __all__ = [
@@ -64,8 +57,9 @@ __all__ = [
 # Public name -> the submodule that defines it; imported on first access (PEP 562).
 _LAZY = {
     **dict.fromkeys(("bleu", "chrf", "distinct_n", "perplexity", "rouge", "self_bleu"), "text"),
-    **dict.fromkeys(("clip_score", "fid", "frechet_distance", "frechet_distance_from_stats", "image_features",
-                     "kid", "kid_images", "precision_recall"), "image"),
+    **dict.fromkeys(("fid", "image_features", "kid_images"), "image"),
+    **dict.fromkeys(("frechet_distance", "frechet_distance_from_stats", "kid", "precision_recall"), "distances"),
+    "clip_score": "clip",
     **dict.fromkeys(("SmallCNN", "SmallCNNConfig", "load_classifier", "save_classifier"), "_classifier"),
 }
 

@@ -32,8 +32,8 @@ Example, a complete run (a regression fitted by a custom step function)::
     ...     return torch.nn.functional.mse_loss(model(x), 3 * x)
     >>> run = RunOptions(steps=200, lr=0.1, schedule="cosine", progress=False).start("runs/line")
     >>> out = train_loop(run, step, TrainState(params=list(model.named_parameters())), config={})
-    >>> out.losses["loss"][-1] < 1e-3, (Path("runs/line") / "checkpoints").exists()
-    (True, False)
+    >>> out.losses["loss"][-1] < 1e-6, round(float(model.weight.detach()), 3)
+    (True, 3.0)
 """
 
 from __future__ import annotations
@@ -327,6 +327,9 @@ def run_options(recipe: str, given: Mapping[str, Any], defaults: Mapping[str, An
         if name in (unsupported or {}) and value != getattr(_LOOP_DEFAULTS, name):
             raise InvalidRequest(name, value, f"{recipe} {(unsupported or {})[name]}", f"leave {name} out")
     settings = {**defaults, **{k: v for k, v in given.items() if not (k == "lr" and v is None)}}
+    if "lr" in defaults:  # the fix names the recipe's own default
+        check_float("lr", settings["lr"], low=0.0, low_open=True,
+                    fix=f"pass a small positive learning rate, e.g. lr={defaults['lr']}")
     options = RunOptions(**settings)
     if steps_required and options.steps is None:
         raise InvalidRequest("steps", None, "must be an int", f"pass steps={defaults.get('steps', 100)} or more")

@@ -11,9 +11,10 @@ run. Arguments and data are checked before anything trains; a loss that becomes 
 :class:`~aigc.errors.TrainingDiverged`. ``import aigc.train`` is light: torch, transformers, diffusers and peft
 load when a recipe runs (``pip install 'aigc[train]'`` for peft).
 
-Modules: :mod:`aigc.train._loop` (the loop, :class:`RunOptions`), :mod:`aigc.train.text` and ``image``
-(fine-tuning), :mod:`aigc.train.gan`, ``vae`` and ``diffusion`` (pre-training), :mod:`aigc.train.data` (image
-sets), :mod:`aigc.train.datasets` (the data of aigc's embedded models).
+Modules: :mod:`aigc.train._loop` (the loop), :mod:`aigc.train._run` (:class:`RunOptions`, seeds and
+schedules), :mod:`aigc.train.text` and ``image`` (fine-tuning), :mod:`aigc.train.gan`, ``vae`` and ``diffusion``
+(pre-training), :mod:`aigc.train.data` (image sets), :mod:`aigc.train.datasets` (the data of aigc's embedded
+models).
 """
 
 from __future__ import annotations
@@ -24,18 +25,9 @@ from aigc._runtime.lazy import lazy_attributes as _lazy_attributes
 
 if TYPE_CHECKING:
     from aigc.train._checkpoints import checkpoint_state, latest_checkpoint
-    from aigc.train._loop import (
-        EMA,
-        LoopOutcome,
-        RunOptions,
-        StepContext,
-        TrainState,
-        TrainStep,
-        derive_seed,
-        lr_at,
-        train_loop,
-    )
+    from aigc.train._loop import EMA, LoopOutcome, StepContext, TrainState, train_loop
     from aigc.train._result import FinetuneResult, PretrainResult
+    from aigc.train._run import RunOptions, TrainStep, derive_seed, lr_at
     from aigc.train.data import load_image_set
     from aigc.train.diffusion import train_diffusion
     from aigc.train.gan import train_gan
@@ -67,8 +59,8 @@ __all__ = [
 
 # Public name -> the submodule that defines it; imported on first access (PEP 562).
 _LAZY = {
-    **dict.fromkeys(("EMA", "LoopOutcome", "RunOptions", "StepContext", "TrainState", "TrainStep", "derive_seed",
-                     "lr_at", "train_loop"), "_loop"),
+    **dict.fromkeys(("EMA", "LoopOutcome", "StepContext", "TrainState", "train_loop"), "_loop"),
+    **dict.fromkeys(("RunOptions", "TrainStep", "derive_seed", "lr_at"), "_run"),
     **dict.fromkeys(("checkpoint_state", "latest_checkpoint"), "_checkpoints"),
     **dict.fromkeys(("FinetuneResult", "PretrainResult"), "_result"),
     "load_image_set": "data", "finetune_text": "text", "finetune_image": "image", "train_gan": "gan",

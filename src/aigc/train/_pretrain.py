@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from aigc.errors import InvalidRequest
 from aigc.train._checks import check_bool, check_float, check_int
-from aigc.train._loop import RunKeywords, RunOptions, run_options
 from aigc.train._result import PretrainResult
+from aigc.train._run import RunKeywords, RunOptions, run_options
 from aigc.train.data import ImageSet, class_table, load_image_set
 
 if TYPE_CHECKING:
@@ -19,7 +19,8 @@ if TYPE_CHECKING:
 
     from aigc.models.stylegan import StyleGANConfig
     from aigc.models.vae import VAEConfig
-    from aigc.train._loop import LoopOutcome, Run
+    from aigc.train._loop import LoopOutcome
+    from aigc.train._run import Run
 
 __all__ = ["ExportDtype", "ImageKeywords", "ImageOptions", "image_options", "latent_setup", "pretrain_result"]
 
@@ -29,7 +30,7 @@ C = TypeVar("C", "StyleGANConfig", "VAEConfig")
 
 class ImageKeywords(RunKeywords, total=False):
     """The keywords of :func:`aigc.train.train_gan`, ``train_vae`` and ``train_diffusion`` besides each one's
-    own: the run settings (:class:`~aigc.train._loop.RunKeywords`) and these.
+    own: the run settings (:class:`~aigc.train._run.RunKeywords`) and these.
 
     Attributes:
         labels: the class id of each image, for an array (a folder's classes are its sub-folders).
@@ -88,7 +89,7 @@ class ImageOptions:
 def image_options(recipe: str, settings: Mapping[str, Any], defaults: Mapping[str, Any], *,
                   unsupported: Mapping[str, str] | None = None) -> ImageOptions:
     """Check the keywords of an image recipe: the run settings over the recipe's ``defaults``
-    (:func:`~aigc.train._loop.run_options`), two images per batch at least, a learning rate of at most 1,
+    (:func:`~aigc.train._run.run_options`), two images per batch at least, a learning rate of at most 1,
     and the image keywords."""
     image: Any = {**_IMAGE_DEFAULTS, **{k: v for k, v in settings.items() if k in _IMAGE_DEFAULTS}}
     given = {k: v for k, v in settings.items() if k not in _IMAGE_DEFAULTS}

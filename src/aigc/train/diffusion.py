@@ -17,9 +17,10 @@ from typing import TYPE_CHECKING, Any
 
 from aigc.errors import InvalidRequest
 from aigc.train._checks import check_float, check_int
-from aigc.train._loop import EMA, StepContext, TrainState, changed_settings, train_loop
+from aigc.train._loop import EMA, StepContext, TrainState, train_loop
 from aigc.train._pretrain import ImageKeywords, image_options, pretrain_result
 from aigc.train._result import PretrainResult, write_result
+from aigc.train._run import changed_settings
 from aigc.train.data import draw_indices, fingerprint, rows_by_class
 
 if TYPE_CHECKING:

@@ -29,8 +29,9 @@ from typing import TYPE_CHECKING, Any
 
 from aigc.errors import BackendUnavailable, InvalidRequest, ModelNotFound, UnsafeModelFile
 from aigc.train._checks import check_bool, check_int, jsonl_rows
-from aigc.train._loop import RunKeywords, StepContext, TrainState, changed_settings, run_options, train_loop
+from aigc.train._loop import StepContext, TrainState, train_loop
 from aigc.train._result import FinetuneResult, write_result
+from aigc.train._run import RunKeywords, changed_settings, run_options
 
 if TYPE_CHECKING:
     import torch

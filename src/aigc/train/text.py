@@ -28,8 +28,9 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from aigc.errors import BackendUnavailable, InvalidRequest, ModelNotFound, UnsafeModelFile
 from aigc.train._checks import check_bool, check_choice, check_float, check_int
-from aigc.train._loop import RunKeywords, StepContext, TrainState, changed_settings, run_options, train_loop
+from aigc.train._loop import StepContext, TrainState, train_loop
 from aigc.train._result import FinetuneResult, write_result
+from aigc.train._run import RunKeywords, changed_settings, run_options
 from aigc.train.text_data import (
     IGNORE,
     TextData,

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from aigc.errors import InvalidRequest
 from aigc.train._checks import jsonl_rows
-from aigc.train._loop import derive_seed
+from aigc.train._run import derive_seed
 
 if TYPE_CHECKING:
     import torch

@@ -26,8 +26,9 @@ from aigc._runtime.lazy import lazy_attributes as _lazy_attributes
 if TYPE_CHECKING:
     from aigc.train._checkpoints import checkpoint_state, latest_checkpoint
     from aigc.train._loop import EMA, LoopOutcome, StepContext, TrainState, train_loop
+    from aigc.train._pretrain import ImageKeywords
     from aigc.train._result import FinetuneResult, PretrainResult
-    from aigc.train._run import RunOptions, TrainStep, derive_seed, lr_at
+    from aigc.train._run import RunKeywords, RunOptions, TrainStep, derive_seed, lr_at
     from aigc.train.data import load_image_set
     from aigc.train.diffusion import train_diffusion
     from aigc.train.gan import train_gan
@@ -38,8 +39,10 @@ if TYPE_CHECKING:
 __all__ = [
     "EMA",
     "FinetuneResult",
+    "ImageKeywords",
     "LoopOutcome",
     "PretrainResult",
+    "RunKeywords",
     "RunOptions",
     "StepContext",
     "TrainState",
@@ -60,7 +63,8 @@ __all__ = [
 # Public name -> the submodule that defines it; imported on first access (PEP 562).
 _LAZY = {
     **dict.fromkeys(("EMA", "LoopOutcome", "StepContext", "TrainState", "train_loop"), "_loop"),
-    **dict.fromkeys(("RunOptions", "TrainStep", "derive_seed", "lr_at"), "_run"),
+    **dict.fromkeys(("RunKeywords", "RunOptions", "TrainStep", "derive_seed", "lr_at"), "_run"),
+    "ImageKeywords": "_pretrain",
     **dict.fromkeys(("checkpoint_state", "latest_checkpoint"), "_checkpoints"),
     **dict.fromkeys(("FinetuneResult", "PretrainResult"), "_result"),
     "load_image_set": "data", "finetune_text": "text", "finetune_image": "image", "train_gan": "gan",

@@ -30,7 +30,7 @@ C = TypeVar("C", "StyleGANConfig", "VAEConfig")
 
 class ImageKeywords(RunKeywords, total=False):
     """The keywords of :func:`aigc.train.train_gan`, ``train_vae`` and ``train_diffusion`` besides each one's
-    own: the run settings (:class:`~aigc.train._run.RunKeywords`) and these.
+    own: the run settings (:class:`~aigc.train.RunKeywords`) and these.
 
     Attributes:
         labels: the class id of each image, for an array (a folder's classes are its sub-folders).

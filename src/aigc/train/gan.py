@@ -73,7 +73,7 @@ def train_gan(
         truncation: the default truncation written to ``config.json`` for the backend.
         **settings: ``labels``, ``class_names`` (class ids per image and their names, for an array),
             ``class_phrases``, ``balance_classes``, ``mixed_precision``, ``export_dtype``
-            (:class:`~aigc.train._pretrain.ImageKeywords`), and the run settings
+            (:class:`~aigc.train.ImageKeywords`), and the run settings
             (:class:`~aigc.train.RunOptions`): ``steps`` (default 10,000), ``batch_size``
             (32), ``lr`` (0.002, constant; ``schedule``, ``warmup_steps``, ``lr_floor`` change it for both
             players), ``max_grad_norm`` (none; clips each player's gradient), ``seed`` (0; ``None`` draws one

@@ -14,7 +14,7 @@ from aigc.evaluate._score import Score
 if TYPE_CHECKING:
     import torch
 
-    from aigc.evaluate.image import Images
+    from aigc.evaluate._images import Images
 
 __all__ = ["clip_score"]
 
@@ -52,7 +52,7 @@ def clip_score(
         >>> clip_score(["cat.png"], ["a photo of a cat"], model="path/to/clip-vit-base-patch32").score  # doctest: +SKIP
         31.2
     """
-    from aigc.evaluate.image import check_batch_size, image_batches, image_items
+    from aigc.evaluate._images import check_batch_size, image_batches, image_items
 
     check_batch_size(batch_size)
     items = image_items("images", images, min_count=1)

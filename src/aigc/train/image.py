@@ -416,7 +416,7 @@ def finetune_image(
     from diffusers.utils import convert_state_dict_to_diffusers
     from peft.utils import get_peft_model_state_dict
 
-    from aigc.formats._folder import staging_folder
+    from aigc.formats import staging_folder
 
     with staging_folder(run.out) as staging:
         layers: dict[str, Any] = {

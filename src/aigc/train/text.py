@@ -61,10 +61,10 @@ def _check_model(model: Any) -> tuple[str, Any, str]:
     if not isinstance(model, (str, os.PathLike)) or not os.fspath(model):
         raise InvalidRequest("model", model, "must be a model directory or a hub id", "pass model='path/to/gpt2'")
     name = os.fspath(model)
-    from aigc._backends.text_transformers import BUILTIN_MODELS, _builtin_dir
+    if name == "default" and not os.path.isdir(name):  # the embedded text model, as aigc.load("text") loads it
+        from aigc._runtime.assets import asset_dir
 
-    if name in BUILTIN_MODELS and not os.path.isdir(name):  # "default": the embedded text model
-        name = _builtin_dir(name)
+        name = str(asset_dir("text_default", marker="config.json", what="the built-in text model 'default'"))
     identity = name
     if os.path.isdir(name):
         from aigc._runtime.weights import fingerprint_files, weight_files
@@ -315,7 +315,7 @@ def finetune_text(
                          eval_fn=eval_fn if eval_idx else None, desc=f"finetune text ({method})")
 
     # 6. Write the output into a staging folder beside it, then move it in; training.json comes last.
-    from aigc.formats._folder import staging_folder
+    from aigc.formats import staging_folder
 
     lm.eval()
     merged = None

@@ -27,6 +27,7 @@ __all__ = [
     "CONFIG_FILE",
     "WEIGHTS_FILE",
     "load_state",
+    "open_model",
     "parsing",
     "publish",
     "read_config",
@@ -51,6 +52,16 @@ def require_config(path: Path, format_id: str, what: str, fix: str) -> dict[str,
     if data is None:
         raise ModelNotFound(f"{path} is not an aigc {what} (no {CONFIG_FILE} with format {format_id!r}). Fix: {fix}")
     return data
+
+
+def open_model(path: str | os.PathLike[str], format_id: str, what: str, fix: str,
+               ) -> tuple[Path, dict[str, Any], dict[str, torch.Tensor], str]:
+    """A model folder of ``format_id``: (the folder, its config, its state dict, the weights' fingerprint), or
+    ModelNotFound / UnsafeModelFile saying what is wrong (``fix`` is what to do when it is another kind of folder)."""
+    folder = Path(path)
+    data = require_config(folder, format_id, what, fix)
+    state, weights = read_state(folder, "export the model again")
+    return folder, data, state, weights
 
 
 @contextlib.contextmanager

@@ -114,13 +114,11 @@ def load(path: str | os.PathLike[str], kind: Kind, *, device: torch.device | str
     """
     from aigc.models import ConvVAE, StyleGANConfig, StyleGANGenerator, VAEConfig
 
-    folder = Path(path)
-    found = detect(folder)
+    found = detect(Path(path))
     if found is not None and found != kind:
-        raise ModelNotFound(f"{folder} is a {found} model. Fix: pass backend={found!r}")
-    fix = f"pass a directory written by aigc.train.train_{kind}"
-    data = _folder.require_config(folder, FORMATS[kind], f"{kind} model", fix)
-    state, weights = _folder.read_state(folder, f"export the model again with aigc.train.train_{kind}")
+        raise ModelNotFound(f"{path} is a {found} model. Fix: pass backend={found!r}")
+    folder, data, state, weights = _folder.open_model(path, FORMATS[kind], f"{kind} model",
+                                                      f"pass a directory written by aigc.train.train_{kind}")
     with _folder.parsing(folder, kind):
         if kind == "gan":
             cfg: Any = StyleGANConfig.from_dict(data["config"])

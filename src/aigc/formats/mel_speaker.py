@@ -95,9 +95,7 @@ def load(path: str | os.PathLike[str], *, device: torch.device | str = "cpu",
     """
     from aigc.models.speech import MelSpeechConfig, MelSpeechDecoder
 
-    folder = Path(path)
-    data = _folder.require_config(folder, FORMAT, "speech model", _FIX)
-    state, weights = _folder.read_state(folder, "export the model again (scripts/train_audio_default.py writes it)")
+    folder, data, state, weights = _folder.open_model(path, FORMAT, "speech model", _FIX)
     with _folder.parsing(folder, "speech model"):
         cfg = MelSpeechConfig.from_dict(data["config"])
         words = [str(w) for w in data["words"]]

@@ -102,10 +102,9 @@ def load(path: str | os.PathLike[str], *, device: torch.device | str = "cpu",
     """
     from aigc.models.sprite_video import SpriteVideoConfig, SpriteVideoVAE
 
-    folder = Path(path)
-    data = _folder.require_config(folder, FORMAT, "sprite-video model",
-                                  "pass a directory written by scripts/train_video_default.py, or another backend=")
-    state, weights = _folder.read_state(folder, "export the model again")
+    folder, data, state, weights = _folder.open_model(
+        path, FORMAT, "sprite-video model", "pass a directory written by scripts/train_video_default.py, or another "
+        "backend=")
     with _folder.parsing(folder, "sprite-video"):
         cfg = SpriteVideoConfig.from_dict(data["config"])
         classes = ClassTable.from_entries(data["classes"])

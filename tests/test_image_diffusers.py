@@ -97,7 +97,7 @@ def test_bad_requests_fail_before_denoising(sd: aigc.Generator[aigc.ImageRequest
 
     with pytest.raises(InvalidRequest, match=r"scheduler.*ddim, ddpm"):
         sd.generate("a cat", scheduler="fastest", on_event=count)
-    with pytest.raises(InvalidRequest, match=r"width=33.*multiples of 2.*width=32 or 34"):
+    with pytest.raises(InvalidRequest, match=r"width=33.*multiples of 8.*width=32 or 40"):
         sd.generate("a cat", width=33, on_event=count)
     with pytest.raises(InvalidRequest, match="init_image"):
         sd.generate("a cat", init_image=str(tmp_path / "missing.png"))
@@ -229,3 +229,32 @@ def test_lora_option_errors(sd_dir: Path, lora_dirs: list[Path], tmp_path: Path)
         aigc.load("image", sd_dir, device="cpu", lora_scale=0.5)
     with pytest.raises(aigc.errors.ModelNotFound, match="no such directory"):
         aigc.load("image", sd_dir, device="cpu", lora=tmp_path / "nope")
+
+
+def test_step_noise_has_its_own_stream_and_version_1_records_replay(
+        sd: aigc.Generator[aigc.ImageRequest, aigc.ImageResult], tmp_path: Path) -> None:
+    """With an ancestral scheduler, x_T comes from `randn` and the step noise from `step_generators`: the result
+    equals the pipeline called with exactly those, and not the version-1 call whose first step noise was x_T."""
+    from aigc.sampling import generators, randn, step_generators, use_sampler_version
+
+    res = sd.generate("a cat", seed=3, steps=3, scheduler="euler_a")
+    pipe = sd.pipe  # type: ignore[attr-defined]
+    original = pipe.scheduler
+    import diffusers
+
+    pipe.scheduler = diffusers.EulerAncestralDiscreteScheduler.from_config(original.config)
+    try:
+        side = 32 // pipe.vae_scale_factor
+        latents = randn((pipe.unet.config.in_channels, side, side), [3], dtype=torch.float32)
+        common = {"prompt": ["a cat"], "num_inference_steps": 3, "height": 32, "width": 32, "output_type": "pil",
+                  "latents": latents}
+        ours = pipe(**common, generator=step_generators([3])).images[0]
+        old = pipe(**common, generator=generators([3])).images[0]
+    finally:
+        pipe.scheduler = original
+    assert np.abs(px(res.images[0]) - px(ours)).max() <= TOL
+    assert np.abs(px(ours) - px(old)).max() > 0.05
+    with use_sampler_version(1):
+        assert np.abs(px(sd.generate("a cat", seed=3, steps=3, scheduler="euler_a").images[0]) - px(old)).max() <= TOL
+    path = res.save(tmp_path / "cat.png")[0]
+    assert np.abs(px(aigc.replay(path).images[0]) - px(res.images[0])).max() <= TOL

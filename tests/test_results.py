@@ -81,7 +81,9 @@ def test_image_results_save_replay_and_display(tmp_path: Path) -> None:
         assert res.image.size == (16, 8)
         paths = res.save(tmp_path / "cat.png")
         assert [p.name for p in paths] == ["cat-0.png", "cat-1.png"]
-        again = aigc.replay(paths[1])
+        with pytest.raises(ProvenanceError, match="model='fake-model'"):  # a name, not a folder: could download
+            aigc.replay(paths[1])
+        again = aigc.replay(paths[1], model="fake-model")
         assert np.array_equal(np.asarray(again.images[0]), np.asarray(res.images[1]))
         assert res._repr_png_().startswith(b"\x89PNG")
         html = res._repr_html_()

@@ -307,3 +307,68 @@ def test_generation_config_settings_fill_in_keywords_left_out(tmp_path: Path) ->
     assert gen.generate("Hello", max_new_tokens=1).record.request["min_new_tokens"] == 2  # no error: EOS held back
     with pytest.raises(aigc.errors.InvalidRequest, match="min_new_tokens"):
         gen.generate("Hello", max_new_tokens=4, min_new_tokens=-1)
+
+
+# -- the static-cache decode path (compile=...) ----------------------------------------------------------
+class _CountingBackend:
+    """A torch.compile backend that runs the traced graph eagerly and counts compilations."""
+
+    def __init__(self) -> None:
+        self.graphs = 0
+
+    def __call__(self, gm: torch.fx.GraphModule, example_inputs: list[torch.Tensor]) -> object:
+        self.graphs += 1
+        return gm.forward
+
+
+@pytest.mark.parametrize("name", ["gpt2", "llama"])
+def test_compiled_static_cache_path_equals_transformers_and_the_eager_path(name: str,
+                                                                         request: pytest.FixtureRequest) -> None:
+    model_dir: Path = request.getfixturevalue(f"{name}_dir")
+    model, tok = _hf(model_dir)
+    prompts = ["Hi", "The quick brown fox jumps", CHINESE]
+    compiled = aigc.load("text", model_dir, device="cpu", compile="eager", cache=False)
+    eager = aigc.load("text", model_dir, device="cpu", compile=False, cache=False)
+    greedy = compiled.generate(prompts, do_sample=False, max_new_tokens=12)
+    for i, p in enumerate(prompts):
+        ids = tok(p, return_tensors="pt")
+        out = model.generate(**ids, do_sample=False, max_new_tokens=12)[0, ids["input_ids"].shape[1]:].tolist()
+        assert greedy.token_ids[i] == out[: len(greedy.token_ids[i])]
+    kwargs = {"seed": 7, "num_outputs": 3, "max_new_tokens": 12, "top_k": 20, "repetition_penalty": 1.2}
+    assert compiled.generate(prompts, **kwargs).texts == eager.generate(prompts, **kwargs).texts
+    assert "compile" not in compiled.generate("x", max_new_tokens=1).record.options  # type: ignore[union-attr]
+
+
+def test_compiled_path_does_not_recompile_for_each_batch_size_and_prompt_length(gpt2_dir: Path) -> None:
+    backend = _CountingBackend()
+    gen = aigc.load("text", gpt2_dir, device="cpu", compile=backend, cache=False)
+    gen.generate("Hi", max_new_tokens=4, seed=0)
+    after_first = backend.graphs
+    for prompts, n in [(["Hi there"], 6), (["a", "bb", "ccc"], 5), (["x"] * 5, 3), (["Once upon a time"] * 2, 8),
+                       (["Hi"] * 7, 4)]:
+        gen.generate(prompts, max_new_tokens=n, seed=1)
+    assert after_first >= 1
+    assert backend.graphs - after_first <= 2, f"{backend.graphs - after_first} recompilations for 5 new shapes"
+
+
+def test_compile_option_is_checked_before_loading(gpt2_dir: Path) -> None:
+    with pytest.raises(InvalidRequest, match="compile"):
+        aigc.load("text", gpt2_dir, device="cpu", compile="fastest")
+
+
+# -- sampler versions: records name theirs, and old records replay the old way -----------------------------
+def test_records_name_the_sampler_and_version_1_records_replay_as_made(
+        gpt2: aigc.Generator[aigc.TextRequest, aigc.TextResult], tmp_path: Path) -> None:
+    from aigc.sampling import use_sampler_version
+
+    res = gpt2.generate(PROMPT, seed=5, max_new_tokens=12, top_k=10)
+    assert res.record is not None and res.record.sampler == 2
+    with use_sampler_version(1):
+        old = gpt2.generate(PROMPT, seed=5, max_new_tokens=12, top_k=10)
+    assert old.texts != res.texts  # the two samplers draw differently...
+    path = old.save(tmp_path / "old.json")[0]
+    doc = __import__("json").loads(path.read_text())
+    del doc["aigc"]["sampler"]  # ...and a record from before the field existed is a version-1 record
+    path.write_text(__import__("json").dumps(doc))
+    assert aigc.replay(path).texts == old.texts
+    assert aigc.replay(res.save(tmp_path / "new.json")[0]).texts == res.texts

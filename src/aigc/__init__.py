@@ -13,9 +13,10 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from aigc import errors
+from aigc import errors, limits
 from aigc._api import generate, load, replay
 from aigc._generator import Generator, GeneratorInfo, LoadOptions
+from aigc._options import BackendOptions
 from aigc._registry import BackendInfo, backends, register_backend
 from aigc._results import AudioResult, FinishReason, ImageResult, Record, Result, TextResult, VideoResult
 from aigc._runtime.cache import model_cache as cache
@@ -33,12 +34,13 @@ from aigc._types import (
 from aigc._version import __version__ as __version__
 
 if TYPE_CHECKING:
-    from aigc import evaluate, models, sampling, testing, train
+    from aigc import evaluate, formats, models, sampling, serve, testing, train
 
 __all__ = [
     "AudioRequest",
     "AudioResult",
     "BackendInfo",
+    "BackendOptions",
     "Event",
     "EventEmitter",
     "FinishReason",
@@ -60,18 +62,21 @@ __all__ = [
     "cache",
     "errors",
     "evaluate",
+    "formats",
     "generate",
+    "limits",
     "load",
     "models",
     "register_backend",
     "replay",
     "sampling",
+    "serve",
     "testing",
     "train",
 ]
 
 # Submodules that import torch load on first attribute access.
-_LAZY_SUBMODULES = frozenset({"evaluate", "models", "sampling", "testing", "train"})
+_LAZY_SUBMODULES = frozenset({"evaluate", "formats", "models", "sampling", "serve", "testing", "train"})
 
 
 def __getattr__(name: str) -> Any:

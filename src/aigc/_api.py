@@ -8,12 +8,14 @@ from collections.abc import Hashable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, cast, overload
 
-from aigc._generator import OFFLOAD_MODES, Generator, LoadOptions, Offload
+from aigc._generator import OFFLOAD_MODES, Generator, LoadOptions, Offload, is_out_of_memory
+from aigc._options import BackendOptions
 from aigc._registry import DEFAULT_BACKENDS, _registry
-from aigc._results import AudioResult, ImageResult, Record, Result, TextResult, VideoResult
+from aigc._results import RESULT_TYPES, AudioResult, ImageResult, Record, Result, TextResult, VideoResult
 from aigc._runtime.device import check_device_spec, check_dtype_spec, dtype_name, resolve_device, resolve_dtype
+from aigc._seeds import use_sampler_version
 from aigc._types import AudioRequest, EventCallback, ImageRequest, Modality, TextRequest, VideoRequest, check_modality
-from aigc.errors import InvalidRequest, ModelNotFound
+from aigc.errors import AigcError, InvalidRequest, ModelNotFound, OutOfMemory, ProvenanceError, ProvenanceWarning
 
 if TYPE_CHECKING:
     import torch
@@ -30,6 +32,12 @@ EMBEDDED_DEFAULTS: dict[Modality, tuple[str, str]] = {
 
 _detected: dict[tuple[str, str], str] = {}
 _detected_lock = threading.Lock()
+
+#: One model loads at a time in a process. transformers and diffusers change process-wide state while they
+#: load (meta-device parameter registration, skipped weight init, the default dtype), so two loads at once --
+#: even of different models -- corrupt each other ("Cannot copy out of meta tensor"). Reentrant, so a backend
+#: may load a component through aigc.load. Generation does not take it.
+LOAD_LOCK = threading.RLock()
 
 
 def _looks_like_path(model: str) -> bool:
@@ -185,16 +193,26 @@ def load(
 
     # 2. Which backend, and does it take these options?
     cls = _pick_backend(modality, model_id, backend)
-    _check_options(cls, options)
+    typed = _check_options(cls, options)
 
     # 3. Resolve device and dtype (imports torch), then load or hit the cache.
     dev = resolve_device(device)
     dt = resolve_dtype(dtype, dev)
     load_options = LoadOptions(device=dev, dtype=dt, revision=revision, allow_pickle=allow_pickle,
-                               trust_remote_code=trust_remote_code, offload=offload, extra=dict(options))
+                               trust_remote_code=trust_remote_code, offload=offload, extra=dict(options),
+                               backend=typed)
 
     def do_load() -> Generator[Any, Any]:
-        return cls.load(model_id, options=load_options)
+        with LOAD_LOCK:
+            try:
+                return cls.load(model_id, options=load_options)
+            except (MemoryError, RuntimeError, OSError) as e:
+                if isinstance(e, AigcError) or not is_out_of_memory(e):
+                    raise
+                raise OutOfMemory(f"out of memory while loading {model_id!r} on {dev} ({str(e).strip()[:200]})",
+                                  suggestion="free memory (aigc.cache.clear(), or a smaller cache budget), "
+                                  "dtype='bfloat16' or 'float16', offload='model' where the backend supports "
+                                  "it, or a smaller model") from e
 
     if not cache:
         return do_load()
@@ -209,9 +227,13 @@ def load(
     return model_cache.get_or_load(key, do_load)
 
 
-def _check_options(cls: type[Generator[Any, Any]], options: Mapping[str, Any]) -> None:
+def _check_options(cls: type[Generator[Any, Any]], options: Mapping[str, Any]) -> BackendOptions | None:
+    """The backend's typed options (its ``options_type``), or for a backend that declares only names, ``None``
+    once every name is known."""
     import difflib
 
+    if cls.options_type is not None:
+        return cls.options_type.build(options, owner=f"{cls.backend_name} {cls.modality}")
     for name, value in options.items():
         if name not in cls.load_options:
             accepted = sorted(cls.load_options)
@@ -219,6 +241,7 @@ def _check_options(cls: type[Generator[Any, Any]], options: Mapping[str, Any]) -
             hint = f"did you mean {close[0]!r}?" if close else (
                 f"this backend's options are {accepted}" if accepted else "this backend takes no extra options")
             raise InvalidRequest(name, value, f"unknown option for the {cls.backend_name} {cls.modality} backend", hint)
+    return None
 
 
 def generate(
@@ -260,38 +283,177 @@ def generate(
     return gen.generate(prompt, on_event=on_event, progress=progress, **params)
 
 
+#: Load arguments replay never takes from a record, whatever the backend: they decide what code runs, which
+#: files may be unpickled, and the memory and devices the load uses. The caller passes them.
+UNSAFE_LOAD_ARGS: dict[str, str] = {
+    "trust_remote_code": "--trust-remote-code",
+    "allow_pickle": "--allow-pickle",
+    "offload": "--offload",
+    "cache": "--no-cache",
+}
+#: ``load``'s own parameters, which a record keeps in fields of its own, never among its ``options``.
+_NOT_OPTIONS = frozenset({"modality", "model", "backend", "device", "dtype", "revision", "options"})
+
+
 def replay(
     path: str | os.PathLike[str],
     *,
     device: str | torch.device | None = None,
     dtype: str | torch.dtype | None = None,
     model: str | os.PathLike[str] | None = None,
+    trust_remote_code: bool | None = None,
+    allow_pickle: bool | None = None,
+    offload: Offload | None = None,
+    cache: bool | None = None,
+    strict: bool = True,
+    **options: Any,
 ) -> Result:
     """Regenerate a saved output from the provenance record embedded in its file.
 
+    A record is data from a stranger (see ``docs/concepts/provenance.md``). Replay takes the request, the seeds,
+    the model and the options that define the output from it, after checking them like a request of your own
+    (:mod:`aigc.limits` included) and before anything loads. It never takes an option that decides what code
+    runs or what resources a load uses: a record that sets ``trust_remote_code``, ``allow_pickle``,
+    ``offload``, ``cache``, a non-CPU device, or a backend's unsafe option (e.g. ``max_batch_size``) makes
+    replay raise :class:`~aigc.errors.ProvenanceError` naming the argument to pass -- unless you passed it.
+    A recorded model that is neither a local directory nor a built-in name (so loading it could download it)
+    needs ``model=``. After loading, the weights fingerprint is compared with the recorded one.
+
     Args:
         path: a file written by ``Result.save`` (PNG, WAV, MP4, JSON, ...).
-        device, dtype: where to run; by default those the record names (same device and dtype give the
-            same output).
-        model: load this model instead of the one the record names (e.g. the same weights moved elsewhere).
+        device: where to run. By default the CPU for a record made on the CPU; a record made on an accelerator
+            needs ``device=`` (the same device and dtype give the same output).
+        dtype: by default the recorded one.
+        model: load this model instead of the one the record names (the same weights moved elsewhere, or a hub
+            id you allow to be downloaded).
+        trust_remote_code, allow_pickle, offload, cache: as in :func:`aigc.load`; never taken from the record.
+        strict: raise :class:`~aigc.errors.ProvenanceError` when the loaded weights are not those that made the
+            file; ``False`` warns with :class:`~aigc.errors.ProvenanceWarning` and replays anyway.
+        **options: backend load options; they override the record's, and allow its unsafe ones.
 
     Returns:
         A result holding the regenerated sample(s).
 
     Raises:
-        ProvenanceError: the file has no aigc record. ModelNotFound: the model is no longer available.
+        ProvenanceError: the file has no aigc record, a malformed one, one that asks for an option replay does
+            not take from a file, or one made with other weights. ModelNotFound: the model is no longer there.
 
     Example:
         >>> again = aigc.replay("boots-0.png")  # doctest: +SKIP
+        >>> again = aigc.replay("story.txt", device="cuda", max_batch_size=8)  # doctest: +SKIP
     """
+    # 1. Read and check the record, before touching any model: its request against the bounds, its steps.
     record = Record.from_file(path)
     request = record.to_request()
+    RESULT_TYPES[record.modality].check_postprocess(record.postprocess)
+
+    # 2. Decide how to load: the output-defining parts from the record, the trust-relevant ones from the caller.
+    explicit = {"trust_remote_code": trust_remote_code, "allow_pickle": allow_pickle, "offload": offload,
+                "cache": cache}
+    given = {name: value for name, value in explicit.items() if value is not None}
+    cls = _registry.get(record.modality, record.backend)
+    load_options = _replay_options(path, record, cls, given, options)
+    if model is None:
+        _check_recorded_model(path, record, cls)
+    if device is None:
+        device = _recorded_device(path, record)
+    if dtype is None:
+        try:
+            check_dtype_spec(record.dtype)
+        except InvalidRequest as e:
+            raise ProvenanceError(f"{path}: the record's dtype cannot be used: {e}") from None
+        dtype = record.dtype
+
+    # 3. Load, then check that these are the weights that made the file.
     try:
         gen = load(record.modality, model if model is not None else record.model, backend=record.backend,
-                   device=device if device is not None else record.device,
-                   dtype=dtype if dtype is not None else record.dtype, revision=record.revision,
-                   **record.options)
+                   device=device, dtype=dtype, revision=record.revision, trust_remote_code=bool(trust_remote_code),
+                   allow_pickle=bool(allow_pickle), offload=offload or "none", cache=cache is not False,
+                   **load_options)
     except ModelNotFound as e:
         raise ModelNotFound(f"{path}: the model that made it is not available: {e}. "
                             "Fix: pass model= the directory holding it") from None
-    return gen.generate(request).apply_postprocess(record.postprocess)  # type: ignore[no-any-return]
+    except InvalidRequest as e:
+        if e.field in record.options and e.field not in options:
+            raise ProvenanceError(f"{path}: the record's load option cannot be used: {e}") from None
+        raise
+    _check_weights(path, record, gen, strict=strict)
+
+    # 4. Generate with the sampler version that made the record, and redo the recorded post-processing.
+    with use_sampler_version(1 if record.sampler is None else record.sampler):
+        result: Result = gen.generate(request)
+    return result.apply_postprocess(record.postprocess)
+
+
+def _replay_options(path: str | os.PathLike[str], record: Record, cls: type[Generator[Any, Any]],
+                    given: Mapping[str, Any], options: Mapping[str, Any]) -> dict[str, Any]:
+    """The backend options to load with: the record's safe ones, overridden by the caller's."""
+    for name, value in options.items():
+        if name in _NOT_OPTIONS:
+            raise InvalidRequest(name, value, "not an option of replay", "replay takes the model, backend and "
+                                 "revision from the record; pass model= to load another model")
+    unsafe = {*UNSAFE_LOAD_ARGS, *cls.unsafe_load_options}
+    for name, value in record.options.items():
+        if name in _NOT_OPTIONS:
+            raise ProvenanceError(f"{path}: malformed record: its options set {name}={value!r}, which a record keeps "
+                                  f"in a field of its own")
+        if name not in UNSAFE_LOAD_ARGS and name not in cls.load_options:
+            raise ProvenanceError(f"{path}: the record's options name {name!r}, which the {cls.backend_name} "
+                                  f"{cls.modality} backend does not take")
+        if name in unsafe and name not in given and name not in options:
+            flag = UNSAFE_LOAD_ARGS.get(name, f"--option {name}=JSON")
+            raise ProvenanceError(
+                f"{path}: the record asks to load with {name}={value!r}, and replay never takes {name} from a file "
+                f"(it decides what code runs or what resources the load uses). Fix: if you trust the file, pass "
+                f"{name}={value!r} to aigc.replay yourself (CLI: {flag}), or pass the value you want")
+    merged = {k: v for k, v in record.options.items() if k not in unsafe}
+    merged.update(options)
+    return merged
+
+
+def _check_recorded_model(path: str | os.PathLike[str], record: Record, cls: type[Generator[Any, Any]]) -> None:
+    """A recorded model loads only from a local directory or as a built-in name: anything else could be a download
+    from the model hub that the file's author chose."""
+    if os.path.isdir(os.path.expanduser(record.model)) or record.model in cls.builtin_models:
+        return
+    if _looks_like_path(record.model):
+        raise ModelNotFound(f"{path}: the model that made it is not available: {record.model!r} is not a directory "
+                            "here. Fix: pass model= the directory holding it")
+    raise ProvenanceError(
+        f"{path}: the record names the model {record.model!r}, which is neither a local directory nor a built-in "
+        f"{cls.backend_name} model, so loading it could download it from the model hub. Fix: if you want that, "
+        f"pass model={record.model!r} to aigc.replay (CLI: --model), or model= a local copy")
+
+
+def _recorded_device(path: str | os.PathLike[str], record: Record) -> str:
+    """The CPU, where the record was made on the CPU; a record made elsewhere needs the caller's device=."""
+    if record.device in ("cpu", "cpu:0"):
+        return "cpu"
+    try:
+        check_device_spec(record.device)
+        fix = f"pass device={record.device!r} to run where it was made (CLI: --device {record.device}), or device='cpu'"
+    except InvalidRequest:
+        fix = "pass device= where to run, e.g. device='cpu'"
+    raise ProvenanceError(f"{path}: the record was made on device {record.device!r}, and replay does not choose a "
+                          f"device from a file. Fix: {fix}")
+
+
+def _check_weights(path: str | os.PathLike[str], record: Record, gen: Generator[Any, Any], *, strict: bool) -> None:
+    """The loaded weights are those that made the file (where both fingerprints are known)."""
+    import warnings
+
+    if record.weights is None:
+        return
+    if gen.weights is None:
+        warnings.warn(ProvenanceWarning(f"{path}: the record names weights {record.weights}, but the "
+                                        f"{gen.backend_name} backend cannot fingerprint {gen.model_id!r}, so replay "
+                                        "cannot check them"), stacklevel=3)
+        return
+    if gen.weights == record.weights:
+        return
+    message = (f"{path}: the loaded weights ({gen.weights}) are not those that made the file ({record.weights}), so "
+               f"the output will differ")
+    if strict:
+        raise ProvenanceError(f"{message}. Fix: pass model= the directory holding the original weights, or "
+                              "strict=False to replay with these (CLI: --no-strict)")
+    warnings.warn(ProvenanceWarning(message), stacklevel=3)

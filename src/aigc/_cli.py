@@ -8,6 +8,7 @@
     aigc eval bleu --hyp hyp.txt --ref ref.txt
     aigc train finetune-text MODEL DATA -o OUT
     aigc train finetune-image MODEL DATA -o OUT
+    aigc serve --model text=DIR --port 8000
 
 Errors print one line (``aigc: error: ...``) and exit with status 1; bad usage exits with 2.
 """
@@ -83,12 +84,25 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("backends", help="list registered backends").add_argument("--json", action="store_true")
     sub.add_parser("info", help="versions, devices and the model cache").add_argument("--json", action="store_true")
 
-    rep = sub.add_parser("replay", help="regenerate a saved output from its embedded provenance")
+    rep = sub.add_parser("replay", help="regenerate a saved output from its embedded provenance",
+                         description="Regenerate a saved output. The file's record is data from a stranger: it "
+                         "chooses the request and the model, never how the model loads; the flags below do.")
     rep.add_argument("file")
     rep.add_argument("-o", "--output", help="where to save the regenerated output")
-    rep.add_argument("--device", help="override the recorded device")
+    rep.add_argument("--device", help="where to run (default: the CPU; a file made elsewhere needs it)")
     rep.add_argument("--dtype", help="override the recorded dtype")
-    rep.add_argument("--model", help="load this model instead of the recorded one")
+    rep.add_argument("--model", help="load this model instead of the recorded one (needed for a hub id)")
+    rep.add_argument("--trust-remote-code", action="store_true", default=None,
+                     help="let the model's own Python code run (only for a model you trust)")
+    rep.add_argument("--allow-pickle", action="store_true", default=None,
+                     help="allow pickle weight files, which can run code when loaded")
+    rep.add_argument("--offload", choices=["none", "model", "sequential"], help="CPU offload, where supported")
+    rep.add_argument("--no-cache", dest="cache", action="store_false", default=None,
+                     help="do not keep the model in aigc's model cache")
+    rep.add_argument("--option", action="append", default=[], metavar="KEY=JSON",
+                     help="a backend load option, e.g. --option max_batch_size=8 (allows the record's own)")
+    rep.add_argument("--no-strict", dest="strict", action="store_false",
+                     help="replay even if the weights are not those that made the file (warns)")
 
     from aigc.evaluate.cli import add_eval_parser
 
@@ -97,6 +111,10 @@ def _parser() -> argparse.ArgumentParser:
     from aigc.train.cli import add_train_parser
 
     add_train_parser(sub)
+
+    from aigc.serve.cli import add_serve_parser
+
+    add_serve_parser(sub)
     return parser
 
 
@@ -112,14 +130,7 @@ def _params(args: argparse.Namespace) -> dict[str, Any]:
         params["stop"] = args.stop
     if args.greedy:
         params["do_sample"] = False
-    for item in args.param:
-        key, sep, raw = item.partition("=")
-        if not sep or not key:
-            raise InvalidRequest("--param", item, "expected KEY=VALUE", "write e.g. --param strength=0.6")
-        try:
-            params[key] = json.loads(raw)
-        except ValueError:
-            params[key] = raw  # a bare string
+    params.update(_key_values("--param", args.param, "strength=0.6"))
     return params
 
 
@@ -208,8 +219,25 @@ def _info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _key_values(flag: str, items: list[str], example: str) -> dict[str, Any]:
+    """``KEY=JSON`` items (a bare string where the value is not JSON)."""
+    values: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise InvalidRequest(flag, item, "expected KEY=VALUE", f"write e.g. {flag} {example}")
+        try:
+            values[key] = json.loads(raw)
+        except ValueError:
+            values[key] = raw  # a bare string
+    return values
+
+
 def _replay(args: argparse.Namespace) -> int:
-    result = aigc.replay(args.file, device=args.device, dtype=args.dtype, model=args.model)
+    result = aigc.replay(args.file, device=args.device, dtype=args.dtype, model=args.model,
+                         trust_remote_code=args.trust_remote_code, allow_pickle=args.allow_pickle,
+                         offload=args.offload, cache=args.cache, strict=args.strict,
+                         **_key_values("--option", args.option, "max_batch_size=8"))
     if args.output:
         for path in result.save(args.output):
             print(path)
@@ -230,10 +258,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     from aigc.evaluate.cli import run_eval
+    from aigc.serve.cli import run_serve
     from aigc.train.cli import run_train
 
     handlers = {"generate": _generate, "backends": _backends, "info": _info, "replay": _replay, "eval": run_eval,
-                "train": run_train}
+                "train": run_train, "serve": run_serve}
     try:
         return handlers[args.command](args)
     except AigcError as e:

@@ -6,6 +6,7 @@ import abc
 import contextlib
 import dataclasses
 import datetime
+import errno
 import importlib.metadata
 import platform
 import sys
@@ -15,13 +16,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, TypeVar
 
+from aigc._options import BackendOptions
 from aigc._results import Record, Result
 from aigc._runtime.events import EventEmitter
 from aigc._runtime.weights import fingerprint_files
 from aigc._seeds import resolve_seeds
 from aigc._types import EventCallback, Modality, Request, _jsonable
 from aigc._version import __version__
-from aigc.errors import AigcError, InvalidRequest, OutOfMemory
+from aigc.errors import AigcError, GenerationCancelled, InvalidRequest, OutOfMemory
 
 if TYPE_CHECKING:
     import torch
@@ -46,7 +48,9 @@ class LoadOptions:
         allow_pickle: allow pickle-based weight files (unsafe: they can run code).
         trust_remote_code: allow model code from the model's repository to run.
         offload: ``"none"``, ``"model"`` or ``"sequential"`` CPU offload, where the backend supports it.
-        extra: backend-specific options, already checked against the backend's ``load_options``.
+        extra: the backend-specific options as the user passed them (what a record stores).
+        backend: the same, typed and checked: an instance of the backend's ``options_type``
+            (``MyOptions.of(options)`` returns it), or ``None`` for a backend that declares only names.
     """
 
     device: torch.device
@@ -56,6 +60,7 @@ class LoadOptions:
     trust_remote_code: bool = False
     offload: Offload = "none"
     extra: Mapping[str, Any] = field(default_factory=dict)
+    backend: BackendOptions | None = None
 
 
 @dataclass(frozen=True)
@@ -91,7 +96,17 @@ class Generator(abc.ABC, Generic[ReqT, ResT]):
         request_type: the request class (``aigc.TextRequest`` for text, ...).
         supported_params: request fields this backend honours beyond prompt, seed, num_outputs and
             deterministic. Any other field set to a non-default value is rejected with a clear error.
-        load_options: names of backend-specific keyword options ``aigc.load`` accepts.
+        options_type: the backend's typed load options (a :class:`~aigc.BackendOptions` subclass): ``aigc.load``
+            builds and checks them before loading; ``load_options`` is then its field names.
+        load_options: names of backend-specific keyword options ``aigc.load`` accepts (for a backend without
+            ``options_type``, which then checks the values itself).
+        unsafe_load_options: those of ``load_options`` that :func:`aigc.replay` never takes from a provenance
+            record (a record is data from a stranger): options that can run code, reach the network, read a file
+            the record points to without the safetensors rule, or change the resources a load uses (memory,
+            batch sizes). Replay raises :class:`~aigc.errors.ProvenanceError` for a record that sets one,
+            unless the caller passes it. Options that define the output (a LoRA directory, a scale) are safe.
+        builtin_models: model names the backend loads from inside the package (``"default"``); replay loads a
+            recorded name only if it is one of these or a local directory (anything else could be a download).
 
     Example:
         >>> gen = aigc.load("text", "path/to/gpt2-dir")  # doctest: +SKIP
@@ -103,6 +118,14 @@ class Generator(abc.ABC, Generic[ReqT, ResT]):
     request_type: ClassVar[type[Request]]
     supported_params: ClassVar[frozenset[str]] = frozenset()
     load_options: ClassVar[frozenset[str]] = frozenset()
+    options_type: ClassVar[type[BackendOptions] | None] = None
+    unsafe_load_options: ClassVar[frozenset[str]] = frozenset({"max_batch_size"})  # memory, not the output
+    builtin_models: ClassVar[frozenset[str]] = frozenset()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "options_type" in cls.__dict__ and cls.options_type is not None:
+            cls.load_options = cls.options_type.names()
 
     def __init__(
         self,
@@ -280,6 +303,33 @@ class Generator(abc.ABC, Generic[ReqT, ResT]):
         return f"<{type(self).__name__} {self.modality}/{self.backend_name} {self.model_id!r} on {self.device}>"
 
     # -- shared machinery ------------------------------------------------------------------------
+    def _chunk_size(self, request: Request) -> int:
+        """Samples per network call: 1 with ``deterministic=True`` (a sample never sees its batch), else the load
+        option ``max_batch_size`` (64 where a backend has none)."""
+        return 1 if request.deterministic else int(getattr(self, "max_batch_size", 64))
+
+    def _cancelled(self, done: int, total: int, unit: str) -> GenerationCancelled:
+        """The one error every backend raises when an event callback cancelled a run without a partial result."""
+        return GenerationCancelled(f"cancelled by an event callback after {done} of {total} {unit}; the generator is "
+                                   "still usable. Fix: call generate() again to start over")
+
+    def _chunks(self, count: int, events: EventEmitter, *, size: int, unit: str = "batches") -> Iterator[slice]:
+        """Run ``count`` samples ``size`` at a time: yields each chunk's slice, emitting ``"start"``, one ``"step"``
+        per chunk and ``"end"``, and raising :meth:`_cancelled` between chunks once a callback cancelled.
+
+        Example:
+            >>> for part in self._chunks(len(seeds), events, size=self._chunk_size(request)):  # doctest: +SKIP
+            ...     outs.append(net(z[part]))
+        """
+        total = -(-count // size)
+        events.emit("start", total=total)
+        for i, start in enumerate(range(0, count, size)):
+            if events.cancelled:
+                raise self._cancelled(i, total, unit)
+            yield slice(start, min(start + size, count))
+            events.emit("step", step=i + 1, total=total, advance=1)
+        events.emit("end", step=total, total=total)
+
     def _check_open(self) -> None:
         if self._closed:
             raise AigcError(f"{self!r} is closed. Fix: load the model again with aigc.load()")
@@ -300,19 +350,15 @@ class Generator(abc.ABC, Generic[ReqT, ResT]):
 
     @contextlib.contextmanager
     def _out_of_memory(self, req: Request) -> Iterator[None]:
-        """Turn the device's out-of-memory error into :class:`~aigc.errors.OutOfMemory` with what would help."""
+        """Turn any allocator failure into :class:`~aigc.errors.OutOfMemory` with what would help."""
         try:
             yield
-        except MemoryError as e:  # host memory
-            raise OutOfMemory(f"out of host memory while generating {req.total_samples} sample(s) with "
-                              f"{self.model_id!r}: {e}", suggestion=self._memory_hint(req)) from e
-        except RuntimeError as e:
-            torch = sys.modules.get("torch")
-            oom = getattr(torch, "OutOfMemoryError", ()) if torch is not None else ()
-            if not (oom and isinstance(e, oom)) and "out of memory" not in str(e).lower():
+        except (MemoryError, RuntimeError, OSError) as e:
+            if isinstance(e, AigcError) or not is_out_of_memory(e):
                 raise
-            raise OutOfMemory(f"{self.device} ran out of memory while generating {req.total_samples} sample(s) "
-                              f"with {self.model_id!r}", suggestion=self._memory_hint(req)) from e
+            where = "host memory" if isinstance(e, MemoryError) or self.device.type == "cpu" else str(self.device)
+            raise OutOfMemory(f"out of {where} while generating {req.total_samples} sample(s) with "
+                              f"{self.model_id!r} ({str(e).strip()[:200]})", suggestion=self._memory_hint(req)) from e
 
     def _memory_hint(self, req: Request) -> str:
         hints = []
@@ -344,14 +390,44 @@ class Generator(abc.ABC, Generic[ReqT, ResT]):
 
     def _record(self, req: Request, seeds: list[int], duration: float) -> Record:
         from aigc._runtime.device import dtype_name
+        from aigc._seeds import sampler_version
 
         return Record(
             modality=self.modality, backend=self.backend_name, model=self.model_id, request=req.to_dict(),
             seeds=list(seeds), device=str(self.device), dtype=dtype_name(self.dtype), revision=self.revision,
             weights=self.weights, duration_s=round(duration, 6), options=_jsonable(self.options),
             created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            aigc_version=__version__, versions=library_versions(),
+            aigc_version=__version__, versions=library_versions(), sampler=sampler_version(),
         )
+
+
+# What allocators say when they fail: torch's CUDA/MPS "out of memory", its CPU allocator ("DefaultCPUAllocator:
+# can't allocate memory" / "not enough memory"), C++'s std::bad_alloc, and the OS (ENOMEM, "Cannot allocate memory").
+_ALLOCATOR_FAILURES = ("out of memory", "can't allocate memory", "cannot allocate memory", "not enough memory",
+                       "bad_alloc", "failed to allocate")
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """Whether ``error`` is an allocator failure (host or device), whatever type the library raised it as.
+
+    Example:
+        >>> is_out_of_memory(RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 8 TB"))
+        True
+        >>> is_out_of_memory(RuntimeError("shape mismatch"))
+        False
+    """
+    if isinstance(error, MemoryError):
+        return True
+    torch = sys.modules.get("torch")
+    oom = getattr(torch, "OutOfMemoryError", None) if torch is not None else None
+    if oom is not None and isinstance(error, oom):
+        return True
+    if isinstance(error, OSError) and error.errno == errno.ENOMEM:
+        return True
+    if isinstance(error, (RuntimeError, OSError)):
+        text = str(error).lower()
+        return any(marker in text for marker in _ALLOCATOR_FAILURES)
+    return False
 
 
 _VERSIONS: dict[str, str | None] = {}

@@ -11,9 +11,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-from aigc._media.atomic import atomic_write_text, numbered_paths
-from aigc._types import IN_MEMORY, REQUEST_TYPES, Modality, Request, check_modality
+from aigc._media.atomic import atomic_write_text, check_save_path, numbered_paths
+from aigc._types import IN_MEMORY, MAX_SEED, MODALITIES, REQUEST_TYPES, Modality, Request, check_modality
 from aigc.errors import InvalidRequest, ProvenanceError
+from aigc.limits import exceeded
 
 if TYPE_CHECKING:
     import numpy as np
@@ -31,7 +32,9 @@ class Record:
     """Provenance of a result: enough to know how it was made, and to make it again.
 
     ``sample_index`` is set on the record embedded in one saved sample's file; :meth:`to_request`
-    then rebuilds the request for just that sample. ``postprocess`` lists the steps applied to the
+    then rebuilds the request for just that sample. ``sampler`` is the version of aigc's sampling core that
+    drew the random numbers (:func:`aigc.sampling.sampler_version`); ``None`` marks a record from before the field
+    existed, made by version 1. ``postprocess`` lists the steps applied to the
     generated result before it was saved (e.g. ``{"op": "resample", "sample_rate": 44100}``), in order;
     :func:`aigc.replay` applies them again.
 
@@ -55,6 +58,7 @@ class Record:
     options: dict[str, Any] = field(default_factory=dict)
     sample_index: int | None = None
     postprocess: list[dict[str, Any]] = field(default_factory=list)
+    sampler: int | None = None
     format: str = RECORD_FORMAT
 
     def to_json(self, *, indent: int | None = None) -> str:
@@ -62,18 +66,33 @@ class Record:
 
     @classmethod
     def from_json(cls, text: str | bytes) -> Record:
-        """Parse a record written by :meth:`to_json`; raise :class:`ProvenanceError` if it is not one."""
+        """Parse a record written by :meth:`to_json`.
+
+        A record is data from a stranger: every field's type is checked, and nesting deeper than
+        :data:`MAX_RECORD_DEPTH` is refused, so a malformed record fails here with one error type.
+
+        Raises:
+            ProvenanceError: not JSON, not an aigc record, a missing field, a field of the wrong type, or too
+                deeply nested.
+        """
         try:
             data = json.loads(text)
         except (ValueError, TypeError) as e:
             raise ProvenanceError(f"not an aigc record: {e}") from None
+        except RecursionError:
+            raise ProvenanceError(f"not an aigc record: JSON nested deeper than {MAX_RECORD_DEPTH} levels") from None
         if not isinstance(data, dict) or data.get("format") != RECORD_FORMAT:
             raise ProvenanceError(f"not an aigc record (format {RECORD_FORMAT!r} expected)")
-        known = {f.name for f in dataclasses.fields(cls)}
-        try:
-            return cls(**{k: v for k, v in data.items() if k in known})
-        except TypeError as e:
-            raise ProvenanceError(f"incomplete aigc record: {e}") from None
+        _check_depth(data)
+        known = {f.name: f for f in dataclasses.fields(cls)}
+        missing = [name for name, f in known.items() if name not in data and f.default is dataclasses.MISSING
+                   and f.default_factory is dataclasses.MISSING]
+        if missing:
+            raise ProvenanceError(f"incomplete aigc record: no {', '.join(missing)}")
+        fields = {k: v for k, v in data.items() if k in known}
+        for name, value in fields.items():
+            _check_record_field(name, value)
+        return cls(**fields)
 
     @classmethod
     def from_file(cls, path: str | os.PathLike[str]) -> Record:
@@ -86,7 +105,7 @@ class Record:
             >>> aigc.Record.from_file("boots-0.png").seeds  # doctest: +SKIP
             [7, 8, 9, 10]
         """
-        from aigc._media.provenance import read_record
+        from aigc._media.records import read_record
 
         try:
             return cls.from_json(read_record(path))
@@ -98,8 +117,18 @@ class Record:
         return dataclasses.replace(self, sample_index=index)
 
     def to_request(self) -> Request:
-        """The request that made this result (or, with ``sample_index``, that one sample of it)."""
-        request_type = REQUEST_TYPES[check_modality(self.modality)]
+        """The request that made this result (or, with ``sample_index``, that one sample of it).
+
+        The request is checked like any other, bounds (:mod:`aigc.limits`) included, before anything loads.
+
+        Raises:
+            ProvenanceError: the record's request cannot be rebuilt, or is above a bound.
+        """
+        try:
+            request_type = REQUEST_TYPES[check_modality(self.modality)]
+            exceeded("seeds", f"<{len(self.seeds)} seeds>", len(self.seeds), "max_samples", "samples in the record")
+        except InvalidRequest as e:
+            raise ProvenanceError(f"the record cannot be replayed: {e}") from None
         params = dict(self.request)
         for name, value in params.items():
             if isinstance(value, dict) and IN_MEMORY in value:
@@ -108,7 +137,7 @@ class Record:
         params = {k: v for k, v in params.items() if k in request_type.field_names()}
         try:
             full = request_type(**params)
-        except InvalidRequest as e:
+        except (InvalidRequest, TypeError) as e:
             raise ProvenanceError(f"the record's request cannot be rebuilt: {e}") from None
         if self.sample_index is None:
             return full.replace(seed=list(self.seeds), num_outputs=full.samples_per_prompt)
@@ -119,11 +148,64 @@ class Record:
         return full.replace(prompt=prompt, seed=self.seeds[i], num_outputs=1)
 
 
+#: Deepest nesting of lists and objects a record may have (a request holds chat messages: 4 levels).
+MAX_RECORD_DEPTH = 32
+_OPTIONAL_STR = ("revision", "weights")
+_STR_FIELDS = ("backend", "model", "device", "dtype", "created", "aigc_version", "format")
+_DICT_FIELDS = ("request", "versions", "options")
+
+
+def _check_depth(data: Any) -> None:
+    stack: list[tuple[Any, int]] = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        children = value.values() if isinstance(value, dict) else value if isinstance(value, list) else None
+        if children is None:
+            continue
+        if depth > MAX_RECORD_DEPTH:
+            raise ProvenanceError(f"not an aigc record: nested deeper than {MAX_RECORD_DEPTH} levels")
+        stack.extend((child, depth + 1) for child in children)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_record_field(name: str, value: Any) -> None:
+    """One field of a parsed record has the type :class:`Record` declares."""
+    if name == "modality":
+        ok = value in MODALITIES
+    elif name in _STR_FIELDS:
+        ok = isinstance(value, str)
+    elif name in _OPTIONAL_STR:
+        ok = value is None or isinstance(value, str)
+    elif name in _DICT_FIELDS:
+        ok = isinstance(value, dict)
+    elif name == "seeds":
+        ok = isinstance(value, list) and bool(value) and all(_is_int(s) and 0 <= s <= MAX_SEED for s in value)
+    elif name == "duration_s":
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    elif name == "sample_index":
+        ok = value is None or (_is_int(value) and value >= 0)
+    elif name == "sampler":
+        ok = value is None or (_is_int(value) and value >= 1)
+    elif name == "postprocess":
+        ok = isinstance(value, list) and all(isinstance(step, dict) for step in value)
+    else:
+        ok = True
+    if not ok:
+        shown = repr(value)
+        raise ProvenanceError(f"malformed aigc record: {name}={shown[:80] + ('...' if len(shown) > 80 else '')} "
+                              f"is not what a record holds there")
+
+
 @dataclass(kw_only=True)
 class Result:
     """Fields and behaviour every result shares."""
 
     modality: ClassVar[Modality]
+    #: the attribute holding the samples (``texts``, ``images``, ``waveforms``, ``videos``)
+    samples_field: ClassVar[str]
 
     seeds: list[int]
     record: Record | None = None
@@ -131,18 +213,35 @@ class Result:
     def __len__(self) -> int:
         return len(self.seeds)
 
+    def _check_samples(self) -> list[Any]:
+        """The samples, when they are a list with one seed each (a result built by hand may be anything)."""
+        samples = getattr(self, self.samples_field)
+        if not isinstance(samples, list) or not isinstance(self.seeds, list) or len(samples) != len(self.seeds):
+            count = len(samples) if isinstance(samples, list) else type(samples).__name__
+            raise InvalidRequest("seeds", self.seeds, f"a {type(self).__name__} needs one seed per sample ({count} "
+                                 f"{self.samples_field})", f"pass {self.samples_field} and seeds as equal-length lists")
+        return samples
+
     def _save_each(
         self, path: str | os.PathLike[str], write: Callable[[int, Path, str | None], list[Path]]
     ) -> list[Path]:
         """Call ``write(sample index, file name, that sample's record as JSON)`` per sample; collect paths."""
+        self._check_samples()
+        targets = numbered_paths(check_save_path(path, folder=True), len(self))  # the name; then each target
+        for target in targets:
+            check_save_path(target, folder=self._saves_folders(target))
         written: list[Path] = []
-        for i, target in enumerate(numbered_paths(path, len(self))):
+        for i, target in enumerate(targets):
             written += write(i, target, self.record.for_sample(i).to_json() if self.record else None)
         return written
 
     def save(self, path: str | os.PathLike[str]) -> list[Path]:
         """Save every sample (one file each) with its provenance; return the paths written."""
         raise NotImplementedError
+
+    def _saves_folders(self, target: Path) -> bool:
+        """Whether saving to ``target`` writes a folder (a video's PNG frames) rather than a file."""
+        return False
 
     def _with_step(self, step: dict[str, Any], **changes: Any) -> Any:
         """A copy with ``changes`` applied and ``step`` appended to the record's ``postprocess``."""
@@ -155,18 +254,43 @@ class Result:
         """Redo one recorded post-processing step (for :func:`aigc.replay`)."""
         raise ProvenanceError(f"a {self.modality} result has no post-processing step {step!r}")
 
+    #: post-processing operations this result type can redo: op name -> the numeric arguments it takes
+    postprocess_ops: ClassVar[dict[str, tuple[str, ...]]] = {}
+
+    @classmethod
+    def check_postprocess(cls, steps: list[dict[str, Any]]) -> None:
+        """Check recorded post-processing steps before anything runs: known operations, with their arguments.
+
+        Raises:
+            ProvenanceError: an unknown operation, a missing or extra argument, or one that is not a number.
+        """
+        for step in steps:
+            op = step.get("op") if isinstance(step, dict) else None
+            if op not in cls.postprocess_ops:
+                raise ProvenanceError(f"a {cls.modality} result has no post-processing step {step!r}")
+            names = set(step) - {"op"}
+            wanted = set(cls.postprocess_ops[op])
+            if names != wanted or not all(isinstance(step[n], (int, float)) and not isinstance(step[n], bool)
+                                          for n in wanted):
+                raise ProvenanceError(f"malformed post-processing step {step!r}: {op!r} takes the numbers "
+                                      f"{', '.join(sorted(wanted))}")
+
     def apply_postprocess(self, steps: list[dict[str, Any]]) -> Result:
         """Apply recorded post-processing steps in order (what :func:`aigc.replay` does after generating).
 
         Raises:
-            ProvenanceError: a step this result type does not know.
+            ProvenanceError: a step this result type does not know, or whose arguments it cannot use.
 
         Example:
             >>> again = gen.generate(record.to_request()).apply_postprocess(record.postprocess)  # doctest: +SKIP
         """
+        self.check_postprocess(steps)
         result: Result = self
         for step in steps:
-            result = result._apply_step(step)
+            try:
+                result = result._apply_step(step)
+            except InvalidRequest as e:
+                raise ProvenanceError(f"the post-processing step {step!r} cannot be redone: {e}") from None
         return result
 
 
@@ -189,6 +313,7 @@ class TextResult(Result):
     """
 
     modality: ClassVar[Modality] = "text"
+    samples_field: ClassVar[str] = "texts"
 
     texts: list[str]
     finish_reasons: list[FinishReason] = field(default_factory=list)
@@ -218,9 +343,18 @@ class TextResult(Result):
             raise InvalidRequest("path", str(path), "unsupported text format", "use a .txt or .json file name")
 
         def write(i: int, target: Path, record: str | None) -> list[Path]:
-            if suffix == ".txt":
-                sidecar = [atomic_write_text(target.with_name(target.name + ".json"), record)] if record else []
-                return [atomic_write_text(target, self.texts[i]), *sidecar]
+            if not isinstance(self.texts[i], str):
+                raise InvalidRequest(f"texts[{i}]", self.texts[i], "not a string", "pass texts as a list of str")
+            if suffix == ".txt":  # the text and its sidecar, all-or-nothing (see aigc._media.provenance)
+                from aigc._media.provenance import save_with_record
+
+                with save_with_record(target, record) as pending:
+                    pending.tmp.write_bytes(self.texts[i].encode("utf-8"))
+                return pending.written
+            for name in ("finish_reasons", "token_ids"):
+                value = getattr(self, name)
+                if value and (not isinstance(value, list) or len(value) != len(self.texts)):
+                    raise InvalidRequest(name, value, "needs one entry per text, or none", f"pass {name}=[]")
             doc = {
                 "text": self.texts[i],
                 "seed": self.seeds[i],
@@ -228,7 +362,12 @@ class TextResult(Result):
                 "token_ids": self.token_ids[i] if self.token_ids else None,
                 "aigc": json.loads(record) if record else None,
             }
-            return [atomic_write_text(target, json.dumps(doc, ensure_ascii=False, indent=2))]
+            try:
+                text = json.dumps(doc, ensure_ascii=False, indent=2)
+            except (TypeError, ValueError) as e:
+                raise InvalidRequest("token_ids", doc["token_ids"], f"cannot be written as JSON: {e}",
+                                     "pass lists of ints") from None
+            return [atomic_write_text(target, text)]
 
         return self._save_each(p, write)
 
@@ -262,6 +401,7 @@ class ImageResult(Result):
     """
 
     modality: ClassVar[Modality] = "image"
+    samples_field: ClassVar[str] = "images"
 
     images: list[Image.Image]
 
@@ -307,6 +447,9 @@ class AudioResult(Result):
     """
 
     modality: ClassVar[Modality] = "audio"
+    samples_field: ClassVar[str] = "waveforms"
+    postprocess_ops: ClassVar[dict[str, tuple[str, ...]]] = {"resample": ("sample_rate",),
+                                                              "normalize": ("lufs", "max_peak_db")}
 
     waveforms: list[np.ndarray[Any, Any]]
     sample_rate: int
@@ -338,7 +481,7 @@ class AudioResult(Result):
         """
         from aigc._media import audio as media
 
-        waves = [media.resample(w, self.sample_rate, sample_rate) for w in self.waveforms]
+        waves = [media.resample(w, self.sample_rate, sample_rate) for w in self._check_samples()]
         rate = int(sample_rate)
         return self._with_step({"op": "resample", "sample_rate": rate}, waveforms=waves,  # type: ignore[no-any-return]
                                sample_rate=rate)
@@ -355,7 +498,7 @@ class AudioResult(Result):
         """
         from aigc._media import audio as media
 
-        return [media.measure_loudness(w, self.sample_rate) for w in self.waveforms]
+        return [media.measure_loudness(w, self.sample_rate) for w in self._check_samples()]
 
     def normalize(self, lufs: float = -23.0, *, max_peak_db: float = -1.0) -> AudioResult:
         """A copy with every sample scaled to ``lufs`` integrated loudness (one gain per sample).
@@ -374,13 +517,13 @@ class AudioResult(Result):
         Example:
             >>> res.normalize(-16.0).save("speech.wav")  # doctest: +SKIP
         """
+        from aigc._checks import check_number
         from aigc._media import audio as media
-        from aigc._types import check_number
 
         check_number("lufs", lufs, low=-70.0, high=0.0, fix="pass a loudness in LUFS, e.g. lufs=-23.0")
         check_number("max_peak_db", max_peak_db, low=-70.0, high=0.0, fix="pass a peak ceiling in dBFS, e.g. -1.0")
         waves = [media.normalize_loudness(w, self.sample_rate, float(lufs), float(max_peak_db))[0]
-                 for w in self.waveforms]
+                 for w in self._check_samples()]
         step = {"op": "normalize", "lufs": float(lufs), "max_peak_db": float(max_peak_db)}
         return self._with_step(step, waveforms=waves)  # type: ignore[no-any-return]
 
@@ -418,6 +561,7 @@ class VideoResult(Result):
     """
 
     modality: ClassVar[Modality] = "video"
+    samples_field: ClassVar[str] = "videos"
 
     videos: list[np.ndarray[Any, Any]]
     fps: float
@@ -426,6 +570,9 @@ class VideoResult(Result):
     def frames(self) -> np.ndarray[Any, Any]:
         """The first sample's frames, ``(T, H, W, 3)`` uint8."""
         return self.videos[0]
+
+    def _saves_folders(self, target: Path) -> bool:
+        return target.suffix == "" or target.is_dir()
 
     def save(self, path: str | os.PathLike[str]) -> list[Path]:
         from aigc._media import video as media

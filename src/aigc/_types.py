@@ -5,13 +5,16 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import functools
-import math
 import os
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, ClassVar, Literal, TypedDict, TypeVar, get_args
 
+from aigc._checks import check_int, check_number, check_optional_int
+from aigc._checks import is_int as _is_int
+from aigc._events import Event, EventCallback
 from aigc.errors import InvalidRequest
+from aigc.limits import check_pixels, exceeded
 
 __all__ = [
     "MODALITIES",
@@ -31,6 +34,12 @@ MODALITIES: tuple[Modality, ...] = get_args(Modality)
 
 #: Largest seed accepted: seeds are stored in a signed 64-bit integer.
 MAX_SEED = 2**63 - 1
+#: Smallest sampling temperature and repetition penalty (and, for the penalty, the largest): beyond them the
+#: logits divided by the value overflow in half precision, and sampling is greedy decoding in all but name.
+MIN_TEMPERATURE = 1e-2
+PENALTY_RANGE = (1e-2, 1e2)
+#: Frame rates a clip may have: a GIF stores frame times in 10 ms units (at most 655.35 s per frame).
+FPS_RANGE = (1e-2, 240.0)
 
 
 class Message(TypedDict):
@@ -53,49 +62,6 @@ def check_modality(modality: object) -> Modality:
     return modality
 
 
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def check_int(name: str, value: object, *, minimum: int, fix: str | None = None) -> None:
-    if not _is_int(value) or value < minimum:  # type: ignore[operator]
-        raise InvalidRequest(name, value, f"must be an integer >= {minimum}", fix or f"pass {name}={minimum} or more")
-
-
-def check_optional_int(name: str, value: object, *, minimum: int) -> None:
-    if value is not None:
-        check_int(name, value, minimum=minimum)
-
-
-def check_number(
-    name: str,
-    value: object,
-    *,
-    low: float | None = None,
-    high: float | None = None,
-    low_open: bool = False,
-    fix: str,
-) -> None:
-    """Check that ``value`` is a finite number in [low, high] (or (low, high] when ``low_open``)."""
-    ok = _is_number(value)
-    if ok and low is not None:
-        ok = value > low if low_open else value >= low  # type: ignore[operator]
-    if ok and high is not None:
-        ok = value <= high  # type: ignore[operator]
-    if not ok:
-        if low is not None and high is not None:
-            where = f"in {'(' if low_open else '['}{low:g}, {high:g}]"
-        elif low is not None:
-            where = f"{'>' if low_open else '>='} {low:g}"
-        else:
-            where = f"<= {high:g}"
-        raise InvalidRequest(name, value, f"must be a finite number {where}", fix)
-
-
 def check_image_path(request: Request, name: str) -> None:
     """An image given by path must exist; it is stored as an absolute path, so a record can replay it."""
     value = getattr(request, name)
@@ -114,6 +80,7 @@ def _is_message(value: object) -> bool:
 
 
 def _check_conversation(value: Sequence[Any]) -> None:
+    chars = 0
     for i, message in enumerate(value):
         if not _is_message(message):
             raise InvalidRequest(
@@ -124,6 +91,8 @@ def _check_conversation(value: Sequence[Any]) -> None:
             raise InvalidRequest(
                 f"prompt[{i}]", message, "'role' and 'content' must be strings", "pass text content"
             )
+        chars += len(message["role"]) + len(message["content"]) + 1  # the role and a separator count too
+        _check_prompt_length("prompt", chars)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -186,6 +155,9 @@ class Request:
     def __post_init__(self) -> None:
         self._check_prompt()
         check_optional_int("num_outputs", self.num_outputs, minimum=1)
+        if self.num_outputs is not None:  # O(1), before anything is built per sample (aigc.limits)
+            exceeded("num_outputs", self.num_outputs, len(self.prompts()) * self.num_outputs, "max_samples",
+                     "samples in one call")
         if not isinstance(self.deterministic, bool):
             raise InvalidRequest("deterministic", self.deterministic, "must be True or False", "pass a bool")
         seed = self.seed
@@ -196,6 +168,7 @@ class Request:
         elif isinstance(seed, Sequence) and not isinstance(seed, (str, bytes)):
             if len(seed) == 0:
                 raise InvalidRequest("seed", seed, "an empty seed list", "pass one seed per sample, or an int")
+            exceeded("seed", f"<{len(seed)} seeds>", len(seed), "max_samples", "seeds (samples) in one call")
             for i, s in enumerate(seed):
                 _check_seed(f"seed[{i}]", s)
             object.__setattr__(self, "seed", [int(s) for s in seed])
@@ -216,13 +189,16 @@ class Request:
     def _check_prompt(self) -> None:
         prompt = self.prompt
         if isinstance(prompt, str):
+            _check_prompt_length("prompt", len(prompt))
             return
         if isinstance(prompt, Sequence) and not isinstance(prompt, bytes):
             if len(prompt) == 0:
                 raise InvalidRequest("prompt", prompt, "an empty prompt list", "pass at least one prompt")
+            exceeded("prompt", f"<{len(prompt)} prompts>", len(prompt), "max_samples", "prompts in one call")
             for i, p in enumerate(prompt):
                 if not isinstance(p, str):
                     raise InvalidRequest(f"prompt[{i}]", p, "must be a string", "pass a list of strings")
+                _check_prompt_length(f"prompt[{i}]", len(p))
             object.__setattr__(self, "prompt", list(prompt))
             return
         raise InvalidRequest("prompt", prompt, "must be a string or a list of strings", 'pass prompt="a cat"')
@@ -250,6 +226,10 @@ class Request:
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able dict of the fields (for provenance records)."""
         return {f.name: _jsonable(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+
+def _check_prompt_length(field: str, chars: int) -> None:
+    exceeded(field, f"<{chars} characters>", chars, "max_prompt_chars", "characters in one prompt")
 
 
 def _check_seed(name: str, seed: object) -> None:
@@ -321,6 +301,8 @@ class TextRequest(Request):
                 object.__setattr__(self, "prompt", [dict(m) for m in prompt])
                 return
             if all(isinstance(c, Sequence) and not isinstance(c, str) for c in prompt):  # conversations
+                exceeded("prompt", f"<{len(prompt)} conversations>", len(prompt), "max_samples",
+                         "prompts in one call")
                 for conv in prompt:
                     if not conv:
                         raise InvalidRequest("prompt", prompt, "an empty conversation", "give each one a message")
@@ -339,17 +321,20 @@ class TextRequest(Request):
 
     def _check(self) -> None:
         check_int("max_new_tokens", self.max_new_tokens, minimum=1)
+        exceeded("max_new_tokens", self.max_new_tokens, self.max_new_tokens, "max_new_tokens", "new tokens per sample")
         check_int("min_new_tokens", self.min_new_tokens, minimum=0)
         if not isinstance(self.do_sample, bool):
             raise InvalidRequest("do_sample", self.do_sample, "must be True or False", "pass a bool")
         if self.do_sample:
-            check_number("temperature", self.temperature, low=0.0, low_open=True,
-                         fix="pass a temperature > 0, or do_sample=False for greedy decoding")
+            check_number("temperature", self.temperature, low=MIN_TEMPERATURE,
+                         fix=f"pass a temperature >= {MIN_TEMPERATURE:g} (smaller values overflow the logits), or "
+                         "do_sample=False for greedy decoding")
         check_optional_int("top_k", self.top_k, minimum=0)
         check_number("top_p", self.top_p, low=0.0, high=1.0, low_open=True, fix="pass top_p in (0, 1]; 1 turns it off")
         check_number("min_p", self.min_p, low=0.0, high=1.0, fix="pass min_p in [0, 1]; 0 turns it off")
-        check_number("repetition_penalty", self.repetition_penalty, low=0.0, low_open=True,
-                     fix="pass a penalty > 0; 1 turns it off, 1.1-1.3 is typical")
+        low, high = PENALTY_RANGE
+        check_number("repetition_penalty", self.repetition_penalty, low=low, high=high,
+                     fix=f"pass a penalty in [{low:g}, {high:g}]; 1 turns it off, 1.1-1.3 is typical")
         stop = self.stop
         if isinstance(stop, str):
             stop = [stop]
@@ -372,6 +357,14 @@ class _VisualRequest(Request):
             raise InvalidRequest("negative_prompt", self.negative_prompt, "must be a string", "pass text or None")
         for name in ("width", "height", "steps"):
             check_optional_int(name, getattr(self, name), minimum=1)
+        # O(1) bounds (aigc.limits); a side given alone is checked by the backend, which knows the other
+        if self.width is not None and self.height is not None:
+            check_pixels(self.width, self.height)
+        for name in ("width", "height"):
+            if getattr(self, name) is not None:
+                exceeded(name, getattr(self, name), getattr(self, name), "max_pixels", "pixels per image")
+        if self.steps is not None:
+            exceeded("steps", self.steps, self.steps, "max_steps", "denoising steps")
         if self.guidance is not None:
             check_number("guidance", self.guidance, low=0.0, fix="pass guidance >= 0 (1 turns guidance off)")
         if self.scheduler is not None and not isinstance(self.scheduler, str):
@@ -456,9 +449,12 @@ class AudioRequest(Request):
 
     def _check(self) -> None:
         if self.duration_s is not None:
-            check_number("duration_s", self.duration_s, low=0.0, low_open=True, high=3600.0,
+            check_number("duration_s", self.duration_s, low=0.0, low_open=True,
                          fix="pass a duration in seconds, e.g. duration_s=5.0")
+            exceeded("duration_s", self.duration_s, self.duration_s, "max_audio_s", "seconds of audio")
         check_optional_int("steps", self.steps, minimum=1)
+        if self.steps is not None:
+            exceeded("steps", self.steps, self.steps, "max_steps", "denoising steps")
         if self.guidance is not None:
             check_number("guidance", self.guidance, low=0.0, fix="pass guidance >= 0")
 
@@ -495,14 +491,19 @@ class VideoRequest(_VisualRequest):
     def _check(self) -> None:
         super()._check()
         check_optional_int("num_frames", self.num_frames, minimum=1)
+        if self.num_frames is not None:
+            exceeded("num_frames", self.num_frames, self.num_frames, "max_frames", "frames per clip")
         check_optional_int("keyframes", self.keyframes, minimum=2)
+        if self.keyframes is not None:
+            exceeded("keyframes", self.keyframes, self.keyframes, "max_keyframes", "keyframes per walk")
         if self.interpolation is not None and self.interpolation not in ("z", "w"):
             raise InvalidRequest("interpolation", self.interpolation, "unknown latent interpolation",
                                  'pass "z" (spherical in z) or "w" (linear in w)')
         _check_truncation(self.truncation)
         check_image_path(self, "init_image")
         if self.fps is not None:
-            check_number("fps", self.fps, low=0.0, low_open=True, high=240.0, fix="pass fps between 1 and 240")
+            check_number("fps", self.fps, low=FPS_RANGE[0], high=FPS_RANGE[1],
+                         fix=f"pass fps between {FPS_RANGE[0]:g} and {FPS_RANGE[1]:g}, e.g. fps=8")
 
 
 def _friendly_init(cls: type[R]) -> type[R]:
@@ -527,45 +528,3 @@ REQUEST_TYPES: dict[Modality, type[Request]] = {
     "audio": AudioRequest,
     "video": VideoRequest,
 }
-
-EventKind = Literal["start", "token", "step", "end"]
-
-
-@dataclass
-class Event:
-    """A progress event passed to the ``on_event`` callback of ``generate``.
-
-    Attributes:
-        kind: ``"start"``, ``"token"`` (text), ``"step"`` (denoising and other iterative steps) or ``"end"``.
-        step: 1-based index of the step or token just finished (0 for ``"start"``).
-        total: the number of steps expected, when known.
-        text: for ``"token"`` events, the text newly decoded for ``sample`` (may be empty).
-        sample: the sample index the event is about, or ``None`` when it is about the whole batch.
-        preview: an optional low-resolution preview (a PIL image for image backends).
-
-    Call :meth:`cancel` to stop the generation at the next step boundary.
-
-    Example:
-        >>> def stop_after_ten(event):
-        ...     if event.kind == "token" and event.step >= 10:
-        ...         event.cancel()
-    """
-
-    kind: EventKind
-    step: int = 0
-    total: int | None = None
-    text: str | None = None
-    sample: int | None = None
-    preview: Any = None
-    _flag: list[bool] = field(default_factory=lambda: [False], repr=False, compare=False)
-
-    def cancel(self) -> None:
-        """Ask the running generation to stop at the next step boundary."""
-        self._flag[0] = True
-
-    @property
-    def cancelled(self) -> bool:
-        return self._flag[0]
-
-
-EventCallback = Callable[[Event], object]

@@ -2,9 +2,11 @@
 
 Text-to-image, image-to-image (``init_image``, ``strength``) and inpainting (``mask``) run through one
 ``ImageRequest``. The image-to-image and inpainting pipelines are made from the loaded one with
-``from_pipe``, so they share its weights. Noise comes from the sampling core: one CPU ``torch.Generator``
-per sample (and, for UNet pipelines, the initial latents from :func:`aigc.sampling.randn`), so sample *i*
-of a batch equals a single run with its seed.
+``from_pipe``, so they share its weights. Noise comes from the sampling core, so sample *i* of a batch equals
+a single run with its seed: for UNet text-to-image the initial latents from :func:`aigc.sampling.randn` (the
+latents diffusers makes from ``torch.Generator("cpu").manual_seed(seed)``) and the scheduler's step noise from
+:func:`aigc.sampling.step_generators`, a stream of its own that never repeats them; otherwise one CPU
+``torch.Generator`` per sample, from which the pipeline draws everything in turn.
 
 Stages of one ``generate``:
     1. check the request against the model (size, scheduler name, images) before any denoising;
@@ -19,19 +21,25 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import logging
+import math
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from aigc._backends._diffusers_common import (
+    SCHEDULERS,
     PipelineCancelled,
     PipelineGenerator,
+    PipelineOptions,
     check_weights,
     is_audio_pipeline,
     is_video_pipeline,
+    latent_preview,
+    open_image,
     pipeline_class,
 )
 from aigc._generator import LoadOptions
@@ -39,38 +47,37 @@ from aigc._results import ImageResult
 from aigc._runtime.events import EventEmitter
 from aigc._runtime.weights import fingerprint_files, weight_files
 from aigc._types import ImageRequest
-from aigc.errors import BackendUnavailable, GenerationCancelled, InvalidRequest, ModelNotFound
-from aigc.sampling import generators, randn
+from aigc.errors import BackendUnavailable, InvalidRequest, ModelNotFound
+from aigc.limits import check_pixels
+from aigc.sampling import generators, randn, step_generators
 
-__all__ = ["SCHEDULERS", "DiffusersImageGenerator"]
+__all__ = ["DiffusersImageGenerator"]
 
 logger = logging.getLogger(__name__)
 
-#: Scheduler short names -> (diffusers class, extra config).
-SCHEDULERS: dict[str, tuple[str, dict[str, Any]]] = {
-    "ddim": ("DDIMScheduler", {}),
-    "ddpm": ("DDPMScheduler", {}),
-    "pndm": ("PNDMScheduler", {}),
-    "euler": ("EulerDiscreteScheduler", {}),
-    "euler_a": ("EulerAncestralDiscreteScheduler", {}),
-    "heun": ("HeunDiscreteScheduler", {}),
-    "dpm++": ("DPMSolverMultistepScheduler", {}),
-    "dpm++_karras": ("DPMSolverMultistepScheduler", {"use_karras_sigmas": True}),
-    "dpm++_sde": ("DPMSolverMultistepScheduler", {"algorithm_type": "sde-dpmsolver++"}),
-    "unipc": ("UniPCMultistepScheduler", {}),
-}
+@dataclass(frozen=True, kw_only=True)
+class ImagePipelineOptions(PipelineOptions):
+    """As :class:`PipelineOptions`, plus LoRAs.
 
-# An approximate linear map from SD's 4 latent channels to RGB, for cheap step previews.
-_LATENT_RGB = torch.tensor([[0.298, 0.207, 0.208], [0.187, 0.286, 0.173],
-                            [-0.158, 0.189, 0.264], [-0.184, -0.271, -0.473]])
+    Attributes:
+        lora: a LoRA directory, or a list of them (``finetune_image`` or diffusers' ``save_lora_weights``).
+        lora_scale: a weight, or one per LoRA (default 1.0).
+    """
+
+    lora: Any = None
+    lora_scale: Any = None
+
+    def check(self) -> None:
+        super().check()
+        if self.lora is None and self.lora_scale is not None:
+            raise InvalidRequest("lora_scale", self.lora_scale, "there is no LoRA to scale", "pass lora= too")
 
 
 def _check_loras(options: LoadOptions) -> tuple[list[Path], list[float]]:
     """The LoRA directories and their weights (``lora=``, ``lora_scale=``), checked before anything loads."""
-    value, scale = options.extra.get("lora"), options.extra.get("lora_scale", 1.0)
+    opts = ImagePipelineOptions.of(options)
+    value, scale = opts.lora, 1.0 if opts.lora_scale is None else opts.lora_scale
     if value is None:
-        if "lora_scale" in options.extra:
-            raise InvalidRequest("lora_scale", scale, "there is no LoRA to scale", "pass lora= too")
         return [], []
     items = [value] if isinstance(value, (str, os.PathLike)) else value
     if not isinstance(items, (list, tuple)) or not items or not all(isinstance(v, (str, os.PathLike)) for v in items):
@@ -103,21 +110,6 @@ def _apply_loras(pipe: Any, loras: list[Path], scales: list[float]) -> None:
     pipe.set_adapters(names, adapter_weights=scales)
 
 
-def _open_image(name: str, value: Any, mode: str) -> Any:
-    from PIL import Image
-
-    if isinstance(value, Image.Image):
-        return value.convert(mode)
-    if isinstance(value, (str, os.PathLike)):
-        try:
-            with Image.open(value) as img:
-                return img.convert(mode)
-        except (OSError, ValueError) as e:
-            raise InvalidRequest(name, str(value), f"cannot read the image: {e}", "pass a PNG/JPEG path or a "
-                                 "PIL image") from None
-    raise InvalidRequest(name, type(value).__name__, "must be a PIL image or a file path", "pass Image.open(...)")
-
-
 class DiffusersImageGenerator(PipelineGenerator[ImageRequest, ImageResult]):
     """Stable Diffusion 1.x/2.x, SDXL, SD3, Flux and other diffusers pipelines.
 
@@ -137,7 +129,7 @@ class DiffusersImageGenerator(PipelineGenerator[ImageRequest, ImageResult]):
     supported_params = frozenset(
         {"negative_prompt", "width", "height", "steps", "guidance", "init_image", "strength", "mask", "scheduler"}
     )
-    load_options = frozenset({"attention_slicing", "vae_tiling", "max_batch_size", "lora", "lora_scale"})
+    options_type = ImagePipelineOptions
 
     def __init__(self, *, pipe: Any, model_id: str, options: LoadOptions, weights: str | None) -> None:
         super().__init__(pipe=pipe, model_id=model_id, options=options, weights=weights, variant="text2image")
@@ -146,6 +138,10 @@ class DiffusersImageGenerator(PipelineGenerator[ImageRequest, ImageResult]):
         default = getattr(pipe, "default_sample_size", None) or getattr(getattr(unet, "config", None),
                                                                         "sample_size", None) or 64
         self.default_size = int(default if isinstance(default, int) else default[0]) * self.vae_scale_factor
+        # Stable Diffusion pipelines check sizes against 8 whatever the VAE; transformer pipelines (SD3) against
+        # the VAE factor times the patch size.
+        patch = int(getattr(getattr(getattr(pipe, "transformer", None), "config", None), "patch_size", 1) or 1)
+        self.size_multiple = math.lcm(self.vae_scale_factor, 8, self.vae_scale_factor * patch)
 
     # -- loading ---------------------------------------------------------------------------------
     @classmethod
@@ -180,17 +176,19 @@ class DiffusersImageGenerator(PipelineGenerator[ImageRequest, ImageResult]):
         """1. Everything that can be wrong with the request for this model, before any denoising."""
         init = mask = None
         if request.init_image is not None:
-            init = _open_image("init_image", request.init_image, "RGB")
+            init = open_image("init_image", request.init_image, "RGB")
         if request.mask is not None:
-            mask = _open_image("mask", request.mask, "L")
+            mask = open_image("mask", request.mask, "L")
         width = request.width or (init.width if init is not None else self.default_size)
         height = request.height or (init.height if init is not None else self.default_size)
-        f = self.vae_scale_factor
+        f = self.size_multiple
         for name, value in (("width", width), ("height", height)):
             if value % f:
                 down, up = value // f * f, (value // f + 1) * f
                 raise InvalidRequest(name, value, f"this model needs sizes that are multiples of {f} (its VAE "
-                                     f"scale factor)", f"pass {name}={down or up} or {up}")
+                                     f"scale factor and patch size; diffusers' pipelines ask for multiples of 8)",
+                                     f"pass {name}={down or up} or {up}")
+        check_pixels(width, height)
         if init is not None and init.size != (width, height):
             init = init.resize((width, height), resample=3)  # bicubic
         if mask is not None and mask.size != (width, height):
@@ -203,6 +201,15 @@ class DiffusersImageGenerator(PipelineGenerator[ImageRequest, ImageResult]):
                 raise InvalidRequest("scheduler", request.scheduler, "this is a flow-matching model; it runs only "
                                      "with its own scheduler", "leave scheduler out")
         mode = "inpaint" if mask is not None else ("image2image" if init is not None else "text2image")
+        if mode != "text2image":  # diffusers denoises int(steps * strength) steps: none would fail mid-pipeline
+            default = inspect.signature(self.pipe.__call__).parameters.get("num_inference_steps")
+            steps = request.steps or (default.default if default is not None and isinstance(default.default, int)
+                                      else 50)
+            if int(steps * request.strength) < 1:
+                fix = (f"pass strength >= {1 / steps:.3g} with {steps} steps, or more steps" if request.strength > 0
+                       else "pass strength > 0 (strength=0 would return init_image unchanged)")
+                raise InvalidRequest("strength", request.strength, f"{steps} step(s) x strength {request.strength:g} "
+                                     "leaves no denoising step", fix)
         return mode, init, mask, width, height
 
     def _pipeline(self, mode: str) -> Any:
@@ -271,14 +278,18 @@ class DiffusersImageGenerator(PipelineGenerator[ImageRequest, ImageResult]):
         prompts = [p for p in request.prompts() for _ in range(request.samples_per_prompt)]
         unet = getattr(pipe, "unet", None)
         own_latents = mode == "text2image" and unet is not None and "latents" in params
-        chunk = 1 if request.deterministic else self.max_batch_size
+        chunk = self._chunk_size(request)
         images: list[Any] = []
         if total is not None:
             events.set_total(total * -(-len(seeds) // chunk))  # steps x pipeline calls
         events.emit("start", total=total)
         for start in range(0, len(seeds), chunk):
             part = seeds[start:start + chunk]
-            call = dict(kwargs, prompt=prompts[start:start + len(part)], generator=generators(part))
+            # Our own x_T (text-to-image) comes from `randn`; the scheduler's step noise then needs a stream of its own
+            # (a generator seeded like x_T would repeat it at the first stochastic step). Without our latents the
+            # pipeline draws everything from one generator in sequence, which never repeats.
+            gens = step_generators(part) if own_latents else generators(part)
+            call = dict(kwargs, prompt=prompts[start:start + len(part)], generator=gens)
             if "negative_prompt" in call:
                 call["negative_prompt"] = [request.negative_prompt] * len(part)
             for name in ("image", "mask_image"):  # one copy per sample: each is VAE-encoded with its own generator
@@ -294,8 +305,7 @@ class DiffusersImageGenerator(PipelineGenerator[ImageRequest, ImageResult]):
                 with torch.inference_mode():
                     out = pipe(**call)
             except PipelineCancelled:
-                raise GenerationCancelled(f"cancelled by the event callback after sample {start}; the "
-                                          "generator is still usable") from None
+                raise self._cancelled(start, len(seeds), "samples") from None
             images += list(out.images)
         events.emit("end", total=total)
         return images
@@ -306,18 +316,10 @@ class DiffusersImageGenerator(PipelineGenerator[ImageRequest, ImageResult]):
             latents = tensors.get("latents")
             if events.has_callback and isinstance(latents, torch.Tensor) and latents.ndim == 4 \
                     and latents.shape[1] == 4:
-                preview = _preview(latents[0])
+                preview = latent_preview(latents[0])
             events.emit("step", step=step + 1, total=total, sample=None, preview=preview, advance=1)
             if events.cancelled:
                 raise PipelineCancelled
             return {}
 
         return on_step_end
-
-
-def _preview(latent: torch.Tensor) -> Any:
-    """A rough RGB preview of one latent (4, h, w), at latent resolution."""
-    from PIL import Image
-
-    rgb = torch.einsum("chw,cr->hwr", latent.float().cpu(), _LATENT_RGB)  # (h, w, 3)
-    return Image.fromarray(((rgb + 1) * 127.5).clamp(0, 255).to(torch.uint8).numpy())

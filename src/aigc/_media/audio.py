@@ -24,9 +24,9 @@ from typing import Any
 import numpy as np
 import soundfile as sf
 
-from aigc._media.atomic import atomic_path
-from aigc._media.provenance import store_sidecar
+from aigc._media.provenance import save_with_record
 from aigc.errors import InvalidRequest
+from aigc.limits import exceeded
 
 __all__ = ["audio_html", "load_audio", "measure_loudness", "normalize_loudness", "read_audio_record", "resample",
            "save_audio"]
@@ -104,6 +104,8 @@ def resample(waveform: np.ndarray[Any, Any], sample_rate: int, target_rate: Any)
     target = check_sample_rate(target_rate)
     if target > 768_000:
         raise InvalidRequest("sample_rate", target, "above 768 kHz", "pass a rate such as 16000, 44100 or 48000")
+    exceeded("sample_rate", target, waveform.shape[-1] * target / sample_rate, "max_audio_samples",
+             "audio samples after resampling")
     if target == sample_rate:
         return np.array(waveform, dtype=np.float32)
     import torch
@@ -286,12 +288,12 @@ def save_audio(
         )
     if fmt[1].startswith("PCM"):
         data = np.clip(data, -1.0, 1.0)
-    with atomic_path(path) as tmp:
-        embedded = _write_audio(data, rate, tmp, fmt, record, name=path)
-        if embedded and read_audio_record(tmp) != record:
+    with save_with_record(path, record) as pending:
+        pending.embedded = _write_audio(data, rate, pending.tmp, fmt, record, name=path)
+        if pending.embedded and read_audio_record(pending.tmp) != record:
             logger.info("the record did not fit in %s's comment; moving it to a sidecar", path.name)
-            embedded = _write_audio(data, rate, tmp, fmt, None, name=path)
-    return store_sidecar(path, record, embedded=embedded)
+            pending.embedded = _write_audio(data, rate, pending.tmp, fmt, None, name=path)
+    return pending.written
 
 
 def load_audio(path: str | os.PathLike[str]) -> tuple[np.ndarray[Any, Any], int]:

@@ -23,8 +23,7 @@ from pathlib import Path
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
-from aigc._media.atomic import atomic_path
-from aigc._media.provenance import store_sidecar
+from aigc._media.provenance import save_with_record
 from aigc.errors import InvalidRequest
 
 __all__ = ["grid_html", "grid_png", "read_image_record", "save_image"]
@@ -145,12 +144,12 @@ def save_image(image: Image.Image, path: str | os.PathLike[str], record: str | N
     fmt = image_format(path)
     if not isinstance(image, Image.Image):
         raise InvalidRequest("image", type(image).__name__, "not a PIL image", "pass a PIL.Image.Image")
-    with atomic_path(path) as tmp:
-        embedded = _write_image(image, tmp, fmt, record)
-        if embedded and read_image_record(tmp) != record:
+    with save_with_record(path, record) as pending:
+        pending.embedded = _write_image(image, pending.tmp, fmt, record)
+        if pending.embedded and read_image_record(pending.tmp) != record:
             logger.info("the record did not read back from %s; moving it to a sidecar", path.name)
-            embedded = _write_image(image, tmp, fmt, None)
-    return store_sidecar(path, record, embedded=embedded)
+            pending.embedded = _write_image(image, pending.tmp, fmt, None)
+    return pending.written
 
 
 def read_image_record(path: str | os.PathLike[str]) -> str | None:

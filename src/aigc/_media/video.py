@@ -13,8 +13,10 @@ Formats, chosen by suffix:
 * ``.webp``: lossless animated WebP, looping forever (frames read back exactly). The record is EXIF
   ``UserComment``, as for still images; the frame rate and frame count go in XMP.
 * no suffix (or an existing folder): ``frame-00000.png, frame-00001.png, ...`` with the frame rate in
-  each PNG's ``aigc:fps`` text chunk, and the record in ``record.json``. Saving again over a folder
-  removes frames beyond the new clip's length (and ``record.json`` when there is no record).
+  each PNG's ``aigc:fps`` text chunk, and the record in ``record.json``. The clip is built in a temporary
+  folder and swapped with the old one in one step, so saving again over a folder replaces the whole clip
+  (a reader, or a save killed midway, never mixes frames of two clips); a folder holding other files is
+  refused rather than replaced.
 
 GIF and WebP encoders merge identical consecutive frames into one longer frame; :func:`load_video`
 splits them again using the stored frame rate (for GIF/WebP files from elsewhere, the shortest frame
@@ -27,7 +29,6 @@ sidecar.
 from __future__ import annotations
 
 import base64
-import contextlib
 import io
 import json
 import logging
@@ -42,9 +43,9 @@ import numpy as np
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
-from aigc._media.atomic import atomic_path, atomic_write_text
+from aigc._media.atomic import atomic_directory
 from aigc._media.image import exif_record, exif_with_record
-from aigc._media.provenance import store_sidecar
+from aigc._media.provenance import save_with_record
 from aigc.errors import BackendUnavailable, InvalidRequest
 
 __all__ = ["load_video", "read_video_record", "save_video", "video_html"]
@@ -54,12 +55,14 @@ logger = logging.getLogger(__name__)
 FPS_KEY = "aigc:fps"
 RECORD_FILE = "record.json"
 _FRAME_RE = re.compile(r"frame-(\d{5,})\.png")
+_OLD_PART_RE = re.compile(r"\.(frame-\d{5,}\.png|record\.json)\.[0-9a-f]{12}\.part(\.png|\.json)")
 _XMP_NS = "urn:aigc:ns:video:1"
 _XMP_FPS = re.compile(rb'aigc:fps="([^"]+)"')
 _XMP_FRAMES = re.compile(rb'aigc:frames="(\d+)"')
 _GIF_APP_ID = b"AIGCCLIP1.0"  # application identifier (8 bytes) + authentication code (3 bytes)
 _SUFFIXES = {".mp4": "mp4", ".gif": "gif", ".webp": "webp"}
 _CRF = "18"
+MIN_FPS, MAX_FPS = 0.01, 1000.0
 _MIN_DISPLAY = 128
 
 
@@ -116,12 +119,17 @@ def check_frames(frames: Any) -> np.ndarray[Any, Any]:
 
 
 def check_fps(fps: Any) -> float:
-    """Validate a frame rate (a positive finite number) and return it as ``float``."""
+    """Validate a frame rate (a finite number in [0.01, 1000]) and return it as ``float``.
+
+    GIF stores a frame's time in hundredths of a second in 16 bits, so a clip slower than about 0.0015 fps
+    cannot be written; 0.01 fps (100 s per frame) leaves room, and 1000 fps is beyond any player.
+    """
     if isinstance(fps, bool) or not isinstance(fps, (int, float, np.integer, np.floating)):
         raise InvalidRequest("fps", fps, "not a number", "pass frames per second, e.g. 8")
     value = float(fps)
-    if not math.isfinite(value) or value <= 0:
-        raise InvalidRequest("fps", fps, "not a positive finite number", "pass frames per second, e.g. 8")
+    if not math.isfinite(value) or not MIN_FPS <= value <= MAX_FPS:
+        raise InvalidRequest("fps", fps, f"not a frame rate in [{MIN_FPS:g}, {MAX_FPS:g}]",
+                             "pass frames per second, e.g. 8")
     return value
 
 
@@ -309,27 +317,29 @@ def _frame_files(folder: Path) -> list[tuple[int, Path]]:
 
 
 def _save_folder(frames: np.ndarray[Any, Any], fps: float, folder: Path, record: str | None) -> list[Path]:
-    folder.mkdir(parents=True, exist_ok=True)
+    """Build the whole clip (frames and ``record.json``) in a temporary folder, then swap it in: a reader sees
+    the old clip or the new one, never frames of one under the record of the other."""
+    if folder.is_dir():
+        foreign = sorted(e.name for e in os.scandir(folder) if not _replaceable(e.name))
+        if foreign:
+            listing = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
+            raise InvalidRequest("path", str(folder), f"the folder holds files that are not part of a saved clip "
+                                 f"({listing}), and saving a clip replaces the whole folder",
+                                 "save into a new or empty folder, or into one holding only a saved clip")
     info = PngInfo()
     info.add_text(FPS_KEY, repr(fps))
-    written: list[Path] = []
-    for i, array in enumerate(frames):
-        target = folder / f"frame-{i:05d}.png"
-        with atomic_path(target) as tmp:
-            Image.fromarray(array).save(tmp, format="PNG", pnginfo=info)
-        written.append(target)
-    for index, stale in _frame_files(folder):
-        if index >= len(frames):
-            logger.info("removing stale frame %s", stale)
-            with contextlib.suppress(FileNotFoundError):
-                stale.unlink()
-    record_file = folder / RECORD_FILE
-    if record is not None:
-        written.append(atomic_write_text(record_file, record))
-    elif record_file.is_file():
-        logger.info("removing stale %s", record_file)
-        record_file.unlink()
-    return written
+    with atomic_directory(folder) as tmp:
+        for i, array in enumerate(frames):
+            Image.fromarray(array).save(tmp / f"frame-{i:05d}.png", format="PNG", pnginfo=info)
+        if record is not None:
+            (tmp / RECORD_FILE).write_text(record, encoding="utf-8")
+    written = [folder / f"frame-{i:05d}.png" for i in range(len(frames))]
+    return written + ([folder / RECORD_FILE] if record is not None else [])
+
+
+def _replaceable(name: str) -> bool:
+    """A file a saved clip folder may hold: frames, the record, and temporaries of earlier aigc versions."""
+    return bool(_FRAME_RE.fullmatch(name)) or name == RECORD_FILE or bool(_OLD_PART_RE.fullmatch(name))
 
 
 def _load_folder(folder: Path) -> tuple[np.ndarray[Any, Any], float]:
@@ -397,12 +407,12 @@ def save_video(
         return _save_folder(data, rate, path, record)
     if kind == "mp4":
         _import_av("saving")
-    with atomic_path(path) as tmp:
-        embedded = _write_file(data, rate, kind, tmp, record)
-        if embedded and read_video_record(tmp) != record:
+    with save_with_record(path, record) as pending:
+        pending.embedded = _write_file(data, rate, kind, pending.tmp, record)
+        if pending.embedded and read_video_record(pending.tmp) != record:
             logger.info("the record did not read back from %s; moving it to a sidecar", path.name)
-            embedded = _write_file(data, rate, kind, tmp, None)
-    return store_sidecar(path, record, embedded=embedded)
+            pending.embedded = _write_file(data, rate, kind, pending.tmp, None)
+    return pending.written
 
 
 def load_video(path: str | os.PathLike[str]) -> tuple[np.ndarray[Any, Any], float]:

@@ -17,7 +17,12 @@ if TYPE_CHECKING:
 
 __all__ = ["DTYPE_NAMES", "check_device_spec", "check_dtype_spec", "resolve_device", "resolve_dtype"]
 
-_DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda|xpu)(:\d+)?$")
+# The whole string (fullmatch: no trailing newline), an index without leading zeros. torch keeps a device
+# index in a signed byte, so an index above 127 wraps around rather than failing.
+_DEVICE_RE = re.compile(r"(auto|cpu|mps|cuda|xpu)(?::(0|[1-9][0-9]{0,2}))?")
+_DEVICE_TYPES = ("cpu", "mps", "cuda", "xpu")
+MAX_DEVICE_INDEX = 127
+_DEVICE_FIX = 'pass "auto", "cpu", "cuda", "cuda:1" or "mps"'
 
 #: Accepted dtype spellings and their canonical names.
 DTYPE_NAMES: dict[str, str] = {
@@ -28,15 +33,32 @@ DTYPE_NAMES: dict[str, str] = {
 
 
 def check_device_spec(device: Any) -> None:
-    """Validate a device spelling without importing torch."""
+    """Validate a device spelling without importing torch: ``auto``, or ``cpu``/``cuda``/``mps``/``xpu`` with an
+    optional index (0-127, no leading zeros; the CPU's only index is 0), or such a ``torch.device``."""
     if isinstance(device, str):
-        if not _DEVICE_RE.match(device) or device.startswith("auto:"):
-            raise InvalidRequest("device", device, "not a device name",
-                                 'pass "auto", "cpu", "cuda", "cuda:1" or "mps"')
+        m = _DEVICE_RE.fullmatch(device)
+        if m is None:
+            raise InvalidRequest("device", device, "not a device name", _DEVICE_FIX)
+        kind, index = m.group(1), m.group(2)
+        if index is not None:
+            _check_index(device, kind, int(index))
         return
     if type(device).__name__ == "device" and type(device).__module__ == "torch":
+        if device.type not in _DEVICE_TYPES:
+            raise InvalidRequest("device", str(device), f"aigc runs models on {', '.join(_DEVICE_TYPES)}", _DEVICE_FIX)
+        if device.index is not None:
+            _check_index(str(device), device.type, device.index)
         return
     raise InvalidRequest("device", device, "must be a string or a torch.device", 'pass device="auto"')
+
+
+def _check_index(device: str, kind: str, index: int) -> None:
+    if kind == "auto":
+        raise InvalidRequest("device", device, '"auto" takes no index', 'pass device="auto" or e.g. "cuda:1"')
+    if kind == "cpu" and index != 0:
+        raise InvalidRequest("device", device, "the CPU has no other index than 0", 'pass device="cpu"')
+    if not 0 <= index <= MAX_DEVICE_INDEX:
+        raise InvalidRequest("device", device, f"device indices go from 0 to {MAX_DEVICE_INDEX}", _DEVICE_FIX)
 
 
 def check_dtype_spec(dtype: Any) -> None:

@@ -6,7 +6,7 @@ import logging
 import sys
 from typing import Any
 
-from aigc._types import Event, EventCallback, EventKind
+from aigc._events import Event, EventCallback, EventKind
 
 __all__ = ["EventEmitter", "progress_default"]
 
@@ -46,6 +46,11 @@ class EventEmitter:
         if self._bar is not None:
             self._bar.total = total
             self._bar.refresh()
+
+    def describe(self, text: str) -> None:
+        """Change the progress bar's label (e.g. while a one-time compilation runs)."""
+        if self._bar is not None:
+            self._bar.set_description(text)
 
     @property
     def has_callback(self) -> bool:

@@ -1,24 +1,20 @@
 """The seeded token decode loop and incremental detokenization, independent of any model library.
 
 A backend adapts its model to :class:`Stepper` (prefill the prompt, then one token at a time with a KV
-cache); :class:`DecodeLoop` does the rest: logits processors, one ``torch.Generator`` per row, EOS,
-``max_new_tokens`` and cancellation. :class:`TextAssembler` turns a row's tokens into text pieces that are
-safe to show (never half a multi-byte character) and applies stop sequences, so streamed pieces always
-join to exactly the final text.
+cache); :class:`DecodeLoop` does the rest: token choice by a sampler (:class:`~aigc.sampling.TokenSampler`,
+on the model's device), end of sequence, ``max_new_tokens`` and cancellation. :class:`TextAssembler` turns
+a row's tokens into text pieces that are safe to show (never half a multi-byte character) and applies stop
+sequences, so streamed pieces always join to exactly the final text.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Collection, Iterator, Sequence
 from typing import Literal, Protocol
 
 import torch
 
-from aigc.sampling.noise import generators as make_generators
-from aigc.sampling.processors import PAD, LogitsProcessor
-
-__all__ = ["DecodeLoop", "Stepper", "TextAssembler"]
+__all__ = ["DecodeLoop", "Sampler", "Stepper", "TextAssembler"]
 
 Reason = Literal["stop", "length", "cancelled"]
 
@@ -35,25 +31,35 @@ class Stepper(Protocol):
         ...
 
 
+class Sampler(Protocol):
+    """Chooses the next token of every row (:class:`~aigc.sampling.TokenSampler`)."""
+
+    def prime(self, context_ids: torch.Tensor, vocab_size: int, horizon: int = 0) -> None: ...
+
+    def __call__(self, logits: torch.Tensor, positions: torch.Tensor) -> torch.Tensor: ...
+
+
 class DecodeLoop:
     """Iterate over decoding steps; each step yields the new token of every row still running.
 
     Args:
         stepper: the model.
-        context_ids: ``(B, T)`` prompt ids with ``-1`` for left padding, for the logits processors.
-        seeds: one seed per row for sampling, or ``None`` for greedy decoding (argmax).
-        processors: applied in order to each step's logits.
+        sampler: chooses tokens from each step's logits (:func:`aigc.sampling.make_sampler`).
+        context_ids: ``(B, T)`` prompt ids with ``-1`` for left padding (the repetition penalty's history).
         eos_token_ids: tokens that end a row (reason ``"stop"``); they are part of the row's tokens.
         max_new_tokens: rows still running after this many tokens end with reason ``"length"``.
         pad_token_id: fed to the model for rows that have ended.
-        min_new_tokens: steps during which the EOS tokens cannot be chosen.
+        sync_every: how many steps run on the device between two reads of their tokens by the host. 1 (the
+            default) yields every step as soon as it is chosen (streaming, stop sequences, callbacks); more lets
+            an accelerator run ahead of Python, at the price of up to ``sync_every - 1`` steps computed after
+            the last row ended. The tokens are the same either way.
 
-    The consumer may call :meth:`finish` (e.g. on a stop sequence) or :meth:`cancel` between steps.
-    Sampling draws from each row's own generator on the CPU, so a row's tokens do not depend on the
-    other rows of the batch or on the device.
+    The consumer may call :meth:`finish` (e.g. on a stop sequence) or :meth:`cancel` between steps. Token
+    choice, the end-of-sequence check and the tokens fed back stay on the model's device; the host reads the
+    chosen tokens once per ``sync_every`` steps.
 
     Example:
-        >>> loop = DecodeLoop(stepper, context_ids=ids, seeds=[42], processors=[], eos_token_ids={0},
+        >>> loop = DecodeLoop(stepper, sampler=sampler, context_ids=ids, eos_token_ids={0},
         ...                   max_new_tokens=10, pad_token_id=0)  # doctest: +SKIP
         >>> for step, tokens in loop: ...  # doctest: +SKIP
     """
@@ -62,33 +68,33 @@ class DecodeLoop:
         self,
         stepper: Stepper,
         *,
+        sampler: Sampler,
         context_ids: torch.Tensor,
-        seeds: Sequence[int] | None,
-        processors: Sequence[LogitsProcessor],
         eos_token_ids: Collection[int],
         max_new_tokens: int,
         pad_token_id: int,
-        min_new_tokens: int = 0,
+        sync_every: int = 1,
     ) -> None:
         self.stepper = stepper
+        self.sampler = sampler
         self.batch = int(context_ids.shape[0])
         self.context = context_ids
-        self.generators = make_generators(seeds) if seeds is not None else None
-        if self.generators is not None and len(self.generators) != self.batch:
-            raise ValueError(f"{len(self.generators)} seeds for a batch of {self.batch}")
-        self.processors = list(processors)
         self.eos = set(eos_token_ids)
         self.max_new_tokens = max_new_tokens
-        self.min_new_tokens = min_new_tokens
         self.pad = pad_token_id
+        self.sync_every = max(1, int(sync_every))
         self.tokens: list[list[int]] = [[] for _ in range(self.batch)]
         self.reasons: list[Reason | None] = [None] * self.batch
+        self._ended_by_host: list[int] = []  # rows finished by the consumer, not yet told to the device
+        self._cancelled = False
 
     def finish(self, row: int, reason: Reason) -> None:
         if self.reasons[row] is None:
             self.reasons[row] = reason
+            self._ended_by_host.append(row)
 
     def cancel(self) -> None:
+        self._cancelled = True
         for row in range(self.batch):
             self.finish(row, "cancelled")
 
@@ -96,43 +102,49 @@ class DecodeLoop:
     def done(self) -> bool:
         return all(r is not None for r in self.reasons)
 
-    def _choose(self, scores: torch.Tensor) -> list[int | None]:
-        active = [r is None for r in self.reasons]
-        if self.generators is None:
-            best = scores.argmax(dim=-1).tolist()
-            return [t if a else None for t, a in zip(best, active, strict=True)]
-        probs = scores.float().softmax(dim=-1).cpu()  # (B, V); sampled on the CPU, like the noise
-        return [
-            int(torch.multinomial(probs[i], 1, generator=g).item()) if active[i] else None
-            for i, g in enumerate(self.generators)
-        ]
-
     def __iter__(self) -> Iterator[tuple[int, list[int | None]]]:
         logits = self.stepper.prefill()
-        history = self.context.to(logits.device)
-        for step in range(self.max_new_tokens):
-            scores = logits.float()
-            if step < self.min_new_tokens and self.eos:  # as transformers' MinNewTokensLengthLogitsProcessor
-                scores = scores.clone()
-                scores[:, sorted(self.eos)] = -math.inf
-            for proc in self.processors:
-                scores = proc(history, scores)
-            chosen = self._choose(scores)
-            for row, tok in enumerate(chosen):
-                if tok is not None:
-                    self.tokens[row].append(tok)
-                    if tok in self.eos:
-                        self.finish(row, "stop")
-            yield step, chosen  # the consumer may finish rows or cancel here
-            if step == self.max_new_tokens - 1:
+        device = logits.device
+        self.sampler.prime(self.context.to(device), int(logits.shape[-1]), self.max_new_tokens)
+        eos = torch.tensor(sorted(self.eos), dtype=torch.long, device=device) if self.eos else None
+        finished = torch.zeros(self.batch, dtype=torch.bool, device=device)  # on the device: no sync to feed pads
+        positions = torch.zeros(self.batch, dtype=torch.long, device=device)  # tokens each row has generated
+        pad = torch.full((self.batch,), self.pad, dtype=torch.long, device=device)
+        fed: torch.Tensor | None = None
+        step = 0
+        while True:
+            chunk: list[torch.Tensor] = []
+            for _ in range(min(self.sync_every, self.max_new_tokens - step)):
+                if fed is not None:
+                    logits = self.stepper.step(fed)
+                tokens = self.sampler(logits, positions)  # (B,)
+                positions += 1
+                fed = torch.where(finished, pad, tokens)
+                if eos is not None:
+                    finished |= torch.isin(tokens, eos)
+                chunk.append(tokens)
+            for row_tokens in torch.stack(chunk).tolist():  # the one read per chunk
+                chosen: list[int | None] = [None if self.reasons[r] is not None else t
+                                            for r, t in enumerate(row_tokens)]
+                for r, t in enumerate(chosen):
+                    if t is not None:
+                        self.tokens[r].append(t)
+                        if t in self.eos:
+                            self.finish(r, "stop")
+                yield step, chosen  # the consumer may finish rows or cancel here
+                step += 1
+                if self._cancelled:
+                    return
+            if step >= self.max_new_tokens:
                 for row in range(self.batch):
                     self.finish(row, "length")
             if self.done:
                 return
-            fed = torch.tensor([self.pad if t is None else t for t in chosen], dtype=torch.long)
-            fed_history = torch.tensor([PAD if t is None else t for t in chosen], dtype=torch.long)
-            history = torch.cat([history, fed_history.to(history.device)[:, None]], dim=1)
-            logits = self.stepper.step(fed.to(logits.device))
+            if self._ended_by_host:  # stop sequences and finish(): feed those rows padding from now on
+                finished[torch.tensor(self._ended_by_host, device=device)] = True
+                self._ended_by_host.clear()
+                assert fed is not None
+                fed = torch.where(finished, pad, fed)
 
 
 class TextAssembler:

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 import torch
 
-__all__ = ["generators", "randn", "uniform"]
+__all__ = ["generators", "randn", "step_generators", "uniform"]
 
 
 def generators(seeds: Sequence[int]) -> list[torch.Generator]:
@@ -51,3 +51,24 @@ def uniform(
     """Uniform [0, 1) noise of shape ``(len(seeds), *shape)``, one generator per row like :func:`randn`."""
     rows = [torch.rand(tuple(shape), generator=g, dtype=torch.float32) for g in generators(seeds)]
     return torch.stack(rows).to(device=device, dtype=dtype)
+
+
+def step_generators(seeds: Sequence[int]) -> list[torch.Generator]:
+    """One CPU generator per seed for the noise a scheduler draws at each denoising step.
+
+    Seeded from the seed's ``"step-noise"`` stream (:func:`aigc.sampling.draws.stream_seed`), never from the
+    seed itself, so step noise never repeats the initial latents that :func:`randn` draws from the same seed.
+    Each generator is consumed step by step, so the noise of step *t* is a function of (seed, t). Inside
+    ``use_sampler_version(1)`` (replaying an older record) they are seeded as before: with the seed itself.
+
+    Example:
+        >>> g = step_generators([7])[0]
+        >>> torch.equal(torch.randn(3, generator=g), randn((3,), [7])[0])
+        False
+    """
+    from aigc._seeds import sampler_version
+    from aigc.sampling.draws import stream_seed
+
+    if sampler_version() == 1:
+        return generators(seeds)
+    return [torch.Generator("cpu").manual_seed(stream_seed(s, "step-noise")) for s in seeds]

@@ -1,8 +1,15 @@
-"""Logits processors: small objects with one signature, ``(input_ids, scores) -> scores``.
+"""Logits processors: small objects with one signature, ``(input_ids, scores) -> scores``, and the
+vectorised kernels behind them.
 
 ``input_ids`` is ``(B, T)`` int64 -- the prompt and the tokens generated so far, with ``-1`` marking left
 padding -- and ``scores`` is ``(B, V)`` float logits for the next token. Each processor validates its
 arguments in its constructor and says how to fix a bad value, and none of them uses randomness.
+
+The kernels (:func:`repetition_penalty`, :func:`top_k_threshold`, :func:`top_p_drop`, :func:`min_p_drop`)
+take one parameter per row as a ``(B, 1)`` tensor, so rows with different settings share a batch and a
+kernel launch: :class:`aigc.sampling.TokenSampler` calls them directly, the classes below call them with
+one value broadcast to every row. Each is equal to transformers' processor of the same name (the tests
+compare them).
 """
 
 from __future__ import annotations
@@ -11,7 +18,8 @@ from typing import Protocol
 
 import torch
 
-from aigc._types import TextRequest, check_int, check_number
+from aigc._checks import check_int, check_number
+from aigc._types import TextRequest
 
 __all__ = [
     "LogitsProcessor",
@@ -21,15 +29,68 @@ __all__ = [
     "TopK",
     "TopP",
     "build_processors",
+    "min_p_drop",
+    "repetition_penalty",
+    "seen_tokens",
+    "top_k_threshold",
+    "top_p_drop",
 ]
 
 PAD = -1  # the value marking left padding in ``input_ids``
+NEG_INF = float("-inf")
 
 
 class LogitsProcessor(Protocol):
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor: ...
 
 
+# -- kernels: per-row parameters as (B, 1) tensors ----------------------------------------------------
+def seen_tokens(input_ids: torch.Tensor, vocab_size: int) -> torch.Tensor:
+    """``(B, V)`` bool: which tokens occur in each row of ``input_ids`` (``-1`` padding ignored).
+
+    Example:
+        >>> seen_tokens(torch.tensor([[-1, 0, 2]]), 4)
+        tensor([[ True, False,  True, False]])
+    """
+    ids = torch.where(input_ids == PAD, vocab_size, input_ids)  # padding -> one column past the vocabulary
+    seen = torch.zeros((input_ids.shape[0], vocab_size + 1), dtype=torch.bool, device=input_ids.device)
+    return seen.scatter_(-1, ids, True)[:, :vocab_size]
+
+
+def repetition_penalty(scores: torch.Tensor, seen: torch.Tensor, penalty: torch.Tensor | float) -> torch.Tensor:
+    """CTRL's penalty (Keskar et al. 2019, eq. 1) on the logits of ``seen`` tokens: divided by ``penalty``
+    when positive, multiplied when negative. ``penalty``: a float or ``(B, 1)`` (1 leaves a row as it is)."""
+    penalized = torch.where(scores > 0, scores / penalty, scores * penalty)
+    return torch.where(seen, penalized, scores)
+
+
+def top_k_threshold(scores: torch.Tensor, k: torch.Tensor, k_max: int) -> torch.Tensor:
+    """``(B, 1)``: the ``k``-th largest logit of each row (``k``: ``(B,)`` ints; 0 turns a row off, giving
+    -inf). ``k_max`` is ``k.max()`` known on the host, so no value is read back from the device."""
+    top = torch.topk(scores, min(k_max, scores.shape[-1]), dim=-1).values  # (B, k_max), descending
+    kth = top.gather(-1, (k.clamp(min=1, max=top.shape[-1]) - 1)[:, None])  # (B, 1)
+    return torch.where(k[:, None] > 0, kth, torch.full_like(kth, NEG_INF))
+
+
+def top_p_drop(sorted_desc: torch.Tensor, p: torch.Tensor | float) -> torch.Tensor:
+    """Nucleus sampling (Holtzman et al. 2020, sec. 3.1) on logits sorted in descending order: ``(B, N)``
+    bool, true for tokens outside the smallest set whose probability mass reaches ``p``; the top token is
+    always kept. ``p``: a float or ``(B, 1)``; rows with ``p >= 1`` drop nothing."""
+    probs = sorted_desc.softmax(dim=-1)
+    drop = (probs.cumsum(dim=-1) - probs) >= p  # the mass *before* a token already reaches p
+    drop[..., 0] = False
+    off = p >= 1.0 if isinstance(p, torch.Tensor) else torch.tensor(p >= 1.0, device=drop.device)
+    return drop & ~off
+
+
+def min_p_drop(scores: torch.Tensor, p: torch.Tensor | float) -> torch.Tensor:
+    """Min-p sampling (Nguyen et al. 2024): ``(B, N)`` bool, true for tokens less likely than ``p`` times
+    the most likely one. ``p``: a float or ``(B, 1)``; 0 drops nothing."""
+    probs = scores.softmax(dim=-1)
+    return probs < probs.max(dim=-1, keepdim=True).values * p
+
+
+# -- processors: one setting for every row ------------------------------------------------------------
 class Temperature:
     """Divide the logits by ``temperature`` (< 1 sharpens, > 1 flattens).
 
@@ -60,9 +121,8 @@ class TopK:
         self.k = int(k)
 
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
-        k = min(self.k, scores.shape[-1])
-        kth = torch.topk(scores, k, dim=-1).values[..., -1:]  # (B, 1)
-        return scores.masked_fill(scores < kth, float("-inf"))
+        k = torch.full((scores.shape[0],), self.k, dtype=torch.long, device=scores.device)
+        return scores.masked_fill(scores < top_k_threshold(scores, k, self.k), NEG_INF)
 
 
 class TopP:
@@ -80,19 +140,15 @@ class TopP:
 
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
         sorted_scores, order = torch.sort(scores, descending=True, dim=-1)  # (B, V)
-        cum = sorted_scores.softmax(dim=-1).cumsum(dim=-1)
-        # drop a token when the mass *before* it already reaches p
-        drop_sorted = (cum - sorted_scores.softmax(dim=-1)) >= self.p
-        drop_sorted[..., 0] = False
-        drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
-        return scores.masked_fill(drop, float("-inf"))
+        drop = torch.zeros_like(scores, dtype=torch.bool).scatter(-1, order, top_p_drop(sorted_scores, self.p))
+        return scores.masked_fill(drop, NEG_INF)
 
 
 class MinP:
     """Min-p sampling (Nguyen et al. 2024): drop tokens whose probability is below ``p`` times the top one's.
 
     Example:
-        >>> MinP(0.5)(torch.zeros(1, 1, dtype=torch.long), torch.log(torch.tensor([[0.6, 0.3, 0.1]])))
+        >>> MinP(0.4)(torch.zeros(1, 1, dtype=torch.long), torch.log(torch.tensor([[0.6, 0.3, 0.1]])))
         tensor([[-0.5108, -1.2040,    -inf]])
     """
 
@@ -101,9 +157,7 @@ class MinP:
         self.p = float(p)
 
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
-        probs = scores.softmax(dim=-1)
-        threshold = probs.max(dim=-1, keepdim=True).values * self.p  # (B, 1)
-        return scores.masked_fill(probs < threshold, float("-inf"))
+        return scores.masked_fill(min_p_drop(scores, self.p), NEG_INF)
 
 
 class RepetitionPenalty:
@@ -122,12 +176,7 @@ class RepetitionPenalty:
         self.penalty = float(penalty)
 
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
-        valid = input_ids != PAD  # (B, T)
-        counts = torch.zeros(scores.shape, dtype=torch.int32, device=scores.device)
-        counts.scatter_add_(-1, input_ids.clamp(min=0), valid.to(torch.int32))
-        seen = counts > 0  # (B, V)
-        penalized = torch.where(scores > 0, scores / self.penalty, scores * self.penalty)
-        return torch.where(seen, penalized, scores)
+        return repetition_penalty(scores, seen_tokens(input_ids, scores.shape[-1]), self.penalty)
 
 
 def build_processors(request: TextRequest) -> list[LogitsProcessor]:

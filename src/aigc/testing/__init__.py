@@ -9,6 +9,8 @@
 - The backend contract suite (:func:`check_generator`), which any backend -- ours or a plugin's -- runs.
 - Fake backends (:class:`FakeTextGenerator`, :class:`FakeImageGenerator`) and :func:`registered`, to test
   code that uses aigc without models.
+- :mod:`aigc.testing.fuzz`: a seeded fuzzer of the public API (every failure must be an ``AigcError``), and
+  :mod:`aigc.testing.crash`: ``kill -9`` during saves, checking every output is a whole save.
 
 Example:
     >>> from aigc.testing import check_generator, tiny_gpt2

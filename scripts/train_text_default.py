@@ -282,7 +282,8 @@ def run_stats(out: Path, stats: dict[str, Any]) -> dict[str, Any]:
     if (out / "anneal" / "training.json").is_file():
         stages["anneal"] = stage_stats(out / "anneal")
     return {
-        "recipe": "aigc.train.finetune_text(method='full'): pretrain from a random initialisation, then anneal",
+        "recipe": "aigc.train.finetune_text(method='full'): pretrain from a random initialisation"
+                  + (", then anneal" if "anneal" in stages else ""),
         "stages": stages, "args": stats["args"],
         "train_seconds": round(sum(st["train_seconds"] for st in stages.values()), 1),
         "model": {"n_embd": N_EMBD, "n_layer": N_LAYER, "n_head": N_HEAD, "n_positions": N_POSITIONS,

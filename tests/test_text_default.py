@@ -1,10 +1,8 @@
-"""The shipped default text model (assets/text_default): char-level tokenizer round trips, config, size, loading,
-and what it writes: modern prose after the primer's prompt, a regular poem after a title, English after a speaker."""
+"""The shipped default text model (assets/text_default): char-level tokenizer round trips, config, size, loading."""
 
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 import pytest
@@ -13,13 +11,11 @@ import aigc
 
 ASSETS = Path(aigc.__file__).parent / "assets" / "text_default"
 
-PRIMER = "今天天气真好，我想去公园散步。"  # the primer's example, continued five times with seed=42
 ROUND_TRIP = [
     "ROMEO:\nBut, soft! what light through yonder window breaks?\n\n  It is the east -- 'tis Juliet. ~`{}|\\",
     "床前明月光，疑是地上霜。\n举头望明月，低头思故乡。\n",
     "今天天气真好，我想去公园散步。",
     "Mixed 中文 and English：“引号”《书名》！？",
-    "这家酒店的服务很好，房间也很干净，我们下次还会再来。",
     " leading and trailing spaces  \n\n\n",
 ]
 
@@ -33,8 +29,8 @@ def tokenizer() -> object:
 def test_shipped_files_and_size() -> None:
     shipped = {p.name for p in ASSETS.iterdir()}
     assert {"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "training.json",
-            "eval.json", "MODEL_CARD.md"} <= shipped
-    assert (ASSETS / "model.safetensors").stat().st_size <= 7_000_000
+            "MODEL_CARD.md"} <= shipped
+    assert (ASSETS / "model.safetensors").stat().st_size <= 6_000_000
     config = json.loads((ASSETS / "config.json").read_text())
     assert config["model_type"] == "gpt2"
     assert config["torch_dtype" if "torch_dtype" in config else "dtype"] == "float16"
@@ -80,39 +76,6 @@ def test_is_the_embedded_default_and_continues_english_and_chinese(tmp_path: Pat
     assert sum(ch.isascii() for ch in english) >= 55, english
     path = res.save(tmp_path / "out.txt")[0]
     assert aigc.replay(path).text == res.text  # type: ignore[attr-defined]
-
-
-def _is_verse_line(line: str) -> bool:
-    """Two or more pieces between ，。！？； all of 5 or all of 7 characters: a line of a regular poem."""
-    pieces = [p for p in re.split("[，。！？；]", line) if p.strip()]
-    return len(pieces) >= 2 and len({len(p) for p in pieces}) == 1 and len(pieces[0]) in (5, 7)
-
-
-def _is_modern_prose(text: str) -> bool:
-    """The primer's test (scripts/eval_text_default.py): no line a regular verse line, and a sentence of at least
-    8 Chinese characters ending in 。！？."""
-    if any(_is_verse_line(line) for line in text.split("\n")):
-        return False
-    return any(len(re.findall("[\u4e00-\u9fff]", s)) >= 8 for s in re.findall("[^。！？\n]*[。！？]", text))
-
-
-def test_the_prose_check_tells_prose_from_verse() -> None:
-    assert _is_modern_prose("公园里绿树成荫，鸟语花香，很多人在湖边散步。")
-    assert not _is_modern_prose("\n春风吹柳絮，花落满山红。\n")  # a couplet of five-character lines
-    assert not _is_modern_prose("好的。很好。")  # no sentence of eight characters
-
-
-def test_the_primers_prompt_continues_in_modern_prose() -> None:
-    res = aigc.generate("text", PRIMER, num_outputs=5, seed=42)  # the primer's example, the model's defaults
-    assert res.seeds == [42, 43, 44, 45, 46]
-    assert [_is_modern_prose(t) for t in res.texts] == PRIMER_PROSE, res.texts
-    assert not any(t.startswith("\n") for t in res.texts), res.texts  # it goes on with the next sentence
-
-
-def test_a_title_line_gives_a_regular_poem() -> None:
-    text = aigc.generate("text", "春夜\n", seed=0, max_new_tokens=100).text
-    lines = [p for p in re.split("[，。！？；\n]", text) if p.strip()]
-    assert len(lines) >= 4 and len({len(p) for p in lines}) == 1 and len(lines[0]) in (5, 7), text
 
 
 def test_english_is_far_more_likely_than_shuffled_characters() -> None:

@@ -137,10 +137,12 @@ def _load_unet(folder: Path, files: list[Path], dtype: torch.dtype) -> Any:
     state: dict[str, torch.Tensor] = {}
     for f in files:
         state.update(load_file(f))
-    with torch.device("meta"):
-        unet = UNet2D(arch)  # no random init: the weights replace the parameters
+    # The random init is overwritten at once; fork_rng leaves the global RNG as it was. (Building on the meta device
+    # instead would import torch._dynamo through torch._refs: seconds.)
+    with torch.random.fork_rng(devices=[]):
+        unet = UNet2D(arch)
     try:
-        unet.load_state_dict(state, strict=True, assign=True)
+        unet.load_state_dict(state, strict=True)
     except RuntimeError as e:
         raise ModelNotFound(f"{folder}: the weights do not fit the config ({e}). "
                             "Fix: export the UNet and its config.json together") from None

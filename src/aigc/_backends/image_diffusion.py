@@ -14,6 +14,11 @@ id is the "null" class used for classifier-free guidance), a diffusers noise sch
 The built-in name ``"default"`` is the model shipped in the package (``aigc/assets/image_default``): 20
 classes, the ten Fashion-MNIST garments and the digits 0-9, at 32x32 in grayscale.
 
+diffusers is not imported to run these: the UNet is aigc's :class:`~aigc.models.unet2d.UNet2D` (diffusers' weights
+and parameter names, see :mod:`aigc.formats.class_diffusion`) and the DDPM and DDIM samplers are
+:mod:`aigc.models.schedules` (equal to diffusers' to the bit). ``"euler"`` and ``"dpm"`` use diffusers' schedulers,
+imported when asked for, as do UNet configs and schedules outside what those modules implement.
+
 Stages of one ``generate``:
     1. map every prompt to a class, and check steps, guidance, size and scheduler -- before any work;
     2. draw x_T for each sample from its own seed (:func:`aigc.sampling.randn`, on the CPU, then moved);

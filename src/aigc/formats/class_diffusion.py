@@ -9,7 +9,9 @@ are the model's classes, its training noise schedule, and the class table -- wri
         unet/                 config.json + diffusion_pytorch_model.safetensors (save_pretrained)
         scheduler/            scheduler_config.json (the training schedule)
 
-The last class id (``null_class``) is the "no class" used for classifier-free guidance.
+The last class id (``null_class``) is the "no class" used for classifier-free guidance. ``load`` builds the UNet as
+aigc's own :class:`~aigc.models.unet2d.UNet2D` (the same parameter names, no diffusers import) whenever the config
+is one it implements -- every folder ``train_diffusion`` writes -- and as diffusers' ``UNet2DModel`` otherwise.
 
 Example:
     >>> detect(Path("path/to/image_default"))  # doctest: +SKIP

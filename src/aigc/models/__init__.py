@@ -1,5 +1,7 @@
 """aigc's own network architectures: a StyleGAN2-style GAN, a convolutional VAE, a mel-spectrogram word
-speaker with its Griffin-Lim vocoder, and a clip VAE for moving sprites.
+speaker with its Griffin-Lim vocoder, a clip VAE for moving sprites, and (in :mod:`aigc.models.unet2d` and
+:mod:`aigc.models.schedules`) a class-conditional UNet and DDPM/DDIM samplers that run diffusers' checkpoints of the
+class-diffusion models without importing diffusers.
 
 Each lives in one file, readable top to bottom, with shapes in comments. ``import aigc.models`` imports torch.
 

@@ -184,6 +184,42 @@ def test_sampler_refusals() -> None:
                      generator=[torch.Generator()])
 
 
+@pytest.mark.parametrize(("scheduler", "version"), [("ddpm", 2), ("ddpm", 1), ("ddim", 2)])
+def test_default_images_equal_the_diffusers_path(scheduler: str, version: int) -> None:
+    """The whole run, against the loop the backend ran on diffusers before (UNet2DModel + its scheduler, the same
+    x_T and step generators): the same pixels, for today's draws and for replays of version-1 records."""
+    from diffusers import DDIMScheduler, DDPMScheduler, UNet2DModel
+
+    from aigc.sampling import generators, randn, step_generators, use_sampler_version
+
+    gen = aigc.load("image", "default", backend="diffusion", device="cpu")
+    seeds, steps, guidance = [11, 12], 4, 2.5
+    with use_sampler_version(version):
+        res = gen.generate("an ankle boot", seed=11, num_outputs=2, steps=steps, scheduler=scheduler)
+    assert res.seeds == seeds
+
+    unet = UNet2DModel.from_pretrained(ASSETS / "image_default" / "unet", dtype=torch.float32).eval()
+    ref = (DDPMScheduler if scheduler == "ddpm" else DDIMScheduler).from_config(SHIPPED_SCHEDULE)
+    ref.set_timesteps(steps)
+    x = randn((1, 32, 32), seeds) * ref.init_noise_sigma
+    if version == 1:
+        gens = generators(seeds)
+        for g in gens:
+            torch.randn((1, 32, 32), generator=g)
+    else:
+        gens = step_generators(seeds)
+    boot = 9  # "ankle boot"
+    labels = torch.tensor([boot, boot, 20, 20])  # conditional rows, then the null class
+    with torch.inference_mode():
+        for t in ref.timesteps:
+            pred = unet(torch.cat([x, x]), t.reshape(1).expand(4), class_labels=labels).sample
+            cond, uncond = pred.chunk(2)
+            x = ref.step(uncond + guidance * (cond - uncond), t, x, generator=gens).prev_sample
+    expected = gen._to_images(x, (32, 32))  # type: ignore[attr-defined]
+    for ours, theirs in zip(res.images, expected, strict=True):
+        assert ours.tobytes() == theirs.tobytes()
+
+
 # (c) no diffusers, no transformers -----------------------------------------------------------------------------
 # backend -> (prompt, extra request fields) for each own-format embedded default
 DEFAULTS = {

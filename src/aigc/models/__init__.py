@@ -13,6 +13,7 @@ Example:
 from aigc.models.speech import GriffinLimVocoder, MelSpeechConfig, MelSpeechDecoder, log_mel_spectrogram
 from aigc.models.sprite_video import SpriteVideoConfig, SpriteVideoVAE
 from aigc.models.stylegan import StyleGANConfig, StyleGANDiscriminator, StyleGANGenerator
+from aigc.models.unet2d import UNet2D, UNet2DConfig
 from aigc.models.vae import ConvVAE, VAEConfig
 
 __all__ = [
@@ -25,6 +26,8 @@ __all__ = [
     "StyleGANConfig",
     "StyleGANDiscriminator",
     "StyleGANGenerator",
+    "UNet2D",
+    "UNet2DConfig",
     "VAEConfig",
     "log_mel_spectrogram",
 ]

@@ -257,6 +257,7 @@ def imported_after_each(tmp_path_factory: pytest.TempPathFactory) -> dict[str, l
     return json.loads(out.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
 
+@pytest.mark.slow  # one fresh interpreter running six defaults: 6-12 s here
 @pytest.mark.parametrize("backend", list(DEFAULTS))
 def test_embedded_default_imports_no_hugging_face_library(backend: str,
                                                           imported_after_each: dict[str, list[str]]) -> None:

@@ -91,3 +91,30 @@ def test_generate_audio_resamples_normalises_and_replays(tmp_path: Path) -> None
         assert bad.returncode == 1 and needle in bad.stderr, bad.stderr
     wrong = aigc_cli("generate", "image", "a sneaker", "--loudness", "-23", "-o", str(tmp_path / "x.png"))
     assert wrong.returncode == 1 and "post-processes audio" in wrong.stderr
+
+
+def test_usage_errors_suggest_the_closest_name_and_show_the_commands_own_usage() -> None:
+    out = aigc_cli("generate", "text", "hi", "--seeed", "3")
+    assert out.returncode == 2 and "--seeed: did you mean --seed?" in out.stderr
+    assert out.stderr.startswith("usage: aigc generate ")  # the subcommand's usage, not the top level's
+    out = aigc_cli("generate", "txet", "hi")
+    assert out.returncode == 2 and "did you mean 'text'?" in out.stderr
+    assert len(out.stderr.strip().splitlines()) <= 3
+    out = aigc_cli("genrate", "text", "hi")
+    assert out.returncode == 2 and "did you mean 'generate'?" in out.stderr
+
+
+def test_the_output_is_checked_before_any_model_loads_and_errors_speak_cli(tmp_path: Path) -> None:
+    # the model folder does not exist: an output check that ran after loading would report the folder instead
+    out = aigc_cli("generate", "audio", "say one", "--model", str(tmp_path / "nothing"), "-o", str(tmp_path / "a.mp3"))
+    assert out.returncode == 1 and "--output" in out.stderr and ".wav" in out.stderr, out.stderr
+    out = aigc_cli("generate", "text", "hi", "--temperature", "0", "-v")  # -v after the subcommand is fine
+    assert out.returncode == 1 and "--temperature 0" in out.stderr and "--greedy" in out.stderr, out.stderr
+    assert "do_sample" not in out.stderr and "temperature=" not in out.stderr
+
+
+def test_info_names_every_library_in_words() -> None:
+    out = aigc_cli("info")
+    assert out.returncode == 0, out.stderr
+    for needle in ("diffusers", "torchaudio", "transformers", "device=auto", "model cache"):
+        assert needle in out.stdout

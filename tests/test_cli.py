@@ -111,6 +111,8 @@ def test_the_output_is_checked_before_any_model_loads_and_errors_speak_cli(tmp_p
     out = aigc_cli("generate", "text", "hi", "--temperature", "0", "-v")  # -v after the subcommand is fine
     assert out.returncode == 1 and "--temperature 0" in out.stderr and "--greedy" in out.stderr, out.stderr
     assert "do_sample" not in out.stderr and "temperature=" not in out.stderr
+    out = aigc_cli("generate", "image", "a boot", "--threads", "0", "-o", str(tmp_path / "b.png"))
+    assert out.returncode == 1 and "--threads=0" in out.stderr and not (tmp_path / "b.png").exists()
 
 
 def test_info_names_every_library_in_words() -> None:

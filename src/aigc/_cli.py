@@ -19,6 +19,7 @@ import argparse
 import difflib
 import json
 import logging
+import os
 import re
 import sys
 from collections.abc import Sequence
@@ -118,6 +119,7 @@ def _parser() -> argparse.ArgumentParser:
                      help="any other request field, e.g. --param strength=0.6")
     gen.add_argument("--stream", action="store_true", help="text: print tokens as they are generated")
     gen.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps (default: auto)")
+    gen.add_argument("--threads", type=int, help=_THREADS_HELP)
     gen.add_argument("--dtype", default="auto", help="auto, float32, float16, bfloat16 (default: auto)")
     gen.add_argument("-o", "--output", help="where to save (one file per sample); required except for text")
     gen.add_argument("--sample-rate", dest="sample_rate", type=int,
@@ -137,6 +139,7 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument("-o", "--output", help="where to save the regenerated output")
     rep.add_argument("--device", help="where to run (default: the CPU; a file made elsewhere needs it)")
     rep.add_argument("--dtype", help="override the recorded dtype")
+    rep.add_argument("--threads", type=int, help=_THREADS_HELP)
     rep.add_argument("--model", help="load this model instead of the recorded one (needed for a hub id)")
     rep.add_argument("--trust-remote-code", action="store_true", default=None,
                      help="let the model's own Python code run (only for a model you trust)")
@@ -209,6 +212,7 @@ def _generate(args: argparse.Namespace) -> int:
     from aigc._api import precheck
 
     precheck(args.modality, args.model, request, backend=args.backend)
+    _cpu_threads(args.threads, args.model, args.device)
     gen = aigc.load(args.modality, args.model, backend=args.backend, device=args.device, dtype=args.dtype)
     if args.stream:
         for piece in gen.stream(request):
@@ -326,7 +330,38 @@ def _key_values(flag: str, items: list[str], example: str) -> dict[str, Any]:
     return values
 
 
+_THREADS_HELP = ("torch's CPU threads (default: 1 for the small embedded models on a CPU, where more threads only "
+                 "wait for each other, unless OMP_NUM_THREADS is set; torch's own default otherwise)")
+
+
+def _cpu_threads(threads: int | None, model: str | None, device: str) -> None:
+    """Set torch's CPU thread count: ``--threads``, or 1 for an embedded default model on the CPU when the
+    environment does not say (``OMP_NUM_THREADS``). The command line owns its process, so it may; the library
+    never changes this process-wide setting."""
+    if threads is not None and (isinstance(threads, bool) or threads < 1):
+        raise InvalidRequest("--threads", threads, "must be at least 1", "pass --threads 1 or more")
+    if threads is None:
+        if "OMP_NUM_THREADS" in os.environ or model not in (None, "default"):
+            return
+        from aigc._runtime.device import resolve_device
+
+        if resolve_device(device).type != "cpu":
+            return
+        threads = 1
+    import torch
+
+    torch.set_num_threads(threads)
+
+
 def _replay(args: argparse.Namespace) -> int:
+    if args.threads is not None or "OMP_NUM_THREADS" not in os.environ:
+        recorded = args.model
+        if recorded is None:
+            try:
+                recorded = aigc.Record.from_file(args.file).model
+            except AigcError:
+                recorded = "?"  # replay below says what is wrong with the file
+        _cpu_threads(args.threads, recorded, args.device or "cpu")
     result = aigc.replay(args.file, device=args.device, dtype=args.dtype, model=args.model,
                          trust_remote_code=args.trust_remote_code, allow_pickle=args.allow_pickle,
                          offload=args.offload, cache=args.cache, strict=args.strict,

@@ -531,7 +531,7 @@ def prose_paragraphs(reviews: Sequence[str], *, min_chars: int = 160) -> list[li
     reviews until a paragraph holds at least ``min_chars`` characters.
 
     Example:
-        >>> [len(p) for p in prose_paragraphs(["很好。" * 30, "不错。", "一般。" * 60])]
+        >>> sorted(len(p) for p in prose_paragraphs(["很好。" * 30, "不错。", "一般。" * 60]))  # reviews per paragraph
         [1, 2]
     """
     order = sorted(reviews, key=lambda r: hashlib.sha256(r.encode("utf-8")).hexdigest())

@@ -16,6 +16,7 @@ def test_all_is_exactly_the_public_namespace() -> None:
     import aigc.evaluate
     import aigc.formats
     import aigc.models
+    import aigc.ray
     import aigc.sampling
     import aigc.serve
     import aigc.testing

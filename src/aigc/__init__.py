@@ -34,7 +34,7 @@ from aigc._types import (
 from aigc._version import __version__ as __version__
 
 if TYPE_CHECKING:
-    from aigc import evaluate, formats, models, sampling, serve, testing, train
+    from aigc import evaluate, formats, models, ray, sampling, serve, testing, train
 
 __all__ = [
     "AudioRequest",
@@ -67,6 +67,7 @@ __all__ = [
     "limits",
     "load",
     "models",
+    "ray",
     "register_backend",
     "replay",
     "sampling",
@@ -76,7 +77,7 @@ __all__ = [
 ]
 
 # Submodules that import torch load on first attribute access.
-_LAZY_SUBMODULES = frozenset({"evaluate", "formats", "models", "sampling", "serve", "testing", "train"})
+_LAZY_SUBMODULES = frozenset({"evaluate", "formats", "models", "ray", "sampling", "serve", "testing", "train"})
 
 
 def __getattr__(name: str) -> Any:

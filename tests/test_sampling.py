@@ -474,5 +474,5 @@ def test_seen_tokens_ignore_padding_even_beside_token_zero() -> None:
     """Padding (-1) must never unmark a real token 0 in the same row, whatever order the writes land in."""
     from aigc.sampling.processors import seen_tokens
 
-    ids = torch.tensor([[-1] * 50 + [0] + [-1] * 50, [3, -1, -1, 1] * 20])
+    ids = torch.tensor([[-1] * 50 + [0] + [-1] * 50, [3, -1, -1, 1] * 25 + [-1]])
     assert seen_tokens(ids, 5).tolist() == [[True, False, False, False, False], [False, True, False, True, False]]

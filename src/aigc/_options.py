@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from aigc._types import check_int
+from aigc._checks import check_int
 from aigc.errors import InvalidRequest
 
 if TYPE_CHECKING:

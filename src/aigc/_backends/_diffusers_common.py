@@ -16,7 +16,6 @@ import contextlib
 import os
 import re
 import threading
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -26,8 +25,8 @@ import torch
 from aigc._generator import Generator, LoadOptions, ReqT, ResT
 from aigc._options import BackendOptions, BatchOptions
 from aigc._runtime.assets import read_json_object
-from aigc._runtime.weights import weight_files
-from aigc.errors import BackendUnavailable, InvalidRequest, ModelNotFound, UnsafeModelFile
+from aigc._runtime.weights import pretrained_errors, weight_files
+from aigc.errors import InvalidRequest
 
 __all__ = ["SCHEDULERS", "PipelineCancelled", "PipelineGenerator", "PipelineOptions", "check_weights",
            "is_audio_pipeline", "is_video_pipeline", "latent_preview", "open_image", "pipeline_class"]
@@ -147,22 +146,11 @@ class PipelineGenerator(Generator[ReqT, ResT]):
                 "trust_remote_code": options.trust_remote_code}
 
     @staticmethod
-    @contextlib.contextmanager
-    def loading_errors(model: str, options: LoadOptions, kind: str) -> Iterator[None]:
+    def loading_errors(model: str, options: LoadOptions, kind: str) -> contextlib.AbstractContextManager[None]:
         """Turn what ``from_pretrained`` raises into aigc's errors; ``kind`` says what was expected, e.g.
         ``"a video pipeline"``."""
-        try:
-            yield
-        except OSError as e:
-            if "safetensors" in str(e).lower() and not options.allow_pickle:
-                raise UnsafeModelFile(f"model={model!r} has no safetensors weights: {e}. Fix: pass "
-                                      "allow_pickle=True if you trust the source") from None
-            raise ModelNotFound(f"model={model!r}: not a loadable diffusers pipeline: {e}") from None
-        except ValueError as e:
-            raise ModelNotFound(f"model={model!r}: diffusers cannot load it as {kind}: {e}") from None
-        except ImportError as e:  # e.g. Stable Audio's scheduler without torchsde
-            raise BackendUnavailable(f"model={model!r} needs a package that is not installed: {e}. Fix: install "
-                                     "the package it names") from None
+        return pretrained_errors(model, allow_pickle=options.allow_pickle, what="a loadable diffusers pipeline",
+                                 value_error=kind)
 
     @classmethod
     def place(cls, pipe: Any, options: LoadOptions) -> None:

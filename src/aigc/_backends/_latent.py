@@ -11,16 +11,15 @@ from typing import Any
 
 import torch
 
-from aigc._backends._pixels import UpscaleOptions, upscaled_size
-from aigc._generator import Generator, LoadOptions, ReqT, ResT
+from aigc._backends._pixels import UpscalingGenerator, upscaled_size
+from aigc._generator import LoadOptions, ReqT, ResT
 from aigc._runtime.assets import model_dir
 from aigc._types import ImageRequest, Request
-from aigc.errors import InvalidRequest
 from aigc.formats import latent as latent_format
 from aigc.formats.classes import ClassTable
 from aigc.sampling import randn
 
-__all__ = ["BUILTIN_MODELS", "LatentGenerator", "LatentModel", "check_load_options", "load_latent_model",
+__all__ = ["BUILTIN_MODELS", "LatentGenerator", "LatentModel", "load_latent_model",
            "read_format"]
 
 CONFIG_FILE = "config.json"
@@ -55,18 +54,9 @@ class LatentModel:
 
     def classes(self, request: Request) -> list[int | None]:
         """One class id per prompt (``None`` for an unconditional model), or InvalidRequest naming the classes."""
-        ids: list[int | None] = []
-        for i, prompt in enumerate(request.prompts()):
-            if self.table is None:
-                ids.append(None)
-                continue
-            cid = self.table.match(prompt)
-            if cid is None:
-                field = "prompt" if isinstance(request.prompt, str) else f"prompt[{i}]"
-                raise InvalidRequest(field, prompt, f"names none of the {len(self.table.names)} classes this model "
-                                     "draws (or more than one)", f"use one of: {self.table.listing()}")
-            ids.append(cid)
-        return ids
+        if self.table is None:
+            return [None] * len(request.prompts())
+        return list(self.table.prompt_ids(request.prompts(), single=isinstance(request.prompt, str)))
 
     def draw(self, seeds: list[int], device: torch.device) -> torch.Tensor:
         """z (B, z_dim): row i is the first ``z_dim`` normals of ``seeds[i]``'s own CPU generator."""
@@ -110,27 +100,13 @@ def load_latent_model(model: str, kind: str, options: LoadOptions) -> LatentMode
                        loaded.z_dim, loaded.weights)
 
 
-def check_load_options(options: LoadOptions, backend: str, kind: type[UpscaleOptions] = UpscaleOptions) -> None:
-    """Before anything loads: the small own-format models run on one device (no offload), and the backend's typed
-    options (``kind``) hold."""
-    if options.offload != "none":
-        raise InvalidRequest("offload", options.offload, f"the {backend} backend keeps its small model on one device",
-                             "pass offload='none'")
-    kind.of(options)
-
-
-class LatentGenerator(Generator[ReqT, ResT]):
+class LatentGenerator(UpscalingGenerator[ReqT, ResT]):
     """What the ``gan``, ``vae`` and ``walk`` backends share: a loaded :class:`LatentModel` and the load options
     ``upscale`` and ``max_batch_size``."""
 
-    options_type = UpscaleOptions
-
     def __init__(self, *, latent: LatentModel, model_id: str, options: LoadOptions) -> None:
-        super().__init__(model=model_id, device=options.device, dtype=options.dtype, weights=latent.weights,
-                         options=options.extra)
+        super().__init__(model_id=model_id, options=options, weights=latent.weights)
         self.latent = latent
-        opts = UpscaleOptions.of(options)
-        self.upscale, self.max_batch_size = opts.upscale, opts.max_batch_size
 
     def _modules(self) -> list[torch.nn.Module]:
         return [self.latent.net]

@@ -7,18 +7,19 @@ Used by the ``diffusion``, ``gan``, ``vae``, ``sprites`` and ``walk`` backends.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 
-from aigc._options import BatchOptions
+from aigc._generator import Generator, LoadOptions, ReqT, ResT
+from aigc._options import BackendOptions, BatchOptions
 from aigc.errors import InvalidRequest
 from aigc.limits import check_pixels
 
 if TYPE_CHECKING:
     from PIL import Image
 
-__all__ = ["UPSCALE_FILTERS", "UpscaleOptions", "to_images", "upscaled_size"]
+__all__ = ["UPSCALE_FILTERS", "UpscaleOptions", "UpscalingGenerator", "to_images", "upscaled_size"]
 
 #: The filters the load option ``upscale`` takes.
 UPSCALE_FILTERS = ("bicubic", "nearest")
@@ -42,6 +43,35 @@ class UpscaleOptions(BatchOptions):
         if self.upscale not in UPSCALE_FILTERS:
             raise InvalidRequest("upscale", self.upscale, "unknown upscaling filter",
                                  f"use one of: {', '.join(UPSCALE_FILTERS)}")
+
+
+class UpscalingGenerator(Generator[ReqT, ResT]):
+    """Base of aigc's own small-model backends (``diffusion``, ``gan``, ``vae``, ``walk``, ``sprites``): one device,
+    options of type :class:`UpscaleOptions` (or a subclass), ``self.upscale`` and ``self.max_batch_size``."""
+
+    options_type: ClassVar[type[BackendOptions] | None] = UpscaleOptions
+
+    def __init__(self, *, model_id: str, options: LoadOptions, weights: str | None) -> None:
+        super().__init__(model=model_id, device=options.device, dtype=options.dtype, weights=weights,
+                         options=options.extra)  # recorded: upscale changes the pixels
+        opts = self.upscale_options(options)
+        self.upscale, self.max_batch_size = opts.upscale, opts.max_batch_size
+
+    @classmethod
+    def upscale_options(cls, options: LoadOptions) -> UpscaleOptions:
+        """The typed options; with :meth:`check_load` before anything loads."""
+        kind = cls.options_type if cls.options_type is not None else UpscaleOptions
+        typed = kind.of(options)
+        assert isinstance(typed, UpscaleOptions)
+        return typed
+
+    @classmethod
+    def check_load(cls, options: LoadOptions) -> None:
+        """Before anything loads: one device (no offload), and the typed options hold."""
+        if options.offload != "none":
+            raise InvalidRequest("offload", options.offload, f"the {cls.backend_name} backend keeps its small model "
+                                 "on one device", "pass offload='none'")
+        cls.upscale_options(options)
 
 
 def upscaled_size(request: Any, size: int, what: str = "images") -> tuple[int, int]:

@@ -11,15 +11,15 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from aigc._generator import Generator, LoadOptions, ReqT, ResT
-from aigc._runtime.weights import fingerprint_files, weight_files
-from aigc.errors import BackendUnavailable, InvalidRequest, ModelNotFound, UnsafeModelFile
+from aigc._runtime.weights import fingerprint_files, pretrained_errors, weight_files
+from aigc.errors import InvalidRequest, ModelNotFound
 
 __all__ = ["TransformersGenerator"]
 
@@ -63,18 +63,9 @@ class TransformersGenerator(Generator[ReqT, ResT]):
             raise ModelNotFound(f"model={model!r}: no usable {where}: {e}") from None
 
     @staticmethod
-    @contextlib.contextmanager
-    def loading_errors(model: str, options: LoadOptions) -> Iterator[None]:
+    def loading_errors(model: str, options: LoadOptions) -> contextlib.AbstractContextManager[None]:
         """Turn what ``from_pretrained`` raises into aigc's errors."""
-        try:
-            yield
-        except OSError as e:
-            if "safetensors" in str(e).lower() and not options.allow_pickle:
-                raise UnsafeModelFile(f"model={model!r} has no safetensors weights: {e}. Fix: pass allow_pickle=True "
-                                      "if you trust the source") from None
-            raise ModelNotFound(f"model={model!r}: {e}") from None
-        except ImportError as e:  # e.g. a sentencepiece tokenizer without the package
-            raise BackendUnavailable(f"model={model!r} needs a package that is not installed: {e}") from None
+        return pretrained_errors(model, allow_pickle=options.allow_pickle)
 
     @staticmethod
     def revision_of(options: LoadOptions, config: Any) -> str | None:

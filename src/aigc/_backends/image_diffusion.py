@@ -36,8 +36,8 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from aigc._backends._pixels import UpscaleOptions, to_images, upscaled_size
-from aigc._generator import Generator, LoadOptions
+from aigc._backends._pixels import UpscalingGenerator, to_images, upscaled_size
+from aigc._generator import LoadOptions
 from aigc._results import ImageResult
 from aigc._runtime.assets import model_dir
 from aigc._runtime.events import EventEmitter
@@ -71,7 +71,7 @@ def _model_dir(model: str) -> Path:
                      fix="pass a model directory holding aigc_classes.json and unet/")
 
 
-class ClassDiffusionGenerator(Generator[ImageRequest, ImageResult]):
+class ClassDiffusionGenerator(UpscalingGenerator[ImageRequest, ImageResult]):
     """Class-conditional diffusion models: a prompt picks a class, the UNet draws it.
 
     Prompts are matched to the model's classes by phrase ("an ankle boot", "sneakers", "a handwritten 7",
@@ -97,13 +97,11 @@ class ClassDiffusionGenerator(Generator[ImageRequest, ImageResult]):
     backend_name = "diffusion"
     request_type = ImageRequest
     supported_params = frozenset({"steps", "guidance", "width", "height", "scheduler"})
-    options_type = UpscaleOptions
     builtin_models = frozenset(BUILTIN_MODELS)
 
     def __init__(self, *, unet: Any, scheduler_config: dict[str, Any], table: ClassTable, settings: dict[str, Any],
                  model_id: str, options: LoadOptions, weights: str) -> None:
-        super().__init__(model=model_id, device=options.device, dtype=options.dtype, weights=weights,
-                         options=options.extra)  # recorded: upscale changes the pixels
+        super().__init__(model_id=model_id, options=options, weights=weights)
         self.unet = unet
         self.scheduler_config = scheduler_config
         self.table = table
@@ -113,8 +111,6 @@ class ClassDiffusionGenerator(Generator[ImageRequest, ImageResult]):
         self.default_guidance = float(settings.get("default_guidance", 2.5))
         self.default_scheduler = str(settings.get("default_scheduler", "ddpm"))
         self.train_steps = int(scheduler_config.get("num_train_timesteps", 1000))
-        opts = UpscaleOptions.of(options)
-        self.upscale, self.max_batch_size = opts.upscale, opts.max_batch_size
 
     # -- loading ---------------------------------------------------------------------------------
     @classmethod
@@ -123,10 +119,7 @@ class ClassDiffusionGenerator(Generator[ImageRequest, ImageResult]):
 
     @classmethod
     def load(cls, model: str, *, options: LoadOptions) -> ClassDiffusionGenerator:
-        if options.offload != "none":
-            raise InvalidRequest("offload", options.offload, "the diffusion image backend keeps its small model on "
-                                 "one device", "pass offload='none'")
-        UpscaleOptions.of(options)  # checked before anything loads
+        cls.check_load(options)
         loaded = class_diffusion.load(_model_dir(model), device=options.device, dtype=options.dtype,
                                       allow_pickle=options.allow_pickle)
         return cls(unet=loaded.unet, scheduler_config=loaded.scheduler_config, table=loaded.table,
@@ -145,16 +138,7 @@ class ClassDiffusionGenerator(Generator[ImageRequest, ImageResult]):
     # -- the stages ------------------------------------------------------------------------------
     def _classes(self, request: ImageRequest) -> list[int]:
         """1a. One class id per prompt, or InvalidRequest naming the prompt and the classes."""
-        prompts = request.prompts()
-        ids = []
-        for i, prompt in enumerate(prompts):
-            cid = self.table.match(prompt)
-            if cid is None:
-                field = "prompt" if isinstance(request.prompt, str) else f"prompt[{i}]"
-                raise InvalidRequest(field, prompt, f"names none of the {len(self.table.names)} classes this model "
-                                     "draws (or more than one)", f"use one of: {self.table.listing()}")
-            ids.append(cid)
-        return ids
+        return self.table.prompt_ids(request.prompts(), single=isinstance(request.prompt, str))
 
     def _settings(self, request: ImageRequest) -> tuple[int, float, str, tuple[int, int]]:
         """1b. Steps, guidance, scheduler name and output (width, height), with the model's defaults."""

@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 
-from aigc._backends._latent import BUILTIN_MODELS, LatentGenerator, check_load_options, load_latent_model, read_format
+from aigc._backends._latent import BUILTIN_MODELS, LatentGenerator, load_latent_model, read_format
 from aigc._backends._pixels import to_images
 from aigc._generator import LoadOptions
 from aigc._results import ImageResult
@@ -46,7 +46,7 @@ class _LatentImageGenerator(LatentGenerator[ImageRequest, ImageResult]):
 
     @classmethod
     def load(cls, model: str, *, options: LoadOptions) -> Any:
-        check_load_options(options, cls.kind)
+        cls.check_load(options)
         return cls(latent=load_latent_model(model, cls.kind, options), model_id=model, options=options)
 
     def _generate(self, request: ImageRequest, seeds: list[int], events: EventEmitter) -> ImageResult:

@@ -32,9 +32,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from aigc._backends._latent import check_load_options
-from aigc._backends._pixels import UpscaleOptions, to_images, upscaled_size
-from aigc._generator import Generator, LoadOptions
+from aigc._backends._pixels import UpscaleOptions, UpscalingGenerator, to_images, upscaled_size
+from aigc._generator import LoadOptions
 from aigc._results import VideoResult
 from aigc._runtime.assets import model_dir
 from aigc._runtime.events import EventEmitter
@@ -81,21 +80,11 @@ class SpriteVideoModel:
 
     def parse(self, request: VideoRequest) -> tuple[list[int], list[int]]:
         """1a. A class id and a direction id per prompt, or InvalidRequest naming the prompt and the options."""
-        class_ids, direction_ids = [], []
-        for i, prompt in enumerate(request.prompts()):
-            field = "prompt" if isinstance(request.prompt, str) else f"prompt[{i}]"
-            cid = self.classes.match(prompt)
-            if cid is None:
-                raise InvalidRequest(field, prompt, f"names none of the {len(self.classes.names)} things this model "
-                                     "draws moving (or more than one)",
-                                     f"name one of: {self.classes.listing()}, e.g. 'a 3 moving left'")
-            did = self.directions.match(prompt)
-            if did is None:
-                raise InvalidRequest(field, prompt, "names no direction of motion this model knows (or more than one)",
-                                     f"add one of: {self.directions.listing()}, e.g. 'a 3 moving left'")
-            class_ids.append(cid)
-            direction_ids.append(did)
-        return class_ids, direction_ids
+        prompts, single = request.prompts(), isinstance(request.prompt, str)
+        return (self.classes.prompt_ids(prompts, single=single, what="things this model draws moving",
+                                        example="a 3 moving left"),
+                self.directions.prompt_ids(prompts, single=single, what="directions of motion this model knows",
+                                           example="a 3 moving left"))
 
     def plan(self, request: VideoRequest) -> tuple[tuple[int, int], float, float]:
         """1b. Output (width, height), fps and truncation, with the model's defaults, checked."""
@@ -127,7 +116,7 @@ def load_sprite_video(model: str, options: LoadOptions) -> SpriteVideoModel:
                             float(loaded.defaults["truncation"]), loaded.weights)
 
 
-class SpriteVideoGenerator(Generator[VideoRequest, VideoResult]):
+class SpriteVideoGenerator(UpscalingGenerator[VideoRequest, VideoResult]):
     """Clips of a sprite moving across a canvas; ``aigc.load("video", "default", backend="sprites")``.
 
     The prompt names what moves and the direction ("a 3 moving left", "the number seven moving up",
@@ -151,11 +140,8 @@ class SpriteVideoGenerator(Generator[VideoRequest, VideoResult]):
     builtin_models = frozenset(BUILTIN_MODELS)
 
     def __init__(self, *, sprite: SpriteVideoModel, model_id: str, options: LoadOptions) -> None:
-        super().__init__(model=model_id, device=options.device, dtype=options.dtype, weights=sprite.weights,
-                         options=options.extra)  # recorded: upscale changes the pixels
+        super().__init__(model_id=model_id, options=options, weights=sprite.weights)
         self.sprite: SpriteVideoModel | None = sprite
-        opts = SpriteOptions.of(options)
-        self.upscale, self.max_batch_size = opts.upscale, opts.max_batch_size
 
     # -- loading ---------------------------------------------------------------------------------
     @classmethod
@@ -164,7 +150,7 @@ class SpriteVideoGenerator(Generator[VideoRequest, VideoResult]):
 
     @classmethod
     def load(cls, model: str, *, options: LoadOptions) -> SpriteVideoGenerator:
-        check_load_options(options, "sprites", SpriteOptions)
+        cls.check_load(options)
         return cls(sprite=load_sprite_video(model, options), model_id=model, options=options)
 
     # -- Generator hooks -------------------------------------------------------------------------

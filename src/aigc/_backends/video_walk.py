@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from aigc._backends._latent import LatentGenerator, check_load_options, load_latent_model, read_format
+from aigc._backends._latent import LatentGenerator, load_latent_model, read_format
 from aigc._backends._pixels import to_images
 from aigc._generator import LoadOptions
 from aigc._results import VideoResult
@@ -82,7 +82,7 @@ class LatentWalkGenerator(LatentGenerator[VideoRequest, VideoResult]):
 
     @classmethod
     def load(cls, model: str, *, options: LoadOptions) -> LatentWalkGenerator:
-        check_load_options(options, "walk")
+        cls.check_load(options)
         if model in _BUILTIN and not Path(model).is_dir():
             kind, name = _BUILTIN[model]
         else:

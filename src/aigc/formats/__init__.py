@@ -18,7 +18,8 @@ module                      format id            what
 
 The folder formats share one layout (:mod:`._folder`): ``config.json`` (``{"format": ..., "version": 1,
 "config": {...}, ...}``) beside ``model.safetensors``, written through a staging folder so a reader never sees
-half a model.
+half a model. :func:`staging_folder` and :func:`publish` are that mechanism, for other exports too (the training
+recipes' outputs).
 
 Example:
     >>> from aigc.formats import latent
@@ -31,12 +32,13 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from aigc.formats._folder import publish, staging_folder
 from aigc.formats.classes import ClassTable
 
 if TYPE_CHECKING:
     from aigc.formats import class_diffusion, latent, mel_speaker, sprites
 
-__all__ = ["ClassTable", "class_diffusion", "classes", "latent", "mel_speaker", "sprites"]
+__all__ = ["ClassTable", "class_diffusion", "classes", "latent", "mel_speaker", "publish", "sprites", "staging_folder"]
 
 _LAZY = frozenset({"class_diffusion", "latent", "mel_speaker", "sprites"})  # they import torch
 

@@ -23,8 +23,19 @@ from aigc.errors import ModelNotFound
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["CONFIG_FILE", "WEIGHTS_FILE", "load_state", "publish", "read_config", "read_state", "require_config",
-           "staging_folder", "write"]
+__all__ = [
+    "CONFIG_FILE",
+    "WEIGHTS_FILE",
+    "load_state",
+    "open_model",
+    "parsing",
+    "publish",
+    "read_config",
+    "read_state",
+    "require_config",
+    "staging_folder",
+    "write",
+]
 
 CONFIG_FILE, WEIGHTS_FILE = "config.json", "model.safetensors"
 
@@ -41,6 +52,25 @@ def require_config(path: Path, format_id: str, what: str, fix: str) -> dict[str,
     if data is None:
         raise ModelNotFound(f"{path} is not an aigc {what} (no {CONFIG_FILE} with format {format_id!r}). Fix: {fix}")
     return data
+
+
+def open_model(path: str | os.PathLike[str], format_id: str, what: str, fix: str,
+               ) -> tuple[Path, dict[str, Any], dict[str, torch.Tensor], str]:
+    """A model folder of ``format_id``: (the folder, its config, its state dict, the weights' fingerprint), or
+    ModelNotFound / UnsafeModelFile saying what is wrong (``fix`` is what to do when it is another kind of folder)."""
+    folder = Path(path)
+    data = require_config(folder, format_id, what, fix)
+    state, weights = read_state(folder, "export the model again")
+    return folder, data, state, weights
+
+
+@contextlib.contextmanager
+def parsing(path: Path, what: str) -> Iterator[None]:
+    """Turn a malformed ``config.json`` (a missing key, a wrong type or value) into ModelNotFound naming the file."""
+    try:
+        yield
+    except (KeyError, TypeError, ValueError, IndexError) as e:  # InvalidRequest is a ValueError
+        raise ModelNotFound(f"{path / CONFIG_FILE} is not a valid {what} config: {e}. Fix: export it again") from None
 
 
 def read_state(path: Path, fix: str) -> tuple[dict[str, torch.Tensor], str]:

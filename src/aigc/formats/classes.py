@@ -100,6 +100,27 @@ class ClassTable:
         """Words in the longest phrase."""
         return max(map(len, self.phrases), default=0)
 
+    def prompt_ids(self, prompts: Sequence[str], *, single: bool, what: str = "classes this model draws",
+                   example: str | None = None) -> list[int]:
+        """One class id per prompt, or :class:`~aigc.errors.InvalidRequest` naming the prompt (``prompt`` when the
+        request has a ``single`` prompt, else ``prompt[i]``) and the classes to choose from.
+
+        Example:
+            >>> ClassTable.from_entries(entries(["cat", "dog"])).prompt_ids(["a dog", "the cat"], single=False)
+            [1, 0]
+        """
+        from aigc.errors import InvalidRequest
+
+        ids = []
+        for i, prompt in enumerate(prompts):
+            cid = self.match(prompt)
+            if cid is None:
+                hint = f"use one of: {self.listing()}" + (f", e.g. {example!r}" if example else "")
+                raise InvalidRequest("prompt" if single else f"prompt[{i}]", prompt,
+                                     f"names none of the {len(self.names)} {what} (or more than one)", hint)
+            ids.append(cid)
+        return ids
+
     def listing(self) -> str:
         """The class names, quoted, in id order (for error messages)."""
         return ", ".join(repr(self.names[c]) for c in sorted(self.names))

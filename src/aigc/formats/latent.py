@@ -114,14 +114,12 @@ def load(path: str | os.PathLike[str], kind: Kind, *, device: torch.device | str
     """
     from aigc.models import ConvVAE, StyleGANConfig, StyleGANGenerator, VAEConfig
 
-    folder = Path(path)
-    found = detect(folder)
+    found = detect(Path(path))
     if found is not None and found != kind:
-        raise ModelNotFound(f"{folder} is a {found} model. Fix: pass backend={found!r}")
-    fix = f"pass a directory written by aigc.train.train_{kind}"
-    data = _folder.require_config(folder, FORMATS[kind], f"{kind} model", fix)
-    state, weights = _folder.read_state(folder, f"export the model again with aigc.train.train_{kind}")
-    try:
+        raise ModelNotFound(f"{path} is a {found} model. Fix: pass backend={found!r}")
+    folder, data, state, weights = _folder.open_model(path, FORMATS[kind], f"{kind} model",
+                                                      f"pass a directory written by aigc.train.train_{kind}")
+    with _folder.parsing(folder, kind):
         if kind == "gan":
             cfg: Any = StyleGANConfig.from_dict(data["config"])
             net: Any = StyleGANGenerator(cfg)
@@ -131,9 +129,6 @@ def load(path: str | os.PathLike[str], kind: Kind, *, device: torch.device | str
         entries = data.get("classes") or []
         table = ClassTable.from_entries(entries) if entries else None
         defaults = dict(data.get("defaults") or {})
-    except (KeyError, TypeError, ValueError) as e:
-        raise ModelNotFound(f"{folder / _folder.CONFIG_FILE} is not a valid {kind} config: {e}. Fix: export it "
-                            "again") from None
     if (table is not None and len(table.names) != cfg.num_classes) or (table is None and cfg.num_classes):
         raise ModelNotFound(f"{folder}: the network has {cfg.num_classes} classes, {_folder.CONFIG_FILE} names "
                             f"{len(table.names) if table else 0}. Fix: export the model and its classes together")

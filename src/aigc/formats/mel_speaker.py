@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from aigc.errors import InvalidRequest, ModelNotFound
+from aigc.errors import ModelNotFound
 from aigc.formats import _folder
 
 if TYPE_CHECKING:
@@ -95,17 +95,12 @@ def load(path: str | os.PathLike[str], *, device: torch.device | str = "cpu",
     """
     from aigc.models.speech import MelSpeechConfig, MelSpeechDecoder
 
-    folder = Path(path)
-    data = _folder.require_config(folder, FORMAT, "speech model", _FIX)
-    state, weights = _folder.read_state(folder, "export the model again (scripts/train_audio_default.py writes it)")
-    try:
+    folder, data, state, weights = _folder.open_model(path, FORMAT, "speech model", _FIX)
+    with _folder.parsing(folder, "speech model"):
         cfg = MelSpeechConfig.from_dict(data["config"])
         words = [str(w) for w in data["words"]]
         voices = [str(v["name"]) for v in data["voices"]]
         default_voice = voices.index(data.get("defaults", {}).get("voice", voices[0]))
-    except (KeyError, TypeError, ValueError, IndexError, InvalidRequest) as e:
-        raise ModelNotFound(f"{folder / _folder.CONFIG_FILE} is not a valid speech model config: {e}. "
-                            "Fix: export it again") from None
     if len(words) != cfg.num_words or len(voices) != cfg.num_voices:
         raise ModelNotFound(f"{folder}: the network has {cfg.num_words} words and {cfg.num_voices} voices, "
                             f"{_folder.CONFIG_FILE} names {len(words)} and {len(voices)}. Fix: export them together")

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from aigc.errors import InvalidRequest, ModelNotFound
+from aigc.errors import ModelNotFound
 from aigc.formats import _folder
 from aigc.formats.classes import ClassTable
 
@@ -102,19 +102,15 @@ def load(path: str | os.PathLike[str], *, device: torch.device | str = "cpu",
     """
     from aigc.models.sprite_video import SpriteVideoConfig, SpriteVideoVAE
 
-    folder = Path(path)
-    data = _folder.require_config(folder, FORMAT, "sprite-video model",
-                                  "pass a directory written by scripts/train_video_default.py, or another backend=")
-    state, weights = _folder.read_state(folder, "export the model again")
-    try:
+    folder, data, state, weights = _folder.open_model(
+        path, FORMAT, "sprite-video model", "pass a directory written by scripts/train_video_default.py, or another "
+        "backend=")
+    with _folder.parsing(folder, "sprite-video"):
         cfg = SpriteVideoConfig.from_dict(data["config"])
         classes = ClassTable.from_entries(data["classes"])
         directions = ClassTable.from_entries(data["directions"])
         stored = dict(data.get("defaults", {}))
         defaults = {**stored, "fps": float(stored.get("fps", 8.0)), "truncation": float(stored.get("truncation", 1.0))}
-    except (KeyError, TypeError, ValueError, InvalidRequest) as e:
-        raise ModelNotFound(f"{folder / _folder.CONFIG_FILE} is not a valid sprite-video config: {e}. "
-                            "Fix: export it again") from None
     if sorted(classes.names) != list(range(cfg.num_classes)) or \
             sorted(directions.names) != list(range(cfg.num_directions)):
         raise ModelNotFound(f"{folder}: the network has {cfg.num_classes} classes and {cfg.num_directions} "

@@ -18,7 +18,8 @@ from typing import Protocol
 
 import torch
 
-from aigc._types import TextRequest, check_int, check_number
+from aigc._checks import check_int, check_number
+from aigc._types import TextRequest
 
 __all__ = [
     "LogitsProcessor",

@@ -61,3 +61,29 @@ def sd_dir(models_dir: Path) -> Path:
     from aigc.testing import tiny_stable_diffusion
 
     return tiny_stable_diffusion(models_dir / "sd")
+
+
+@pytest.fixture(scope="session")
+def ray_local() -> Iterator[None]:
+    """One local Ray instance for the whole session (2 CPUs, no dashboard): a real Ray, shared by the Ray tests."""
+    import logging
+
+    import ray
+    import ray.data
+
+    ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture
+def one_torch_thread() -> Iterator[None]:
+    """This process on one torch thread, like a Ray actor that holds one CPU: on a CPU, a float reduction split over
+    another number of threads may round differently in the last bit, so references for Ray outputs run like this."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -1,0 +1,131 @@
+"""aigc.ray on a real local Ray (one instance per session, 2 CPUs): the seed contract across blocks, batches and
+actors, resuming, error rows, an actor that dies."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from PIL import Image
+
+import aigc
+from aigc.ray import BatchGenerator
+
+pytestmark = pytest.mark.usefixtures("ray_local", "one_torch_thread")
+
+ROWS = 200
+SEED = 1000
+# Phrases the embedded image model knows (Fashion-MNIST classes and more); the text model takes anything.
+IMAGE_PROMPTS = ["an ankle boot", "a sneaker", "a bag", "a coat", "a dress", "a shirt", "a sandal", "a pullover"]
+TEXT_PROMPTS = ["Once upon a time", "The king", "To be, or not", "My lord,", "Shall I compare thee", "Good night"]
+PARAMS: dict[str, dict[str, Any]] = {"image": {"steps": 2}, "text": {"max_new_tokens": 6}}
+
+
+def _prompts(modality: str) -> list[str]:
+    pool = IMAGE_PROMPTS if modality == "image" else TEXT_PROMPTS
+    return [pool[(7 * k) % len(pool)] for k in range(ROWS)]
+
+
+def _output(path: Path) -> Any:
+    """A saved output as comparable data: an image's pixels, a text."""
+    if path.suffix == ".png":
+        with Image.open(path) as image:
+            return np.asarray(image.convert("RGB"))
+    return json.loads(path.read_text(encoding="utf-8"))["text"]
+
+
+def _reference(result: aigc.Result, k: int) -> Any:
+    if isinstance(result, aigc.ImageResult):
+        return np.asarray(result.images[k].convert("RGB"))
+    assert isinstance(result, aigc.TextResult)
+    return result.texts[k]
+
+
+def _statuses(dataset: Any) -> dict[int, str]:
+    return {row["id"]: row["status"] for row in dataset.select_columns(["id", "status"]).take_all()}
+
+
+@pytest.mark.parametrize("modality", ["image", "text"])
+def test_200_rows_on_two_actors_equal_in_process_runs_and_resume_identically(modality: str, tmp_path: Path) -> None:
+    prompts, params = _prompts(modality), PARAMS[modality]
+    data = tmp_path / "prompts.jsonl"
+    data.write_text("".join(json.dumps({"prompt": p}) + "\n" for p in prompts), encoding="utf-8")
+    out = tmp_path / "out"
+    suffix = "png" if modality == "image" else "json"
+
+    # 8 blocks, 7 rows per call: batches straddle blocks, and two actors take blocks in whatever order.
+    first = aigc.ray.generate(data, modality, seed=SEED, output=out, concurrency=2, num_blocks=8, batch_size=7,
+                              device="cpu", threads=1, **params)
+    assert _statuses(first) == dict.fromkeys(range(ROWS), "generated")
+    seeds = {row["id"]: row["seed"] for row in first.select_columns(["id", "seed"]).take_all()}
+    assert seeds == {k: SEED + k for k in range(ROWS)}
+
+    # In-process: sample k of one call with seed=SEED is the single run with seed SEED + k.
+    reference = aigc.load(modality, device="cpu").generate(prompts, seed=SEED, deterministic=True, progress=False,
+                                                           **params)
+    files = {k: out / f"{k}.{suffix}" for k in range(ROWS)}
+    assert sorted(out.iterdir()) == sorted(files.values())  # one file per row, no temporary left behind
+    for k, path in files.items():
+        assert np.array_equal(_output(path), _reference(reference, k)), f"row {k} differs from the in-process run"
+    record = aigc.Record.from_file(files[123])
+    assert record.seeds == [SEED + 123] and record.request["prompt"] == prompts[123]
+
+    # Delete half; a rerun with other blocks and batch sizes makes only those, and makes them identically.
+    gone = set(range(1, ROWS, 2))
+    for k in gone:
+        files[k].unlink()
+    kept = {k: files[k].stat().st_mtime_ns for k in range(ROWS) if k not in gone}
+    second = aigc.ray.generate(data, modality, seed=SEED, output=out, concurrency=2, num_blocks=3, batch_size=32,
+                               device="cpu", threads=1, **params)
+    assert _statuses(second) == {k: "generated" if k in gone else "skipped" for k in range(ROWS)}
+    assert {k: files[k].stat().st_mtime_ns for k in kept} == kept  # the kept files were not rewritten
+    for k in gone:
+        assert np.array_equal(_output(files[k]), _reference(reference, k)), f"rerun row {k} differs"
+
+
+def test_bad_rows_are_error_entries_and_a_dead_actor_is_retried_with_the_same_outputs(tmp_path: Path) -> None:
+    marker = tmp_path / "died-once"
+
+    class DiesOnce(BatchGenerator):
+        """Kills its own process on its first batch, once per run (a marker file says it happened)."""
+
+        def __call__(self, batch: Any) -> pa.Table:
+            if not marker.exists():
+                marker.touch()
+                os._exit(1)
+            return super().__call__(batch)
+
+    import ray.data
+
+    rows = [{"id": k, "prompt": TEXT_PROMPTS[k % len(TEXT_PROMPTS)]} for k in range(12)]
+    rows[3]["max_new_tokens"] = -2  # a bad parameter in one row
+    rows[7]["seed"] = "seven"  # a seed that is no seed
+    rows[9]["prompt"] = None  # no prompt
+    table = pa.table({"id": [r["id"] for r in rows], "prompt": [r["prompt"] for r in rows],
+                      "max_new_tokens": [r.get("max_new_tokens") for r in rows],
+                      "seed": [r.get("seed") for r in rows]})
+    out = tmp_path / "out"
+    mapped = ray.data.from_arrow([table.slice(0, 6), table.slice(6)]).map_batches(
+        DiesOnce, fn_constructor_args=("text",), batch_size=4, batch_format="pyarrow", concurrency=1,
+        fn_constructor_kwargs={"seed": SEED, "device": "cpu", "params": {"max_new_tokens": 6}, "output": str(out),
+                               "threads": 1})
+    result = {row["id"]: row for row in mapped.take_all()}
+    assert marker.exists()  # the actor died, Ray restarted it and ran the batch again
+
+    failed = {k: row["error"] for k, row in result.items() if row["status"] == "failed"}
+    assert sorted(failed) == [3, 7, 9]
+    assert "max_new_tokens" in failed[3] and "-2" in failed[3]
+    assert "seed" in failed[7] and "no prompt" in failed[9]
+    gen = aigc.load("text", device="cpu")
+    for k, row in result.items():
+        if k in failed:
+            assert not (out / f"{k}.json").exists()
+            continue
+        assert row["status"] == "generated"
+        single = gen.generate(row["prompt"], seed=SEED + k, max_new_tokens=6, progress=False)
+        assert row["text"] == single.text == _output(out / f"{k}.json")

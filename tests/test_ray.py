@@ -129,3 +129,30 @@ def test_bad_rows_are_error_entries_and_a_dead_actor_is_retried_with_the_same_ou
         assert row["status"] == "generated"
         single = gen.generate(row["prompt"], seed=SEED + k, max_new_tokens=6, progress=False)
         assert row["text"] == single.text == _output(out / f"{k}.json")
+
+
+def test_aigc_batch_on_the_command_line(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    import ray
+
+    data = tmp_path / "lines.jsonl"
+    rows = [{"id": "a", "prompt": "Once"}, {"id": "b", "prompt": "The king", "max_new_tokens": 0},
+            {"id": "c", "prompt": "Good night", "seed": 7}]
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    out = tmp_path / "out"
+    address = ray.get_runtime_context().gcs_address  # join this session's Ray rather than start another
+    run = subprocess.run([sys.executable, "-m", "aigc", "batch", "text", str(data), "-o", str(out), "--seed", "3",
+                          "--max-new-tokens", "5", "--device", "cpu", "--address", address],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 1, run.stderr  # a row failed
+    assert "3 rows: 2 generated, 0 already there, 1 failed" in run.stdout
+    assert "aigc: row b: InvalidRequest" in run.stderr and "max_new_tokens" in run.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["a.json", "c.json"]
+    gen = aigc.load("text", device="cpu")
+    for key, seed in (("a", aigc.ray.row_seed(3, "a")), ("c", 7)):
+        doc = json.loads((out / f"{key}.json").read_text(encoding="utf-8"))
+        assert doc["seed"] == seed
+        prompt = next(r["prompt"] for r in rows if r["id"] == key)
+        assert doc["text"] == gen.generate(prompt, seed=seed, max_new_tokens=5, progress=False).text

@@ -98,15 +98,15 @@ LOWER_LAYERS = {
     "aigc._types": ("aigc._generator", "aigc._api", "aigc._runtime", "aigc.sampling", "aigc._media", "aigc.formats"),
     "aigc._options": ("aigc._generator", "aigc._api", "aigc._runtime", "aigc.sampling", "aigc._media"),
     "aigc._runtime": ("aigc._generator", "aigc._api", "aigc._registry", "aigc.sampling", "aigc.formats",
-                      "aigc.train", "aigc.evaluate", "aigc.serve"),
+                      "aigc.train", "aigc.evaluate", "aigc.serve", "aigc.ray"),
     "aigc.sampling": ("aigc._generator", "aigc._api", "aigc._registry", "aigc._media", "aigc.formats",
-                      "aigc.train", "aigc.evaluate", "aigc.serve"),
+                      "aigc.train", "aigc.evaluate", "aigc.serve", "aigc.ray"),
     "aigc.formats": ("aigc._generator", "aigc._api", "aigc._registry", "aigc._media", "aigc.sampling",
-                     "aigc.train", "aigc.evaluate", "aigc.serve"),
+                     "aigc.train", "aigc.evaluate", "aigc.serve", "aigc.ray"),
     "aigc._media": ("aigc._generator", "aigc._api", "aigc._registry", "aigc.sampling", "aigc.formats",
-                    "aigc.train", "aigc.evaluate", "aigc.serve"),
+                    "aigc.train", "aigc.evaluate", "aigc.serve", "aigc.ray"),
     "aigc.models": ("aigc._generator", "aigc._api", "aigc._registry", "aigc._media", "aigc.formats",
-                    "aigc.train", "aigc.evaluate", "aigc.serve"),
+                    "aigc.train", "aigc.evaluate", "aigc.serve", "aigc.ray"),
 }
 
 

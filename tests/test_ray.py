@@ -156,3 +156,22 @@ def test_aigc_batch_on_the_command_line(tmp_path: Path) -> None:
         assert doc["seed"] == seed
         prompt = next(r["prompt"] for r in rows if r["id"] == key)
         assert doc["text"] == gen.generate(prompt, seed=seed, max_new_tokens=5, progress=False).text
+
+
+@pytest.mark.slow  # two more actor pools (about 30 s on 2 busy cores); the same paths run in the tests above
+def test_the_ray_batch_example_runs(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    import ray
+
+    script = Path(__file__).resolve().parents[1] / "examples" / "ray_batch.py"
+    done = subprocess.run([sys.executable, str(script), "--address", ray.get_runtime_context().gcs_address,
+                           "--concurrency", "1", "--steps", "2"], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.count(" generated ") == 15 and done.stdout.count(" failed ") == 1
+    assert "guidance=-1.0" in done.stdout
+    assert "rerun: {'generated': 6, 'skipped': 9, 'failed': 1}" in done.stdout  # rows 0, 3, ..., 15; row 5 failed
+    assert "identical pixels = True" in done.stdout
+    assert len(list((tmp_path / "out" / "ray_batch" / "images").iterdir())) == 15

@@ -168,3 +168,18 @@ def test_text_rows_and_a_per_row_parameter() -> None:
 def test_a_bad_setting_fails_before_the_model_loads() -> None:
     with pytest.raises(AigcError, match="threads"):
         BatchGenerator("image", seed=0, threads=0)
+
+
+def test_cli_refuses_bad_ray_settings_before_ray_starts(tmp_path: Path) -> None:
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "aigc", *args], capture_output=True, text=True, timeout=120)
+
+    out = cli("serve", "--replicas", "2")
+    assert out.returncode == 1 and "--replicas=2: a Ray Serve setting. Fix: add --ray" in out.stderr
+    out = cli("serve", "--ray", "--autoscaling", "[1]")
+    assert out.returncode == 1 and "--autoscaling" in out.stderr and "not a JSON object" in out.stderr
+    data = tmp_path / "p.jsonl"
+    data.write_text('{"prompt": "a bag"}\n', encoding="utf-8")
+    out = cli("batch", "image", str(data), "-o", str(tmp_path / "out"), "--seed", "0", "--param", "stpes=3")
+    assert out.returncode == 1 and "did you mean 'steps'" in out.stderr
+    assert not (tmp_path / "out").exists()  # nothing started, nothing written

@@ -114,62 +114,18 @@ def _parser() -> argparse.ArgumentParser:
 
     add_train_parser(sub)
 
+    from aigc.ray.cli import add_batch_parser, add_ray_serve_flags
     from aigc.serve.cli import add_serve_parser
 
-    _add_ray_serve_flags(add_serve_parser(sub))
-    _add_batch_parser(sub)
+    add_ray_serve_flags(add_serve_parser(sub))
+    add_batch_parser(sub, _PARAM_FLAGS[1:])  # --seed is the run's there, and required
     return parser
 
 
-def _add_batch_parser(sub: Any) -> None:
-    bat = sub.add_parser("batch", help="generate one output per row of a JSONL/Parquet/CSV file on Ray",
-                         description="Generate one file per row of INPUT (rows need a 'prompt'; optional 'id', "
-                         "'seed' and request fields as columns) with Ray Data. A row's seed is SEED + its index "
-                         "in the file (or derived from its 'id'), whatever the partitioning; rows whose file exists "
-                         "are skipped, so a rerun resumes. Needs pip install 'aigc[ray]'.")
-    bat.add_argument("modality", choices=["text", "image", "audio", "video"])
-    bat.add_argument("input", help="a .jsonl, .parquet or .csv file")
-    bat.add_argument("-o", "--output", required=True, help="the folder for the outputs (<id>.<format>)")
-    bat.add_argument("--model", "-m", help="model directory or built-in name (default: embedded model)")
-    bat.add_argument("--backend", "-b", help="backend name (default: inferred)")
-    bat.add_argument("--seed", type=int, required=True, help="the run's seed (a row's: SEED + its index, or its own)")
-    for flag, dest, typ, help_text in _PARAM_FLAGS[1:]:  # --seed is the run's here
-        bat.add_argument(flag, dest=dest, type=typ, help=help_text)
-    bat.add_argument("--stop", action="append", help="text: a stop sequence (repeatable)")
-    bat.add_argument("--greedy", action="store_true", help="text: greedy decoding instead of sampling")
-    bat.add_argument("--param", action="append", default=[], metavar="KEY=JSON", help="any other request field")
-    bat.add_argument("--format", help="output format: json/txt, png/webp/jpg, wav/flac/ogg, mp4/gif/webp")
-    bat.add_argument("--id-column", help="the key column (default: 'id' if there is one, else the row index)")
-    bat.add_argument("--concurrency", type=int, default=1, help="actors, each loading the model once (default 1)")
-    bat.add_argument("--batch-size", type=int, default=16, help="rows per actor call (default 16)")
-    bat.add_argument("--num-blocks", type=int, help="blocks to split the file into (default: 4 per actor)")
-    bat.add_argument("--num-gpus", type=float, help="GPUs per actor (0.5: two actors share one)")
-    bat.add_argument("--num-cpus", type=float, help="CPUs per actor (default 1)")
-    bat.add_argument("--batched", action="store_true",
-                     help="batch rows with equal parameters through the model (faster on GPUs; equal to single "
-                          "runs within tolerance instead of bit-identical)")
-    bat.add_argument("--device", default="auto", help="auto, cpu, cuda (default: auto)")
-    bat.add_argument("--dtype", default="auto", help="auto, float32, float16, bfloat16 (default: auto)")
-    bat.add_argument("--option", action="append", default=[], metavar="KEY=JSON",
-                     help="a backend load option, e.g. --option adapter=\"lora/\"")
-    bat.add_argument("--address", help="the Ray cluster to join (default: $RAY_ADDRESS, else a local one)")
+def _batch(args: argparse.Namespace) -> int:
+    from aigc.ray.cli import run_batch
 
-
-def _add_ray_serve_flags(p: argparse.ArgumentParser) -> None:
-    ray = p.add_argument_group("Ray Serve (--ray; needs pip install 'aigc[ray]')")
-    ray.add_argument("--ray", action="store_true", help="serve on Ray Serve: replicas, autoscaling, adapters")
-    ray.add_argument("--ray-address", help="the Ray cluster to join (default: a local one)")
-    ray.add_argument("--replicas", type=int, help="model replicas (default 1)")
-    ray.add_argument("--max-ongoing-requests", type=int, help="requests a replica takes at once "
-                     "(default: --max-concurrent)")
-    ray.add_argument("--autoscaling", metavar="JSON", help="Ray Serve autoscaling settings, e.g. "
-                     "'{\"min_replicas\": 1, \"max_replicas\": 4}'")
-    ray.add_argument("--adapter", action="append", default=[], metavar="NAME=DIR",
-                     help="serve a LoRA adapter as model NAME on the base model (repeatable)")
-    ray.add_argument("--adapter-base", help="the served model the adapters apply to (default: the only one)")
-    ray.add_argument("--max-adapters", type=int, default=4, help="adapters a replica keeps loaded (default 4)")
-    ray.add_argument("--num-gpus", type=float, help="GPUs per replica")
-    ray.add_argument("--num-cpus", type=float, help="CPUs per replica")
+    return run_batch(args, params=_params(args), options=_key_values("--option", args.option, "adapter=lora/"))
 
 
 def _params(args: argparse.Namespace) -> dict[str, Any]:
@@ -178,7 +134,7 @@ def _params(args: argparse.Namespace) -> dict[str, Any]:
         value = getattr(args, dest)
         if value is not None:
             params[dest] = value
-    if getattr(args, "num_outputs", None) is not None:
+    if args.num_outputs is not None:
         params["num_outputs"] = args.num_outputs
     if args.stop:
         params["stop"] = args.stop
@@ -230,69 +186,6 @@ def _check_audio_flags(args: argparse.Namespace) -> None:
         raise InvalidRequest("--sample-rate", args.sample_rate, "not a sample rate", "pass e.g. 44100")
     if args.loudness is not None and not -70.0 <= args.loudness <= 0.0:
         raise InvalidRequest("--loudness", args.loudness, "outside -70..0 LUFS", "pass e.g. -23 or -16")
-
-
-def _batch(args: argparse.Namespace) -> int:
-    params = _params(args)
-    seed = params.pop("seed")
-    options = _key_values("--option", args.option, "adapter=lora/")
-    import aigc.ray
-
-    try:
-        import ray
-    except ImportError:
-        raise aigc.errors.BackendUnavailable("aigc batch needs Ray Data", extra="ray") from None
-    if not ray.is_initialized():
-        ray.init(address=args.address, logging_level=logging.INFO if args.verbose else logging.WARNING)
-    result = aigc.ray.generate(args.input, args.modality, seed=seed, model=args.model, output=args.output,
-                               format=args.format, id_column=args.id_column, backend=args.backend,
-                               device=args.device, dtype=args.dtype, options=options, concurrency=args.concurrency,
-                               batch_size=args.batch_size, num_gpus=args.num_gpus, num_cpus=args.num_cpus,
-                               num_blocks=args.num_blocks, deterministic=not args.batched, **params)
-    key = args.id_column or "id"
-    rows = result.select_columns([key, "status", "error"]).take_all()
-    counts = {s: sum(r["status"] == s for r in rows) for s in ("generated", "skipped", "failed")}
-    for row in sorted((r for r in rows if r["status"] == "failed"), key=lambda r: str(r[key])):
-        print(f"aigc: row {row[key]}: {row['error']}", file=sys.stderr)
-    print(f"{len(rows)} rows: {counts['generated']} generated, {counts['skipped']} already there, "
-          f"{counts['failed']} failed; outputs in {args.output}")
-    return 1 if counts["failed"] else 0
-
-
-def _serve(args: argparse.Namespace) -> int:
-    from aigc.serve.cli import run_serve
-
-    ray_flags = ("ray_address", "replicas", "max_ongoing_requests", "autoscaling", "adapter_base", "num_gpus",
-                 "num_cpus")
-    if not args.ray:
-        given = [f"--{name.replace('_', '-')}" for name in (*ray_flags, "adapter") if getattr(args, name)]
-        if given:
-            raise InvalidRequest(given[0], getattr(args, given[0][2:].replace("-", "_")), "a Ray Serve setting",
-                                 "add --ray, or leave it out")
-        return run_serve(args)
-    from aigc.serve.cli import serve_settings
-
-    if args.threads is not None:
-        raise InvalidRequest("--threads", args.threads, "a replica on Ray uses the CPUs Ray gives it",
-                             "pass --num-cpus N instead")
-    config, models = serve_settings(args)
-    autoscaling = None
-    if args.autoscaling:
-        try:
-            autoscaling = json.loads(args.autoscaling)
-        except ValueError:
-            raise InvalidRequest("--autoscaling", args.autoscaling, "not JSON",
-                                 'write e.g. --autoscaling \'{"min_replicas": 1, "max_replicas": 4}\'') from None
-    actor = {k: v for k, v in (("num_gpus", args.num_gpus), ("num_cpus", args.num_cpus)) if v is not None}
-    adapters = {k: str(v) for k, v in _key_values("--adapter", args.adapter, "poet=loras/poet").items()}
-    logging.getLogger("aigc").setLevel(getattr(logging, str(args.log_level).upper()))
-    import aigc.ray
-
-    aigc.ray.run(models, config=config, address=args.ray_address, adapters=adapters or None,
-                 base=args.adapter_base, max_adapters_per_replica=args.max_adapters, num_replicas=args.replicas,
-                 max_ongoing_requests=args.max_ongoing_requests, autoscaling_config=autoscaling,
-                 ray_actor_options=actor or None)
-    return 0
 
 
 def _backends(args: argparse.Namespace) -> int:
@@ -375,10 +268,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     from aigc.evaluate.cli import run_eval
+    from aigc.ray.cli import run_serve  # --ray: on Ray Serve; else aigc.serve.cli.run_serve
     from aigc.train.cli import run_train
 
     handlers = {"generate": _generate, "backends": _backends, "info": _info, "replay": _replay, "eval": run_eval,
-                "train": run_train, "serve": _serve, "batch": _batch}
+                "train": run_train, "serve": run_serve, "batch": _batch}
     try:
         return handlers[args.command](args)
     except AigcError as e:

@@ -235,12 +235,12 @@ class BatchGenerator:
         try:
             record = aigc.Record.from_file(row.target)
         except ProvenanceError as e:
-            raise AigcError(f"{row.target} exists but holds no aigc record ({e}). Fix: delete it, or write to "
-                            "another output folder") from None
+            raise InvalidRequest("output", str(row.target), f"the file exists but holds no aigc record ({e})",
+                                 "delete it, or write to another output folder") from None
         if record.seeds != [row.seed] or record.request.get("prompt") != row.prompt:
-            raise AigcError(f"{row.target} exists but was made from another row (prompt "
-                            f"{record.request.get('prompt')!r}, seed {record.seeds}; this row: {row.prompt!r}, "
-                            f"seed {row.seed}). Fix: delete it, or write to another output folder")
+            raise InvalidRequest("output", str(row.target), "the file exists but was made from another row "
+                                 f"(prompt {record.request.get('prompt')!r}, seed {record.seeds}; this row: "
+                                 f"{row.prompt!r}, seed {row.seed})", "delete it, or write to another output folder")
         row.status, row.path, row.record = "skipped", str(row.target), record.to_json()
         if self.settings.modality == "text":
             row.text = _saved_text(row.target)

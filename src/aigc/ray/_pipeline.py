@@ -13,6 +13,7 @@ Stages:
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 from collections.abc import Mapping, Sequence
@@ -56,6 +57,7 @@ def generate(
     trust_remote_code: bool = False,
     threads: int | None = None,
     ray_remote_args: Mapping[str, Any] | None = None,
+    address: str | None = None,
     **params: Any,
 ) -> ray.data.Dataset:
     """Generate one output per row of a dataset on a Ray cluster (or this machine); write one file per row.
@@ -87,6 +89,8 @@ def generate(
         include_data: add the media bytes to the returned rows (default: only when there is no ``output``).
         threads: torch CPU threads per actor.
         ray_remote_args: more Ray options for the actors (``memory``, ``accelerator_type``, ...).
+        address: the Ray cluster to join when this process has not called ``ray.init`` (``"auto"``,
+            ``"ray://head:10001"``; default: ``$RAY_ADDRESS``, else a new local Ray). Refused once Ray is running.
         **params: request parameters for every row (``steps=20``, ``max_new_tokens=64``), checked before Ray
             starts; a row's own columns override them.
 
@@ -114,6 +118,11 @@ def generate(
         import ray.data
     except ImportError:
         raise BackendUnavailable("aigc.ray needs Ray Data", extra="ray") from None
+    if not ray.is_initialized():
+        ray.init(address=address, logging_level=logging.WARNING)
+    elif address is not None:
+        raise InvalidRequest("address", address, "Ray is already running in this process, joined to its cluster",
+                             "leave address out, or call ray.shutdown() first")
     actors = concurrency if isinstance(concurrency, int) else concurrency[1]
     if isinstance(data, ray.data.Dataset):
         columns = data.columns()

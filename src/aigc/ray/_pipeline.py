@@ -149,7 +149,7 @@ def generate(
         remote["num_gpus"] = num_gpus
     if num_cpus is not None:
         remote["num_cpus"] = num_cpus
-    kwargs = {"seed": seed, "model": None if model is None else os.fspath(model), "backend": backend,
+    kwargs = {"seed": seed, "model": _model_for_actors(model), "backend": backend,
               "device": device, "dtype": dtype, "options": dict(options or {}), "params": dict(params),
               "id_column": key, "output": None if settings.output is None else str(settings.output),
               "format": settings.format, "include_data": include_data, "deterministic": deterministic,
@@ -161,6 +161,15 @@ def generate(
     # 3. Run to the end.
     done: ray.data.Dataset = mapped.materialize()
     return done
+
+
+def _model_for_actors(model: str | os.PathLike[str] | None) -> str | None:
+    """A model folder that exists here as an absolute path (an actor's working folder is not the driver's); a
+    built-in name or hub id as it is."""
+    if model is None:
+        return None
+    name = os.fspath(model)
+    return os.path.abspath(os.path.expanduser(name)) if os.path.exists(os.path.expanduser(name)) else name
 
 
 def _check_resources(concurrency: Any, batch_size: Any, num_gpus: Any, num_cpus: Any, num_blocks: Any) -> None:

@@ -1,17 +1,21 @@
 """aigc.ray.generate throughput on one machine: 1 and 2 actors, the embedded image model, and the memory per actor.
 
 Each actor holds one CPU and runs torch on one thread (``threads=1``); a run writes one PNG per row (with its
-provenance) into a temporary folder, as a real batch job does. For each actor count, two runs of ``--rows`` and
-``2 * --rows`` rows give:
+provenance) into a temporary folder, as a real batch job does. Runs with 1 and 2 actors alternate (``--repeats``
+pairs, so a change in the machine's load hits both alike); each gives:
 
-- the wall time of each run (actor start-up and model load included: what a user waits for);
-- the steady throughput, ``rows / (t(2 * rows) - t(rows))``: the start-up cost cancels out;
-- the peak resident memory (RSS) of each actor process, and USS, polled every 0.5 s through ``psutil``.
+- the wall time (actor start-up and model load included: what a user waits for);
+- the start-up: from the call to the first file written;
+- the steady throughput, ``(rows - 1) / (last file's mtime - first file's mtime)``: rows per second once the
+  actors are loaded;
+- the CPU time of the actor processes (start-up included), polled with the memory;
+- the peak RSS and USS (memory no other process shares: not the shared libraries) of each actor process, polled
+  every 0.5 s through ``psutil``.
 
 An in-process baseline (``aigc.load`` then ``generate`` one row at a time on one thread, with the same saves) says
-what Ray costs on top. Scaling efficiency is ``throughput(2 actors) / (2 * throughput(1 actor))``.
+what Ray costs on top. Scaling efficiency is ``steady(2 actors) / (2 * steady(1 actor))``, from the medians.
 
-Run:  python benchmarks/ray_throughput.py [--rows 48] [--steps 10]
+Run:  python benchmarks/ray_throughput.py [--rows 64] [--steps 10] [--repeats 2]
 """
 
 from __future__ import annotations
@@ -37,22 +41,29 @@ class PeakRss:
     def __init__(self) -> None:
         self.peak: dict[int, int] = {}
         self.peak_uss: dict[int, int] = {}
+        self.cpu_s: dict[int, float] = {}  # user + system CPU seconds, at the last poll
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._poll, daemon=True)
+        self._before: set[int] = set()
 
     def _poll(self) -> None:
         while not self._stop.is_set():
             for proc in psutil.process_iter(["pid", "cmdline"]):
                 try:
-                    if " ".join(proc.info["cmdline"] or []).startswith("ray::MapWorker"):
+                    if proc.pid not in self._before and " ".join(proc.info["cmdline"] or []).startswith(
+                            "ray::MapWorker"):
                         mem = proc.memory_full_info()
                         self.peak[proc.pid] = max(self.peak.get(proc.pid, 0), mem.rss)
                         self.peak_uss[proc.pid] = max(self.peak_uss.get(proc.pid, 0), mem.uss)
+                        cpu = proc.cpu_times()
+                        self.cpu_s[proc.pid] = cpu.user + cpu.system
                 except (psutil.NoSuchProcess, psutil.AccessDenied):
                     pass
             self._stop.wait(0.5)
 
     def __enter__(self) -> PeakRss:
+        self._before = {p.pid for p in psutil.process_iter(["cmdline"])  # the last run's actors, still exiting
+                        if " ".join(p.info["cmdline"] or []).startswith("ray::MapWorker")}
         self._thread.start()
         return self
 
@@ -61,23 +72,25 @@ class PeakRss:
         self._thread.join()
 
 
-def ray_run(rows: int, actors: int, steps: int) -> tuple[float, str]:
+def ray_run(rows: int, actors: int, steps: int) -> dict[str, Any]:
     import aigc
 
     prompts = [PROMPTS[k % len(PROMPTS)] for k in range(rows)]
     with tempfile.TemporaryDirectory() as out, PeakRss() as rss:
-        start = time.perf_counter()
+        start = time.time()
         result = aigc.ray.generate(prompts, "image", seed=0, output=out, concurrency=actors, num_cpus=1, threads=1,
                                    device="cpu", batch_size=8, steps=steps)
-        wall = time.perf_counter() - start
+        wall = time.time() - start
         statuses = [r["status"] for r in result.select_columns(["status"]).take_all()]
         assert statuses.count("generated") == rows, statuses
-        assert len(list(Path(out).iterdir())) == rows
+        done = sorted(p.stat().st_mtime_ns / 1e9 for p in Path(out).iterdir())
+        assert len(done) == rows
     mib = [f"{rss.peak[pid] / 2**20:.0f}/{rss.peak_uss[pid] / 2**20:.0f}" for pid in sorted(rss.peak)]
-    return wall, " ".join(mib)
+    return {"wall": wall, "startup": done[0] - start, "steady": (rows - 1) / (done[-1] - done[0]), "mib": mib,
+            "cpu_s": sum(rss.cpu_s.values())}
 
 
-def in_process(rows: int, steps: int) -> float:
+def in_process(rows: int, steps: int) -> tuple[float, float]:
     import torch
 
     import aigc
@@ -86,39 +99,44 @@ def in_process(rows: int, steps: int) -> float:
     gen = aigc.load("image", device="cpu")
     gen.generate(PROMPTS[0], seed=0, steps=steps, progress=False)  # warm-up
     with tempfile.TemporaryDirectory() as out:
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         for k in range(rows):
             gen.generate(PROMPTS[k % len(PROMPTS)], seed=k, steps=steps, progress=False).save(Path(out) / f"{k}.png")
-        return time.perf_counter() - start
+        return time.perf_counter() - start, time.process_time() - cpu
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, default=48, help="rows of the short run (the long one has twice)")
+    parser.add_argument("--rows", type=int, default=64, help="rows per run")
     parser.add_argument("--steps", type=int, default=10, help="denoising steps per image (the model's default: 50)")
+    parser.add_argument("--repeats", type=int, default=2, help="pairs of runs (1 actor, 2 actors)")
     args = parser.parse_args()
+
+    import statistics
 
     import ray
     import ray.data
 
     print(f"load average before: {os.getloadavg()}; CPUs: {os.cpu_count()}")
-    base = in_process(args.rows, args.steps)
-    print(f"in-process, 1 thread: {args.rows} rows in {base:.1f} s = {args.rows / base:.2f} rows/s")
+    base, cpu = in_process(args.rows, args.steps)
+    print(f"in-process, 1 thread: {args.rows} rows in {base:.1f} s = {args.rows / base:.2f} rows/s; CPU {cpu:.1f} s "
+          f"= {args.rows / cpu:.2f} rows per CPU second")
 
     ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
     ray.data.DataContext.get_current().enable_progress_bars = False
-    figures: dict[int, dict[str, Any]] = {}
-    for actors in (1, 2):
-        short, rss_short = ray_run(args.rows, actors, args.steps)
-        long, rss_long = ray_run(2 * args.rows, actors, args.steps)
-        steady = args.rows / (long - short)
-        figures[actors] = {"steady": steady}
-        print(f"{actors} actor(s): {args.rows} rows in {short:.1f} s ({args.rows / short:.2f} rows/s), "
-              f"{2 * args.rows} rows in {long:.1f} s ({2 * args.rows / long:.2f} rows/s); "
-              f"steady {steady:.2f} rows/s; peak RSS/USS per actor process (MiB): {rss_short}; {rss_long}")
+    steady: dict[int, list[float]] = {1: [], 2: []}
+    for _ in range(args.repeats):
+        for actors in (1, 2):
+            run = ray_run(args.rows, actors, args.steps)
+            steady[actors].append(run["steady"])
+            print(f"{actors} actor(s): {args.rows} rows in {run['wall']:.1f} s ({args.rows / run['wall']:.2f} rows/s "
+                  f"overall), start-up {run['startup']:.1f} s, steady {run['steady']:.2f} rows/s, actors' CPU "
+                  f"{run['cpu_s']:.1f} s (load included); peak RSS/USS per "
+                  f"actor process (MiB): {' '.join(run['mib'])}; load average {os.getloadavg()[0]:.1f}")
     ray.shutdown()
-    efficiency = figures[2]["steady"] / (2 * figures[1]["steady"])
-    print(f"scaling efficiency (steady, 2 actors vs 2 x 1 actor): {efficiency:.0%}")
+    one, two = statistics.median(steady[1]), statistics.median(steady[2])
+    print(f"median steady: 1 actor {one:.2f} rows/s, 2 actors {two:.2f} rows/s; "
+          f"scaling efficiency {two / (2 * one):.0%}")
     print(f"load average after: {os.getloadavg()}")
 
 

@@ -45,7 +45,7 @@ def gpt2(gpt2_dir: Path) -> aigc.Generator[aigc.TextRequest, aigc.TextResult]:
 @pytest.fixture(autouse=True)
 def _fresh_cache() -> Iterator[None]:
     yield
-    aigc.cache.clear()
+    aigc.cache.clear(collect=False)  # a full gc.collect() after every test costs minutes over the suite
 
 
 @pytest.fixture(autouse=True)
@@ -61,6 +61,17 @@ def sd_dir(models_dir: Path) -> Path:
     from aigc.testing import tiny_stable_diffusion
 
     return tiny_stable_diffusion(models_dir / "sd")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """``heavy`` tests run only when ``-m`` names them (a ``-m`` of its own, such as the quick tier's
+    ``-m "not slow"``, must not bring them back)."""
+    if "heavy" in (config.getoption("markexpr") or ""):
+        return
+    heavy = [item for item in items if item.get_closest_marker("heavy")]
+    if heavy:
+        config.hook.pytest_deselected(items=heavy)
+        items[:] = [item for item in items if not item.get_closest_marker("heavy")]
 
 
 @pytest.fixture(scope="session")

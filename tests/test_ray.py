@@ -16,7 +16,8 @@ from PIL import Image
 import aigc
 from aigc.ray import BatchGenerator
 
-pytestmark = pytest.mark.usefixtures("ray_local", "one_torch_thread")
+# Each test starts actor pools (seconds each on 2 CPUs): slow, i.e. in the default run and CI, not the quick tier.
+pytestmark = [pytest.mark.usefixtures("ray_local", "one_torch_thread"), pytest.mark.slow]
 
 ROWS = 200
 SEED = 1000
@@ -158,7 +159,7 @@ def test_aigc_batch_on_the_command_line(tmp_path: Path) -> None:
         assert doc["text"] == gen.generate(prompt, seed=seed, max_new_tokens=5, progress=False).text
 
 
-@pytest.mark.slow  # two more actor pools (about 30 s on 2 busy cores); the same paths run in the tests above
+@pytest.mark.heavy  # two more actor pools and a replay (about 60 s on 2 busy cores); its paths run in the tests above
 def test_the_ray_batch_example_runs(tmp_path: Path) -> None:
     import subprocess
     import sys

@@ -15,7 +15,8 @@ import transformers
 import aigc
 from aigc.serve import ModelSpec
 
-pytestmark = pytest.mark.usefixtures("ray_local", "one_torch_thread")  # the replica holds one CPU
+# the replica holds one CPU; Serve and a replica start in seconds on 2 CPUs: slow (in the default run and CI)
+pytestmark = [pytest.mark.usefixtures("ray_local", "one_torch_thread"), pytest.mark.slow]
 
 PROMPT = "Once upon a time"
 

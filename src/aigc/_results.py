@@ -20,12 +20,34 @@ if TYPE_CHECKING:
     import numpy as np
     from PIL import Image
 
-__all__ = ["AudioResult", "FinishReason", "ImageResult", "Record", "Result", "TextResult", "VideoResult"]
+__all__ = ["AudioResult", "FinishReason", "ImageResult", "Record", "Result", "SavedPaths", "TextResult", "VideoResult"]
 
 FinishReason = Literal["stop", "length", "cancelled"]
 
 RECORD_FORMAT = "aigc.record/1"
 
+
+
+class SavedPaths(list[Path]):
+    """What ``Result.save`` returns: the saved files, one per sample in sample order (``paths[i]`` is sample
+    ``i``'s; for a clip saved as PNG frames, its folder), and in ``sidecars`` the ``.json`` provenance files
+    written beside those formats that cannot hold the record themselves (``.txt``, and images or videos whose
+    metadata did not keep it).
+
+    Example:
+        >>> paths = aigc.TextResult(texts=["a", "b"], seeds=[1, 2]).save("story.txt")  # doctest: +SKIP
+        >>> [p.name for p in paths], [p.name for p in paths.sidecars]  # doctest: +SKIP
+        (['story-0.txt', 'story-1.txt'], ['story-0.txt.json', 'story-1.txt.json'])
+    """
+
+    def __init__(self, files: list[Path], *, sidecars: list[Path] | None = None) -> None:
+        super().__init__(files)
+        self.sidecars: list[Path] = list(sidecars or [])
+
+    @property
+    def all(self) -> list[Path]:
+        """Every path written: the files, then the sidecars."""
+        return [*self, *self.sidecars]
 
 @dataclass(frozen=True, kw_only=True)
 class Record:
@@ -224,19 +246,27 @@ class Result:
 
     def _save_each(
         self, path: str | os.PathLike[str], write: Callable[[int, Path, str | None], list[Path]]
-    ) -> list[Path]:
-        """Call ``write(sample index, file name, that sample's record as JSON)`` per sample; collect paths."""
+    ) -> SavedPaths:
+        """Call ``write(sample index, file name, that sample's record as JSON)`` per sample (it returns the file,
+        then any sidecar it wrote); the files in sample order, the sidecars apart."""
         self._check_samples()
         targets = numbered_paths(check_save_path(path, folder=True), len(self))  # the name; then each target
         for target in targets:
             check_save_path(target, folder=self._saves_folders(target))
-        written: list[Path] = []
+        files: list[Path] = []
+        sidecars: list[Path] = []
         for i, target in enumerate(targets):
-            written += write(i, target, self.record.for_sample(i).to_json() if self.record else None)
-        return written
+            written = write(i, target, self.record.for_sample(i).to_json() if self.record else None)
+            if self._saves_folders(target):  # a folder of frames with its record.json: the folder is the sample
+                files.append(target)
+            else:
+                files.append(written[0])
+                sidecars += written[1:]
+        return SavedPaths(files, sidecars=sidecars)
 
-    def save(self, path: str | os.PathLike[str]) -> list[Path]:
-        """Save every sample (one file each) with its provenance; return the paths written."""
+    def save(self, path: str | os.PathLike[str]) -> SavedPaths:
+        """Save every sample (one file each) with its provenance; return the files, ``paths[i]`` being sample
+        ``i``'s (sidecars, where a format needed one, in ``paths.sidecars``)."""
         raise NotImplementedError
 
     def _saves_folders(self, target: Path) -> bool:
@@ -330,7 +360,7 @@ class TextResult(Result):
         """Generated tokens per sample."""
         return [len(t) for t in self.token_ids]
 
-    def save(self, path: str | os.PathLike[str]) -> list[Path]:
+    def save(self, path: str | os.PathLike[str]) -> SavedPaths:
         """Save each sample as ``.txt`` (with a ``.txt.json`` provenance sidecar) or ``.json``.
 
         Example:
@@ -410,7 +440,7 @@ class ImageResult(Result):
         """The first sample's image."""
         return self.images[0]
 
-    def save(self, path: str | os.PathLike[str]) -> list[Path]:
+    def save(self, path: str | os.PathLike[str]) -> SavedPaths:
         from aigc._media import image as media
 
         return self._save_each(path, lambda i, target, record: media.save_image(self.images[i], target, record))
@@ -463,7 +493,7 @@ class AudioResult(Result):
     def durations_s(self) -> list[float]:
         return [w.shape[-1] / self.sample_rate for w in self.waveforms]
 
-    def save(self, path: str | os.PathLike[str]) -> list[Path]:
+    def save(self, path: str | os.PathLike[str]) -> SavedPaths:
         from aigc._media import audio as media
 
         return self._save_each(
@@ -574,7 +604,7 @@ class VideoResult(Result):
     def _saves_folders(self, target: Path) -> bool:
         return target.suffix == "" or target.is_dir()
 
-    def save(self, path: str | os.PathLike[str]) -> list[Path]:
+    def save(self, path: str | os.PathLike[str]) -> SavedPaths:
         from aigc._media import video as media
 
         return self._save_each(

@@ -14,6 +14,11 @@ id is the "null" class used for classifier-free guidance), a diffusers noise sch
 The built-in name ``"default"`` is the model shipped in the package (``aigc/assets/image_default``): 20
 classes, the ten Fashion-MNIST garments and the digits 0-9, at 32x32 in grayscale.
 
+diffusers is not imported to run these: the UNet is aigc's :class:`~aigc.models.unet2d.UNet2D` (diffusers' weights
+and parameter names, see :mod:`aigc.formats.class_diffusion`) and the DDPM and DDIM samplers are
+:mod:`aigc.models.schedules` (equal to diffusers' to the bit). ``"euler"`` and ``"dpm"`` use diffusers' schedulers,
+imported when asked for, as do UNet configs and schedules outside what those modules implement.
+
 Stages of one ``generate``:
     1. map every prompt to a class, and check steps, guidance, size and scheduler -- before any work;
     2. draw x_T for each sample from its own seed (:func:`aigc.sampling.randn`, on the CPU, then moved);
@@ -39,12 +44,13 @@ import torch
 from aigc._backends._pixels import UpscalingGenerator, to_images, upscaled_size
 from aigc._generator import LoadOptions
 from aigc._results import ImageResult
-from aigc._runtime.assets import model_dir
+from aigc._runtime.assets import model_dir, read_json_object
 from aigc._runtime.events import EventEmitter
 from aigc._types import ImageRequest
 from aigc.errors import InvalidRequest
 from aigc.formats import class_diffusion
 from aigc.formats.classes import ClassTable
+from aigc.models.schedules import Sampler, make_sampler
 from aigc.sampling import generators, randn, sampler_version, step_generators
 
 if TYPE_CHECKING:
@@ -69,6 +75,30 @@ def _model_dir(model: str) -> Path:
     """A local directory, or the folder of a built-in name inside the installed package."""
     return model_dir(model, BUILTIN_MODELS, marker=CLASSES_FILE, what="image model",
                      fix="pass a model directory holding aigc_classes.json and unet/")
+
+
+class _DiffusersSampler:
+    """A diffusers scheduler behind the :class:`~aigc.models.schedules.Sampler` interface, for the samplers aigc does
+    not implement itself (Euler, DPM-Solver++, DDPM/DDIM on configs with thresholding and the like). diffusers is
+    imported here, only when such a sampler is asked for."""
+
+    def __init__(self, name: str, config: dict[str, Any], steps: int) -> None:
+        import diffusers
+
+        self.scheduler = getattr(diffusers, SCHEDULERS[name]).from_config(config)
+        self.scheduler.set_timesteps(steps)
+        self.timesteps: torch.Tensor = self.scheduler.timesteps
+        self.init_noise_sigma: float = self.scheduler.init_noise_sigma  # a float or a 0-d tensor (Euler)
+        # Stochastic schedulers take per-row generators (diffusers draws row i from generator[i], on the CPU).
+        self.stochastic = "generator" in inspect.signature(self.scheduler.step).parameters
+
+    def scale_model_input(self, sample: torch.Tensor, timestep: torch.Tensor) -> torch.Tensor:
+        return self.scheduler.scale_model_input(sample, timestep)  # type: ignore[no-any-return]
+
+    def step(self, model_output: torch.Tensor, timestep: torch.Tensor, sample: torch.Tensor, *,
+             generator: list[torch.Generator] | None = None) -> torch.Tensor:
+        kwargs = {"generator": generator} if self.stochastic else {}
+        return self.scheduler.step(model_output, timestep, sample, **kwargs).prev_sample  # type: ignore[no-any-return]
 
 
 class ClassDiffusionGenerator(UpscalingGenerator[ImageRequest, ImageResult]):
@@ -125,6 +155,21 @@ class ClassDiffusionGenerator(UpscalingGenerator[ImageRequest, ImageResult]):
         return cls(unet=loaded.unet, scheduler_config=loaded.scheduler_config, table=loaded.table,
                    settings=loaded.settings, model_id=model, options=options, weights=loaded.weights)
 
+    @classmethod
+    def precheck(cls, model: str, request: Any) -> None:
+        """Classes, steps and size from ``aigc_classes.json`` and the schedule, before the UNet loads."""
+        path = _model_dir(model)
+        settings = read_json_object(path / CLASSES_FILE)
+        if settings is None:
+            return  # load says what is wrong with the folder
+        ClassTable.from_json(settings).prompt_ids(request.prompts(), single=isinstance(request.prompt, str))
+        schedule = read_json_object(path / "scheduler" / "scheduler_config.json") or {}
+        train = int(schedule.get("num_train_timesteps", 1000))
+        if request.steps is not None and request.steps > train:
+            raise InvalidRequest("steps", request.steps, f"more than the {train} steps the model was trained with",
+                                 f"pass steps <= {train} (50 is plenty)")
+        upscaled_size(request, int(settings.get("image_size", 32)))
+
     # -- Generator hooks -------------------------------------------------------------------------
     def _modules(self) -> list[torch.nn.Module]:
         return [self.unet]
@@ -138,7 +183,7 @@ class ClassDiffusionGenerator(UpscalingGenerator[ImageRequest, ImageResult]):
     # -- the stages ------------------------------------------------------------------------------
     def _classes(self, request: ImageRequest) -> list[int]:
         """1a. One class id per prompt, or InvalidRequest naming the prompt and the classes."""
-        return self.table.prompt_ids(request.prompts(), single=isinstance(request.prompt, str))
+        return self.table.prompt_ids(request.prompts(), single=isinstance(request.prompt, str), warn_ignored=True)
 
     def _settings(self, request: ImageRequest) -> tuple[int, float, str, tuple[int, int]]:
         """1b. Steps, guidance, scheduler name and output (width, height), with the model's defaults."""
@@ -153,12 +198,11 @@ class ClassDiffusionGenerator(UpscalingGenerator[ImageRequest, ImageResult]):
                                  f"use one of: {', '.join(SCHEDULERS)}")
         return steps, guidance, name, upscaled_size(request, self.image_size)
 
-    def _scheduler(self, name: str, steps: int) -> Any:
-        import diffusers
-
-        scheduler = getattr(diffusers, SCHEDULERS[name]).from_config(self.scheduler_config)
-        scheduler.set_timesteps(steps)
-        return scheduler
+    def _scheduler(self, name: str, steps: int) -> Sampler:
+        """1c. The sampler: aigc's own DDPM/DDIM (:mod:`aigc.models.schedules`, equal to diffusers' to the bit)
+        where the training schedule allows, diffusers' scheduler otherwise (Euler, DPM-Solver, exotic configs)."""
+        own = make_sampler(name, self.scheduler_config, steps=steps)
+        return own if own is not None else _DiffusersSampler(name, self.scheduler_config, steps)
 
     def _eps(self, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor, guidance: float,
              chunk: int) -> torch.Tensor:
@@ -175,7 +219,8 @@ class ClassDiffusionGenerator(UpscalingGenerator[ImageRequest, ImageResult]):
             else:
                 inp, ids = torch.cat([xc, xc]), torch.cat([yc, torch.full_like(yc, self.table.null_class)])
             tt = t.expand(inp.shape[0]).to(self.device)
-            pred = self.unet(inp.to(self.dtype), tt, class_labels=ids).sample.float()  # (b or 2b, C, H, W)
+            out = self.unet(inp.to(self.dtype), tt, class_labels=ids)
+            pred = (out if isinstance(out, torch.Tensor) else out.sample).float()  # (b or 2b, C, H, W)
             if guidance != 1.0:
                 cond, uncond = pred.chunk(2)
                 pred = uncond + guidance * (cond - uncond)
@@ -198,15 +243,14 @@ class ClassDiffusionGenerator(UpscalingGenerator[ImageRequest, ImageResult]):
         #    that work in sigma space (Euler). Per-step noise (DDPM) comes from each sample's step-noise stream.
         hw = self.image_size
         x = randn((self.channels, hw, hw), seeds, device=self.device) * scheduler.init_noise_sigma  # (B, C, H, W)
-        step_kwargs: dict[str, Any] = {}
-        if "generator" in inspect.signature(scheduler.step).parameters:
+        gens: list[torch.Generator] | None = None
+        if scheduler.stochastic:
             if sampler_version() == 1:  # records from before sampler version 2: x_T's generators, advanced past it
                 gens = generators(seeds)
                 for g in gens:
                     torch.randn((self.channels, hw, hw), generator=g)
             else:
                 gens = step_generators(seeds)
-            step_kwargs["generator"] = gens  # diffusers draws row i from gens[i], on the CPU
 
         # 3. Denoise, one event per step; a cancelled run stops between steps.
         chunk = self._chunk_size(request)
@@ -217,7 +261,7 @@ class ClassDiffusionGenerator(UpscalingGenerator[ImageRequest, ImageResult]):
                     raise self._cancelled(i, steps, "steps")
                 model_in = scheduler.scale_model_input(x, t)
                 eps = self._eps(model_in, t.reshape(1), labels, guidance, chunk)
-                x = scheduler.step(eps, t, x, **step_kwargs).prev_sample
+                x = scheduler.step(eps, t, x, generator=gens)  # row i's step noise from gens[i], on the CPU
                 events.emit("step", step=i + 1, total=steps, advance=1)
             if events.cancelled:
                 raise self._cancelled(steps, steps, "steps")

@@ -129,12 +129,14 @@ class ModelCache:
         return f"ModelCache({len(self)} models, {self.used_bytes / 2**20:.1f} MiB of {self._budget / 2**20:.0f} MiB)"
 
     # -- mutation --------------------------------------------------------------------------------
-    def clear(self) -> None:
-        """Drop every cached model (and collect their memory, when there were any)."""
+    def clear(self, *, collect: bool = True) -> None:
+        """Drop every cached model, and with ``collect`` (the default) collect their memory at once when there
+        were any (a full ``gc.collect()``, and the CUDA cache); ``collect=False`` leaves that to Python's
+        collector, for callers that clear often (a test suite between tests)."""
         with self._lock:
             had = bool(self._entries)
             self._entries.clear()
-        if had:
+        if had and collect:
             _free_memory()
 
     def discard(self, generator: CachedModel) -> None:

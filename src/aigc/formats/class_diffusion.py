@@ -9,7 +9,9 @@ are the model's classes, its training noise schedule, and the class table -- wri
         unet/                 config.json + diffusion_pytorch_model.safetensors (save_pretrained)
         scheduler/            scheduler_config.json (the training schedule)
 
-The last class id (``null_class``) is the "no class" used for classifier-free guidance.
+The last class id (``null_class``) is the "no class" used for classifier-free guidance. ``load`` builds the UNet as
+aigc's own :class:`~aigc.models.unet2d.UNet2D` (the same parameter names, no diffusers import) whenever the config
+is one it implements -- every folder ``train_diffusion`` writes -- and as diffusers' ``UNet2DModel`` otherwise.
 
 Example:
     >>> detect(Path("path/to/image_default"))  # doctest: +SKIP
@@ -31,6 +33,7 @@ from aigc._runtime.weights import fingerprint_files, weight_files
 from aigc.errors import ModelNotFound
 from aigc.formats import _folder
 from aigc.formats.classes import ClassTable
+from aigc.models.unet2d import UNet2D, UNet2DConfig
 
 __all__ = ["CLASSES_FILE", "FORMAT", "ClassDiffusionFile", "detect", "load", "save"]
 
@@ -43,7 +46,9 @@ class ClassDiffusionFile:
     """A loaded class-conditional diffusion model.
 
     Attributes:
-        unet: the diffusers ``UNet2DModel``, on its device, in eval mode, gradients off.
+        unet: the UNet, on its device, in eval mode, gradients off: aigc's :class:`~aigc.models.unet2d.UNet2D`
+            (diffusers' parameter names, no diffusers import) for the configurations it implements, which include
+            all that :func:`aigc.train.train_diffusion` writes; diffusers' ``UNet2DModel`` for any other.
         scheduler_config: the training noise schedule (a diffusers scheduler config).
         table: the classes, their phrases and the null class.
         settings: the rest of ``aigc_classes.json`` (``image_size``, ``channels``, ``default_steps``, ...).
@@ -105,13 +110,42 @@ def load(path: str | os.PathLike[str], *, device: torch.device | str = "cpu", dt
     scheduler_file = folder / "scheduler" / "scheduler_config.json"
     scheduler_config = json.loads(scheduler_file.read_text(encoding="utf-8")) if scheduler_file.is_file() else {}
 
-    from diffusers import UNet2DModel
-
     # fp16 weights on disk; the UNet is cast to the requested dtype (float32 on CPU) as it loads.
-    unet = UNet2DModel.from_pretrained(folder / "unet", dtype=dtype, use_safetensors=files[0].suffix == ".safetensors")
+    unet = _load_unet(folder / "unet", files, dtype)
     n_embeds = unet.config.num_class_embeds
     if n_embeds is None or table.null_class >= n_embeds or max(table.names) >= n_embeds:
         raise ModelNotFound(f"{folder}: the UNet has {n_embeds} class embeddings but {CLASSES_FILE} uses ids up to "
                             f"{max(table.null_class, *table.names)}. Fix: export the model and table together")
     unet.to(device).eval().requires_grad_(False)
     return ClassDiffusionFile(unet, scheduler_config, table, settings, fingerprint_files(files))
+
+
+def _load_unet(folder: Path, files: list[Path], dtype: torch.dtype) -> Any:
+    """aigc's own :class:`~aigc.models.unet2d.UNet2D` when the config is one it implements and the weights are
+    safetensors (no diffusers import: seconds faster); diffusers' ``UNet2DModel`` otherwise."""
+    try:
+        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise ModelNotFound(f"{folder / 'config.json'} is not a readable UNet config: {e}. "
+                            "Fix: export the model again (save_pretrained writes it)") from None
+    arch = UNet2DConfig.from_diffusers(config) if isinstance(config, dict) else None
+    if arch is None or any(f.suffix != ".safetensors" for f in files):
+        from diffusers import UNet2DModel
+
+        return UNet2DModel.from_pretrained(
+            folder, dtype=dtype, use_safetensors=files[0].suffix == ".safetensors")
+    from safetensors.torch import load_file
+
+    state: dict[str, torch.Tensor] = {}
+    for f in files:
+        state.update(load_file(f))
+    # The random init is overwritten at once; fork_rng leaves the global RNG as it was. (Building on the meta device
+    # instead would import torch._dynamo through torch._refs: seconds.)
+    with torch.random.fork_rng(devices=[]):
+        unet = UNet2D(arch)
+    try:
+        unet.load_state_dict(state, strict=True)
+    except RuntimeError as e:
+        raise ModelNotFound(f"{folder}: the weights do not fit the config ({e}). "
+                            "Fix: export the UNet and its config.json together") from None
+    return unet.to(dtype)

@@ -1,5 +1,7 @@
 """aigc's own network architectures: a StyleGAN2-style GAN, a convolutional VAE, a mel-spectrogram word
-speaker with its Griffin-Lim vocoder, and a clip VAE for moving sprites.
+speaker with its Griffin-Lim vocoder, a clip VAE for moving sprites, and (in :mod:`aigc.models.unet2d` and
+:mod:`aigc.models.schedules`) a class-conditional UNet and DDPM/DDIM samplers that run diffusers' checkpoints of the
+class-diffusion models without importing diffusers.
 
 Each lives in one file, readable top to bottom, with shapes in comments. ``import aigc.models`` imports torch.
 
@@ -11,6 +13,7 @@ Example:
 from aigc.models.speech import GriffinLimVocoder, MelSpeechConfig, MelSpeechDecoder, log_mel_spectrogram
 from aigc.models.sprite_video import SpriteVideoConfig, SpriteVideoVAE
 from aigc.models.stylegan import StyleGANConfig, StyleGANDiscriminator, StyleGANGenerator
+from aigc.models.unet2d import UNet2D, UNet2DConfig
 from aigc.models.vae import ConvVAE, VAEConfig
 
 __all__ = [
@@ -23,6 +26,8 @@ __all__ = [
     "StyleGANConfig",
     "StyleGANDiscriminator",
     "StyleGANGenerator",
+    "UNet2D",
+    "UNet2DConfig",
     "VAEConfig",
     "log_mel_spectrogram",
 ]

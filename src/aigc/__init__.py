@@ -31,9 +31,10 @@ from aigc._types import (
     VideoRequest,
 )
 from aigc._version import __version__ as __version__
+from aigc.provenance.verify import verify
 
 if TYPE_CHECKING:
-    from aigc import evaluate, models, sampling, testing, train
+    from aigc import evaluate, models, provenance, sampling, testing, train, watermark
 
 __all__ = [
     "AudioRequest",
@@ -64,15 +65,18 @@ __all__ = [
     "limits",
     "load",
     "models",
+    "provenance",
     "register_backend",
     "replay",
     "sampling",
     "testing",
     "train",
+    "verify",
+    "watermark",
 ]
 
 # Submodules that import torch load on first attribute access.
-_LAZY_SUBMODULES = frozenset({"evaluate", "models", "sampling", "testing", "train"})
+_LAZY_SUBMODULES = frozenset({"evaluate", "models", "provenance", "sampling", "testing", "train", "watermark"})
 
 
 def __getattr__(name: str) -> Any:

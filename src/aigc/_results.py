@@ -26,6 +26,9 @@ FinishReason = Literal["stop", "length", "cancelled"]
 
 RECORD_FORMAT = "aigc.record/1"
 
+#: Signs a file written to a temporary path before a save commits it (a C2PA manifest).
+Finish = Callable[[Path], None]
+
 
 @dataclass(frozen=True, kw_only=True)
 class Record:
@@ -36,7 +39,10 @@ class Record:
     drew the random numbers (:func:`aigc.sampling.sampler_version`); ``None`` marks a record from before the field
     existed, made by version 1. ``postprocess`` lists the steps applied to the
     generated result before it was saved (e.g. ``{"op": "resample", "sample_rate": 44100}``), in order;
-    :func:`aigc.replay` applies them again.
+    :func:`aigc.replay` applies them again. ``watermarks`` has one entry per sample: the watermark it carries
+    (``{"method": ..., "key": ...}``, the key indexing the local record store) or ``None``; an empty list marks
+    a record from before the field existed (no watermark). ``flags`` has, per sample, what a safety checker
+    reported (``["nsfw"]``); empty when none ran.
 
     Example:
         >>> rec = Record.from_json(result.record.to_json())  # doctest: +SKIP
@@ -59,6 +65,8 @@ class Record:
     sample_index: int | None = None
     postprocess: list[dict[str, Any]] = field(default_factory=list)
     sampler: int | None = None
+    watermarks: list[dict[str, Any] | None] = field(default_factory=list)
+    flags: list[list[str]] = field(default_factory=list)
     format: str = RECORD_FORMAT
 
     def to_json(self, *, indent: int | None = None) -> str:
@@ -116,6 +124,16 @@ class Record:
     def for_sample(self, index: int) -> Record:
         return dataclasses.replace(self, sample_index=index)
 
+    def watermark(self, index: int | None = None) -> dict[str, Any] | None:
+        """The watermark of sample ``index`` (default: this record's ``sample_index``, else 0), or ``None``.
+
+        Example:
+            >>> aigc.Record.from_file("boot.png").watermark()  # doctest: +SKIP
+            {'key': '1f2e3d4c', 'method': 'aigc.image.dct-qim/1'}
+        """
+        i = index if index is not None else (self.sample_index or 0)
+        return self.watermarks[i] if 0 <= i < len(self.watermarks) else None
+
     def to_request(self) -> Request:
         """The request that made this result (or, with ``sample_index``, that one sample of it).
 
@@ -135,6 +153,12 @@ class Record:
                 raise ProvenanceError(f"the record's {name} was an image passed in memory ({value[IN_MEMORY]}), "
                                       f"which a record cannot hold. Fix: save it and pass {name}= the file's path")
         params = {k: v for k, v in params.items() if k in request_type.field_names()}
+        # The watermark and the safety mode are output-defining: replay makes what the record says was made.
+        # A record from before they existed had no watermark, and diffusers blanked flagged images.
+        marks = self.watermarks if self.sample_index is None else [self.watermark()]
+        params["watermark"] = any(m is not None for m in marks)
+        if self.modality == "image" and "safety" not in self.request and self.backend == "diffusers":
+            params["safety"] = "blank"
         try:
             full = request_type(**params)
         except (InvalidRequest, TypeError) as e:
@@ -153,6 +177,7 @@ MAX_RECORD_DEPTH = 32
 _OPTIONAL_STR = ("revision", "weights")
 _STR_FIELDS = ("backend", "model", "device", "dtype", "created", "aigc_version", "format")
 _DICT_FIELDS = ("request", "versions", "options")
+_MAX_FLAG_CHARS = 64
 
 
 def _check_depth(data: Any) -> None:
@@ -191,6 +216,13 @@ def _check_record_field(name: str, value: Any) -> None:
         ok = value is None or (_is_int(value) and value >= 1)
     elif name == "postprocess":
         ok = isinstance(value, list) and all(isinstance(step, dict) for step in value)
+    elif name == "watermarks":
+        ok = isinstance(value, list) and all(
+            m is None or (isinstance(m, dict) and isinstance(m.get("method"), str) and isinstance(m.get("key"), str))
+            for m in value)
+    elif name == "flags":
+        ok = isinstance(value, list) and all(
+            isinstance(f, list) and all(isinstance(x, str) and len(x) <= _MAX_FLAG_CHARS for x in f) for f in value)
     else:
         ok = True
     if not ok:
@@ -201,7 +233,14 @@ def _check_record_field(name: str, value: Any) -> None:
 
 @dataclass(kw_only=True)
 class Result:
-    """Fields and behaviour every result shares."""
+    """Fields and behaviour every result shares.
+
+    Attributes:
+        seeds: the seed of each sample.
+        record: the provenance record.
+        flags: per sample, what a safety checker reported (``["nsfw"]``; ``[]`` when it found nothing); an empty
+            list when no checker ran (see ``ImageRequest.safety``).
+    """
 
     modality: ClassVar[Modality]
     #: the attribute holding the samples (``texts``, ``images``, ``waveforms``, ``videos``)
@@ -209,6 +248,7 @@ class Result:
 
     seeds: list[int]
     record: Record | None = None
+    flags: list[list[str]] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.seeds)
@@ -223,20 +263,68 @@ class Result:
         return samples
 
     def _save_each(
-        self, path: str | os.PathLike[str], write: Callable[[int, Path, str | None], list[Path]]
+        self, path: str | os.PathLike[str], write: Callable[[int, Path, str | None, Finish | None], list[Path]],
+        *, credentials: Any = None, remember: bool = True,
     ) -> list[Path]:
-        """Call ``write(sample index, file name, that sample's record as JSON)`` per sample; collect paths."""
+        """Call ``write(sample index, file name, that sample's record as JSON, finish)`` per sample; collect paths.
+
+        ``finish`` (``None`` when not signing) signs a written temporary file with a C2PA manifest before the save
+        commits it. Each watermarked sample's record then goes into the local record store (``remember``).
+        """
+        from aigc.provenance.c2pa import resolve_credentials, sign_file
+
         self._check_samples()
+        if not isinstance(remember, bool):
+            raise InvalidRequest("remember", remember, "must be True or False", "pass remember=False to skip the store")
         targets = numbered_paths(check_save_path(path, folder=True), len(self))  # the name; then each target
+        signing = [resolve_credentials(credentials, target) for target in targets]  # checked before writing
         for target in targets:
             check_save_path(target, folder=self._saves_folders(target))
         written: list[Path] = []
         for i, target in enumerate(targets):
-            written += write(i, target, self.record.for_sample(i).to_json() if self.record else None)
+            record = self.record.for_sample(i).to_json() if self.record else None
+            creds = signing[i]
+            finish = None if creds is None else (
+                lambda tmp, record=record, creds=creds, name=target.name: sign_file(tmp, record=record,
+                                                                                     credentials=creds, title=name))
+            written += write(i, target, record, finish)
+        if remember:
+            self._remember()
         return written
 
-    def save(self, path: str | os.PathLike[str]) -> list[Path]:
-        """Save every sample (one file each) with its provenance; return the paths written."""
+    def _remember(self) -> None:
+        """Put each watermarked sample's record into the local record store (:mod:`aigc.provenance.store`)."""
+        if self.record is None or not any(m is not None for m in self.record.watermarks):
+            return
+        from aigc.provenance.store import default_store
+
+        store = default_store()
+        if store is None:
+            return
+        for i in range(len(self)):
+            mark = self.record.watermark(i)
+            if mark is not None:
+                try:
+                    store.add(mark["key"], self.record.for_sample(i), text=self._sample_text(i))
+                except OSError as e:  # the file is saved; a store that cannot be written only costs the lookup
+                    import logging
+
+                    logging.getLogger(__name__).warning("could not add a record to %s: %s", store, e)
+
+    def _sample_text(self, index: int) -> str | None:
+        return None
+
+    def save(self, path: str | os.PathLike[str], *, credentials: Any = None, remember: bool = True) -> list[Path]:
+        """Save every sample (one file each) with its provenance; return the paths written.
+
+        Args:
+            path: the file name; several samples get ``name-0.ext``, ``name-1.ext``, ...
+            credentials: sign the files with a C2PA manifest (PNG, JPEG, WebP, WAV, MP4):
+                :class:`aigc.provenance.Credentials` or a folder made by ``aigc credentials init``; ``None`` uses
+                the default (:func:`aigc.provenance.set_default_credentials`), ``False`` never signs.
+            remember: add the records of watermarked samples to the local record store, so that
+                :func:`aigc.verify` finds the record of a copy stripped of its metadata.
+        """
         raise NotImplementedError
 
     def _saves_folders(self, target: Path) -> bool:
@@ -330,8 +418,14 @@ class TextResult(Result):
         """Generated tokens per sample."""
         return [len(t) for t in self.token_ids]
 
-    def save(self, path: str | os.PathLike[str]) -> list[Path]:
+    def _sample_text(self, index: int) -> str | None:
+        return self.texts[index]
+
+    def save(self, path: str | os.PathLike[str], *, credentials: Any = None, remember: bool = True) -> list[Path]:
         """Save each sample as ``.txt`` (with a ``.txt.json`` provenance sidecar) or ``.json``.
+
+        C2PA does not cover plain text here: ``credentials`` must be ``None`` or ``False``. ``remember`` as in
+        :meth:`Result.save`.
 
         Example:
             >>> res.save("story.txt")  # doctest: +SKIP
@@ -342,7 +436,7 @@ class TextResult(Result):
         if suffix not in (".txt", ".json"):
             raise InvalidRequest("path", str(path), "unsupported text format", "use a .txt or .json file name")
 
-        def write(i: int, target: Path, record: str | None) -> list[Path]:
+        def write(i: int, target: Path, record: str | None, finish: Finish | None) -> list[Path]:
             if not isinstance(self.texts[i], str):
                 raise InvalidRequest(f"texts[{i}]", self.texts[i], "not a string", "pass texts as a list of str")
             if suffix == ".txt":  # the text and its sidecar, all-or-nothing (see aigc._media.provenance)
@@ -369,7 +463,7 @@ class TextResult(Result):
                                      "pass lists of ints") from None
             return [atomic_write_text(target, text)]
 
-        return self._save_each(p, write)
+        return self._save_each(p, write, credentials=credentials, remember=remember)
 
     def __str__(self) -> str:
         return "\n---\n".join(self.texts)
@@ -410,10 +504,17 @@ class ImageResult(Result):
         """The first sample's image."""
         return self.images[0]
 
-    def save(self, path: str | os.PathLike[str]) -> list[Path]:
+    def save(self, path: str | os.PathLike[str], *, credentials: Any = None, remember: bool = True) -> list[Path]:
+        """Save each image as PNG, WebP or JPEG (by suffix) with its record; see :meth:`Result.save`.
+
+        Example:
+            >>> out.save("boots.png", credentials="my-credentials")  # doctest: +SKIP
+            [PosixPath('boots-0.png'), PosixPath('boots-1.png')]
+        """
         from aigc._media import image as media
 
-        return self._save_each(path, lambda i, target, record: media.save_image(self.images[i], target, record))
+        return self._save_each(path, lambda i, target, record, finish: media.save_image(
+            self.images[i], target, record, finish=finish), credentials=credentials, remember=remember)
 
     def _captions(self) -> list[str]:
         return [f"seed {s}" for s in self.seeds]
@@ -463,11 +564,18 @@ class AudioResult(Result):
     def durations_s(self) -> list[float]:
         return [w.shape[-1] / self.sample_rate for w in self.waveforms]
 
-    def save(self, path: str | os.PathLike[str]) -> list[Path]:
+    def save(self, path: str | os.PathLike[str], *, credentials: Any = None, remember: bool = True) -> list[Path]:
+        """Save each clip as WAV, FLAC or OGG (by suffix) with its record; C2PA signs WAV. See :meth:`Result.save`.
+
+        Example:
+            >>> res.save("speech.wav")  # doctest: +SKIP
+            [PosixPath('speech.wav')]
+        """
         from aigc._media import audio as media
 
-        return self._save_each(
-            path, lambda i, target, record: media.save_audio(self.waveforms[i], self.sample_rate, target, record))
+        return self._save_each(path, lambda i, target, record, finish: media.save_audio(
+            self.waveforms[i], self.sample_rate, target, record, finish=finish), credentials=credentials,
+            remember=remember)
 
     def resample(self, sample_rate: int) -> AudioResult:
         """A copy at another sample rate (torchaudio's band-limited sinc resampling); the step is recorded.
@@ -574,11 +682,18 @@ class VideoResult(Result):
     def _saves_folders(self, target: Path) -> bool:
         return target.suffix == "" or target.is_dir()
 
-    def save(self, path: str | os.PathLike[str]) -> list[Path]:
+    def save(self, path: str | os.PathLike[str], *, credentials: Any = None, remember: bool = True) -> list[Path]:
+        """Save each clip as MP4, GIF, WebP or a PNG frame folder with its record; C2PA signs MP4. See
+        :meth:`Result.save`.
+
+        Example:
+            >>> clip.save("clip.mp4")  # doctest: +SKIP
+            [PosixPath('clip.mp4')]
+        """
         from aigc._media import video as media
 
-        return self._save_each(
-            path, lambda i, target, record: media.save_video(self.videos[i], self.fps, target, record))
+        return self._save_each(path, lambda i, target, record, finish: media.save_video(
+            self.videos[i], self.fps, target, record, finish=finish), credentials=credentials, remember=remember)
 
     def _repr_html_(self) -> str:
         from aigc._media import video as media

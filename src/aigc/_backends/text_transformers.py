@@ -307,7 +307,7 @@ class TransformersTextGenerator(Generator[TextRequest, TextResult]):
     request_type = TextRequest
     supported_params = frozenset(
         {"max_new_tokens", "min_new_tokens", "do_sample", "temperature", "top_k", "top_p", "min_p",
-         "repetition_penalty", "stop"}
+         "repetition_penalty", "stop", "watermark"}  # watermark: make_sampler applies it
     )
     load_options = frozenset({"max_batch_size", "adapter", "merge_adapter", "compile"})
     builtin_models = frozenset(BUILTIN_MODELS)

@@ -364,9 +364,8 @@ def _safety_check(pipe: Any, checker: Any, images: list[Any], mode: str) -> tupl
     device = next(checker.parameters()).device
     clip_input = extractor(images, return_tensors="pt").pixel_values.to(device=device, dtype=dtype)
     arrays = [np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0 for im in images]
-    import sys
-
     import logging
+    import sys
 
     # The checker announces "a black image will be returned", which is aigc's decision here, not the checker's.
     found = getattr(sys.modules.get(type(checker).__module__), "logger", None)

@@ -55,9 +55,9 @@ def key_bits(key: str) -> np.ndarray[Any, np.dtype[np.float64]]:
         >>> key_bits("00000001")[:32].sum(), len(key_bits("00000001"))
         (np.float64(1.0), 48)
     """
-    value = int(key, 16)
-    if not 0 <= value < 1 << KEY_BITS or len(key) != KEY_BITS // 4:
+    if not isinstance(key, str) or len(key) != KEY_BITS // 4 or any(c not in "0123456789abcdefABCDEF" for c in key):
         raise ValueError(f"a watermark key is {KEY_BITS // 4} hex digits, not {key!r}")
+    value = int(key, 16)
     crc = _crc16(value.to_bytes(4, "big"))
     word = (value << 16) | crc
     return np.array([(word >> (BITS - 1 - i)) & 1 for i in range(BITS)], dtype=np.float64)

@@ -5,8 +5,10 @@ of the image's wavelet band at the image's own size, so a 0.5x resize moves ever
 (``benchmarks/watermark.py`` measures it). Here every step happens on a *canonical* 32x32 luma grid, which any
 image of at least 32 pixels a side can be resampled to, before and after a resize:
 
-1. luma ``Y`` (BT.601) of the image, area-resampled to 32x32; its 2-D DCT (orthonormal, type II);
-2. the 117 coefficients with ``3 <= u + v <= 14`` (low frequencies: they survive JPEG quantisation and halving)
+1. luma ``Y`` (BT.601) of the image, resampled to 32x32 (Pillow's antialiased bicubic: two such resizes in a
+   row, 96 -> 48 -> 32, land where one does; a box filter does not, at ratios like 1.5); its 2-D DCT (orthonormal,
+   type II);
+2. the 114 coefficients with ``3 <= u + v <= 14`` (low frequencies: they survive JPEG quantisation and halving)
    are shuffled into 48 groups by a fixed permutation; each group's projection ``s`` on a fixed +-1 direction
    carries one payload bit by dither modulation with step :data:`DELTA` (:mod:`aigc.watermark._payload`);
 3. the change of the projections, as a 32x32 luma pattern (inverse DCT), is resampled (bicubic) to the image's
@@ -72,9 +74,9 @@ _GROUPS, _DIRECTIONS, _DITHER, _DCT = _layout()
 
 
 def _luma_grid(rgb: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
-    """1. ``(H, W, 3)`` float RGB -> the 32x32 DCT of its area-resampled luma."""
+    """1. ``(H, W, 3)`` float RGB -> the 32x32 DCT of its resampled luma."""
     y = (rgb @ _RGB_TO_Y).astype(np.float32)
-    small = np.asarray(Image.fromarray(y, "F").resize((GRID, GRID), Image.Resampling.BOX), dtype=np.float64)
+    small = np.asarray(Image.fromarray(y, "F").resize((GRID, GRID), Image.Resampling.BICUBIC), dtype=np.float64)
     return _DCT @ small @ _DCT.T  # type: ignore[no-any-return]
 
 

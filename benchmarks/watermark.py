@@ -4,9 +4,10 @@
     python benchmarks/watermark.py --only image --images 500
 
 Images (aigc.watermark.image): natural-statistics images (dead leaves, 1/f noise; aigc.testing.watermark) at 64,
-96, 128, 200 and 256 pixels, each marked with its own key, then re-encoded as a platform would: a 0.5x bicubic resize and
-JPEG quality 75. Detection = the mark found *and* its 32-bit key read exactly or matched (the key is what finds the
-record). False positives: the same images unmarked, through the same attack. Quality: PSNR of the marked image.
+96, 128, 200 and 256 pixels, each marked with its own key, then re-encoded as a platform would: a 0.5x bicubic
+resize and JPEG quality 75. Detection = the mark found *and* its 32-bit key read exactly or matched (the key is
+what finds the record). False positives: the same images unmarked, through the same attack. Quality: PSNR of the
+marked image.
 With ``invisible-watermark`` installed, its DWT-DCT (diffusers' SDXL watermark, 48 bits) runs through the same
 attack for comparison (at 256 and 512 pixels: its encoder refuses smaller images), decoded at the attacked size
 and after scaling back up.

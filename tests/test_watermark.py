@@ -155,8 +155,8 @@ def test_tournament_keeps_the_distribution_on_average() -> None:
     logits = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05]]))
     ids = torch.arange(4)[None]
     keys = twm.row_keys(list(range(4000)))
-    out = twm.tournament(logits.expand(4000, 4), ids.expand(4000, 4),
-                         twm.context_keys(keys, torch.full((4000, twm.CONTEXT), -1)), torch.ones(4000, dtype=torch.bool))
+    ctx = twm.context_keys(keys, torch.full((4000, twm.CONTEXT), -1))
+    out = twm.tournament(logits.expand(4000, 4), ids.expand(4000, 4), ctx, torch.ones(4000, dtype=torch.bool))
     mean = out.exp().mean(0)
     assert torch.allclose(mean, logits.exp()[0], atol=0.02)
     assert torch.allclose(out.exp().sum(-1), torch.ones(4000, dtype=torch.float32), atol=1e-5)

@@ -354,8 +354,9 @@ def init_credentials(folder: str | os.PathLike[str], *, name: str = "aigc develo
     path.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(path / CA_FILE, ca.public_bytes(pem))
     atomic_write_bytes(path / CHAIN_FILE, chain)
-    with atomic_path(path / KEY_FILE) as tmp:  # readable by its owner only, from the first byte
+    with atomic_path(path / KEY_FILE) as tmp:  # readable by its owner only, before the key is written
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.fchmod(fd, 0o600)
         with os.fdopen(fd, "wb") as f:
             f.write(key_pem)
     return Credentials(chain=chain, key=key_pem, algorithm="es256", trust_anchors=ca.public_bytes(pem))

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from aigc._results import Record
 from aigc.errors import InvalidRequest, ProvenanceError
+from aigc.watermark._payload import MATCH_AT, PRESENT_AT
 
 if TYPE_CHECKING:
     from aigc.provenance.c2pa import Manifest
@@ -366,18 +367,23 @@ def verify(path: str | os.PathLike[str], *, store: RecordStore | Literal[False] 
         detection, more = _signal_check(p, kind)
         notes += more
         if detection is not None:
-            key = detection.key
-            if detection.present and key is None and records is not None:  # bits damaged: the best known key
-                scored = [(detection.match(k), k) for k in records.keys(length=8)]
-                best = max(scored, default=(0.0, None))
-                if best[1] is not None and detection.matches(best[1]):
-                    key = best[1]
-            detail = f"score {detection.score:.3f}, threshold 0.80"
-            if detection.present:
-                detail += f", key {key}" if key else ", key unreadable"
-            check = WatermarkCheck(method=detection.method, present=detection.present, score=detection.score,
-                                   key=key, detail=detail)
-            if detection.present and key is not None and records is not None:
+            key, present = detection.key, detection.present
+            detail = f"score {detection.score:.3f}, threshold {PRESENT_AT:.2f}"
+            if key is None:  # bits damaged (or faint): the known key the soft bits agree with best
+                known = [own["key"]] if record is not None and (own := record.watermark()) else []
+                known += records.keys(length=8) if records is not None else []
+                best = max(((detection.match(k), k) for k in known), default=(0.0, None))
+                if best[1] is not None and best[0] >= MATCH_AT:
+                    key, present = best[1], True
+                    detail += f"; key {key} agrees with the soft bits at {best[0]:.2f} (>= {MATCH_AT} among " \
+                              f"{len(known)} known key(s))"
+            elif present:
+                detail += f", key {key}"
+            if present and key is None:
+                detail += ", key unreadable"
+            check = WatermarkCheck(method=detection.method, present=present, score=detection.score, key=key,
+                                   detail=detail)
+            if present and key is not None and records is not None:
                 candidates = [e.record for e in records.find(key)]
                 if record is None and candidates:
                     record, source = candidates[0], "store"

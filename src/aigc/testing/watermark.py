@@ -60,7 +60,7 @@ def jpeg(image: Image.Image, *, quality: int) -> Image.Image:
     image.convert("RGB").save(buf, format="JPEG", quality=quality)
     buf.seek(0)
     with Image.open(buf) as im:
-        return im.convert("RGB")
+        return im.convert("RGB")  # type: ignore[no-any-return]
 
 
 def shrink(image: Image.Image, factor: float = 0.5) -> Image.Image:
@@ -86,7 +86,7 @@ def speechlike(seconds: float, rate: int, *, seed: int) -> np.ndarray[Any, Any]:
         out[mask] += env * voice
         start += length + rng.uniform(0.02, 0.15)
     out += rng.normal(0, 0.002, n)
-    return (0.3 * out / (np.abs(out).max() + 1e-9))[None].astype(np.float32)
+    return (0.3 * out / (np.abs(out).max() + 1e-9))[None].astype(np.float32)  # type: ignore[no-any-return]
 
 
 def resample_audio(waveform: np.ndarray[Any, Any], rate: int, target: int) -> np.ndarray[Any, Any]:

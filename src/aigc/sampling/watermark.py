@@ -9,7 +9,8 @@ has a closed form (the paper's vectorised tournament with two candidates per mat
     p_0 = p                                              the distribution after temperature, top-k, top-p, min-p
     p_l(x) = p_{l-1}(x) * (1 + g_l(x) - E_{p_{l-1}}[g_l])   for l = 1 .. m
 
-and the row's one uniform draw then picks from ``p_m`` as usual (:class:`~aigc.sampling.TokenSampler`). Averaged
+and the row's one uniform draw then picks from ``p_m`` as usual (:class:`~aigc.sampling.TokenSampler`). Over a large
+vocabulary it runs on each row's :data:`CANDIDATES` most likely tokens (their total probability kept). Averaged
 over keys the tournament leaves ``p`` unchanged (each ``g`` is a fair coin), so the text is as likely as without it;
 for one key it leans towards tokens whose ``g`` are 1, which the detector counts.
 
@@ -48,13 +49,15 @@ import torch
 
 from aigc.sampling import draws
 
-__all__ = ["CONTEXT", "DEPTH", "METHOD", "Z_THRESHOLD", "TextScore", "context_keys", "key_hex", "row_keys",
+__all__ = ["CANDIDATES", "CONTEXT", "DEPTH", "METHOD", "Z_THRESHOLD", "TextScore", "context_keys", "key_hex", "row_keys",
            "score", "tournament"]
 
 #: Previous tokens hashed with each candidate (SynthID's ``ngram_len`` 5 is these 4 and the candidate).
 CONTEXT = 4
 #: Tournament layers, one g-value bit each (SynthID uses 30).
 DEPTH = 30
+#: The most candidates the tournament runs on (each row's most likely tokens); the rest keep their probability.
+CANDIDATES = 256
 #: The name records give this watermark (``Record.watermarks``).
 METHOD = "aigc.text.tournament/1"
 #: The detector's threshold: z >= 3.09 is a one-sided false-positive rate of 0.1 % per key tested.
@@ -95,19 +98,37 @@ def _g_hash(ctx: torch.Tensor, token_ids: torch.Tensor) -> torch.Tensor:
 def tournament(logits: torch.Tensor, token_ids: torch.Tensor, ctx: torch.Tensor, active: torch.Tensor) -> torch.Tensor:
     """Reweight each active row's distribution by the tournament (module docstring); return log-probabilities.
 
+    Over more than :data:`CANDIDATES` tokens, the tournament runs on each row's ``CANDIDATES`` most likely ones
+    and keeps their total probability (the rest of the vocabulary keeps its own, unwatermarked): a fixed shape,
+    so the cost does not grow with the vocabulary, and the detector loses only the rare draws from the tail.
+
     Args:
         logits: ``(B, N)`` scores of the candidates (``-inf`` for tokens already filtered out).
         token_ids: ``(B, N)`` the candidates' token ids.
         ctx: ``(B,)`` :func:`context_keys` of each row.
         active: ``(B,)`` bool, the rows that carry the watermark; the others are returned as they came.
     """
-    p = logits.float().softmax(dim=-1)  # (B, N)
-    h = _g_hash(ctx, token_ids)  # (B, N)
+    scores = logits.float()
+    p = scores.softmax(dim=-1)  # (B, N)
+    top = None
+    mass = None
+    if scores.shape[-1] > CANDIDATES:
+        top = scores.topk(CANDIDATES, dim=-1).indices  # (B, K)
+        p, token_ids = p.gather(-1, top), token_ids.gather(-1, top)
+        mass = p.sum(dim=-1, keepdim=True)  # (B, 1)
+        p = p / mass  # the tournament works on a distribution
+    h = _g_hash(ctx, token_ids)  # (B, K)
+    shifts = torch.arange(DEPTH, device=h.device)[:, None, None]
+    g = ((h[None] >> shifts) & 1).to(p.dtype)  # (DEPTH, B, K): layer l's g-values are bit l of the hash
     for layer in range(DEPTH):
-        g = ((h >> layer) & 1).to(p.dtype)  # (B, N) this layer's g-values (bit 0..62 of the hash)
-        p = p * (1.0 + g - (p * g).sum(dim=-1, keepdim=True))
-    out = torch.log(p.clamp(min=0.0))  # p >= 0 in exact arithmetic; rounding may leave -0.0
-    return torch.where(active[:, None], out, logits.float())
+        # p <- p * (1 + g - E_p[g]); the total probability of the candidates is unchanged
+        p = torch.addcmul(p, p, g[layer] - torch.linalg.vecdot(p, g[layer])[:, None])
+    if mass is not None:
+        p = p * mass
+    marked = torch.log(p.clamp(min=0.0))  # p >= 0 in exact arithmetic; rounding may leave -0.0
+    if top is not None:
+        marked = scores.log_softmax(dim=-1).scatter(-1, top, marked)
+    return torch.where(active[:, None], marked, scores)
 
 
 @dataclass(frozen=True)

@@ -202,8 +202,13 @@ def test_sampler_select_and_join_keep_the_watermark_state() -> None:
     ref.prime(torch.full((2, 2), 3), 40, 8)
     assert torch.equal(ref(logits, torch.zeros(2, dtype=torch.long)), first)
     assert torch.equal(ref(logits, torch.ones(2, dtype=torch.long)), second.flip(0))
-    with pytest.raises(ValueError, match="with and without"):
-        TokenSampler.join([whole.select([0]), TokenSampler(params[:1], seeds=[1])])
+    plain = TokenSampler(params[:1], seeds=[8])
+    plain.prime(torch.full((1, 2), 3), 40, 8)
+    mixed = TokenSampler.join([whole.select([0]), plain])  # rows with and without the watermark share a batch
+    assert mixed.watermark_rows == [True, False]
+    alone = TokenSampler(params[:1], seeds=[8])
+    alone.prime(torch.full((1, 2), 3), 40, 8)
+    assert mixed(logits, torch.full((2,), 1))[1] == alone(logits[1:], torch.full((1,), 1))[0]
 
 
 # -- text: through a real model ------------------------------------------------------------------------

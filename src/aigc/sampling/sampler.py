@@ -85,7 +85,8 @@ class TokenSampler:
         params: one :class:`SamplingParams` per row.
         seeds: one seed per row (ignored for greedy rows; ``None`` when every row is greedy).
         eos_token_ids: tokens banned while a row is below its ``min_new_tokens``.
-        watermark: apply the text watermark (:mod:`aigc.sampling.watermark`) to the sampled rows.
+        watermark: apply the text watermark (:mod:`aigc.sampling.watermark`) to the sampled rows: one flag for
+            every row, or one per row (requests with and without it can share a batch).
 
     Call :meth:`prime` with the prompts' ids before the first step when a row uses a repetition penalty or the
     watermark (whose first tokens hash the prompt's last ones); each
@@ -96,7 +97,7 @@ class TokenSampler:
     version = SAMPLER_VERSION
 
     def __init__(self, params: Sequence[SamplingParams], seeds: Sequence[int] | None, *,
-                 eos_token_ids: Collection[int] = (), watermark: bool = False) -> None:
+                 eos_token_ids: Collection[int] = (), watermark: bool | Sequence[bool] = False) -> None:
         self.params = list(params)
         if not self.params:
             raise ValueError("a TokenSampler needs at least one row")
@@ -116,7 +117,11 @@ class TokenSampler:
         self.any_top_p = any(p.top_p < 1.0 for p in sampled)
         self.any_min_p = any(p.min_p > 0.0 for p in sampled)
         self.any_temperature = any(p.temperature != 1.0 for p in sampled)
-        self.watermark = bool(watermark) and bool(sampled)
+        flags = [bool(watermark)] * len(self.params) if isinstance(watermark, bool) else [bool(w) for w in watermark]
+        if len(flags) != len(self.params):
+            raise ValueError(f"{len(flags)} watermark flags for {len(self.params)} rows")
+        self.watermark_rows = [w and p.do_sample for w, p in zip(flags, self.params, strict=True)]
+        self.watermark = any(self.watermark_rows)
         self.recent: torch.Tensor | None = None  # (B, CONTEXT) each row's last tokens (-1: none), with watermark
         self._device: torch.device | None = None
         self.seen: torch.Tensor | None = None  # (B, V) bool, tokens each row has seen (repetition penalty)
@@ -146,6 +151,7 @@ class TokenSampler:
         self.eos_mask = eos_mask  # (1, V)
         if self.watermark:
             self.wm_keys = wm.row_keys(self.seeds, device=device)  # (B,)
+            self.wm_active = torch.tensor(self.watermark_rows, dtype=torch.bool, device=device)  # (B,)
 
     def prime(self, context_ids: torch.Tensor, vocab_size: int, horizon: int = 0) -> None:
         """Remember the prompt tokens (``(B, T)``, ``-1`` for padding) for the repetition penalty, and draw the
@@ -189,7 +195,7 @@ class TokenSampler:
         if self.recent is None:
             raise ValueError("call prime() with the prompts first: the watermark hashes each row's last tokens")
         ctx = wm.context_keys(self.wm_keys, self.recent.to(logits.device))  # (B,)
-        return wm.tournament(logits, token_ids, ctx, self.do_sample)
+        return wm.tournament(logits, token_ids, ctx, self.wm_active)
 
     def _sample(self, scores: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         if self.table is not None:
@@ -231,7 +237,7 @@ class TokenSampler:
 
         Draws are keyed by each row's seed and position, so the rows draw exactly what they would have drawn."""
         out = TokenSampler([self.params[r] for r in rows], [self.seeds[r] for r in rows], eos_token_ids=self.eos,
-                           watermark=self.watermark)
+                           watermark=[self.watermark_rows[r] for r in rows])
         index = list(rows)
         if self.seen is not None:
             out.seen = self.seen[index]
@@ -247,10 +253,8 @@ class TokenSampler:
         primed (or have run) already. Callers pass each row's own position, so nothing else changes for a row."""
         if len({tuple(p.eos) for p in parts}) > 1:
             raise ValueError("samplers with different end-of-sequence tokens cannot share a batch")
-        if len({p.watermark for p in parts if p.any_sample}) > 1:
-            raise ValueError("samplers with and without the watermark cannot share a batch")
         out = TokenSampler([q for p in parts for q in p.params], [s for p in parts for s in p.seeds],
-                           eos_token_ids=parts[0].eos, watermark=any(p.watermark for p in parts))
+                           eos_token_ids=parts[0].eos, watermark=[w for p in parts for w in p.watermark_rows])
         seen = [p.seen for p in parts]
         if any(x is None for x in seen):
             raise ValueError("prime() every part before joining samplers")

@@ -49,8 +49,8 @@ import torch
 
 from aigc.sampling import draws
 
-__all__ = ["CANDIDATES", "CONTEXT", "DEPTH", "METHOD", "Z_THRESHOLD", "TextScore", "context_keys", "key_hex", "row_keys",
-           "score", "tournament"]
+__all__ = ["CANDIDATES", "CONTEXT", "DEPTH", "METHOD", "Z_THRESHOLD", "TextScore", "context_keys", "key_hex",
+           "row_keys", "score", "tournament"]
 
 #: Previous tokens hashed with each candidate (SynthID's ``ngram_len`` 5 is these 4 and the candidate).
 CONTEXT = 4

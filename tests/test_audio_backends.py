@@ -14,7 +14,7 @@ import torch
 
 import aigc
 from aigc._media.audio import load_audio
-from aigc._media.provenance import read_record
+from aigc._media.records import read_record
 from aigc._results import Record
 from aigc.errors import GenerationCancelled, InvalidRequest, ModelNotFound
 from aigc.testing import check_generator

@@ -123,7 +123,7 @@ def test_another_seed_gives_another_run(gpt2_dir: Path, tmp_path: Path) -> None:
 def test_data_files_and_loss_masks(gpt2_dir: Path, tmp_path: Path) -> None:
     from transformers import AutoTokenizer
 
-    from aigc.train.text import _tokenize_all
+    from aigc.train.text_data import tokenize_all
 
     lines = tmp_path / "lines.txt"
     lines.write_text("first line\nsecond line\n\n", encoding="utf-8")
@@ -137,7 +137,7 @@ def test_data_files_and_loss_masks(gpt2_dir: Path, tmp_path: Path) -> None:
             {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}]
     jsonl.write_text("\n".join(json.dumps(r) for r in rows) + "\n", encoding="utf-8")
     tok = AutoTokenizer.from_pretrained(gpt2_dir)
-    tokens = _tokenize_all(tok, read_text_data(jsonl), 64)
+    tokens = tokenize_all(tok, read_text_data(jsonl), 64)
     ids, labels = tokens.ids[0], tokens.labels[0]
     n_prompt = len(tok("Q: hi?")["input_ids"])
     assert labels[:n_prompt] == [-100] * n_prompt and labels[n_prompt:] == ids[n_prompt:]

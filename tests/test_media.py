@@ -15,7 +15,7 @@ import pytest
 import soundfile as sf
 from PIL import Image
 
-from aigc._media import audio, image, provenance, video
+from aigc._media import audio, image, records, video
 from aigc.errors import BackendUnavailable, InvalidRequest, ProvenanceError
 
 RECORD = json.dumps(
@@ -84,7 +84,7 @@ def test_image_record_round_trip(tmp_path: Path, suffix: str, record: str) -> No
     path = tmp_path / f"a{suffix}"
     assert image.save_image(_rgba(), path, record) == [path]  # embedded: no sidecar
     assert image.read_image_record(path) == record
-    assert provenance.read_record(str(path)) == record
+    assert records.read_record(str(path)) == record
 
 
 def test_png_record_is_an_itxt_chunk(tmp_path: Path) -> None:
@@ -107,7 +107,7 @@ def test_record_too_big_for_jpeg_goes_to_sidecar(tmp_path: Path) -> None:
     written = image.save_image(_rgb(), path, HUGE_RECORD)
     assert written == [path, tmp_path / "a.jpg.json"]
     assert image.read_image_record(path) is None
-    assert provenance.read_record(path) == HUGE_RECORD
+    assert records.read_record(path) == HUGE_RECORD
 
 
 def test_image_without_record(tmp_path: Path) -> None:
@@ -115,7 +115,7 @@ def test_image_without_record(tmp_path: Path) -> None:
     assert image.save_image(_rgb(), path, None) == [path]
     assert image.read_image_record(path) is None
     with pytest.raises(ProvenanceError, match="no aigc record"):
-        provenance.read_record(path)
+        records.read_record(path)
 
 
 def test_stale_sidecar_is_removed(tmp_path: Path) -> None:
@@ -123,7 +123,7 @@ def test_stale_sidecar_is_removed(tmp_path: Path) -> None:
     image.save_image(_rgb(), path, HUGE_RECORD)
     image.save_image(_rgb(), path, ASCII_RECORD)
     assert _listing(tmp_path) == ["a.jpg"]
-    assert provenance.read_record(path) == ASCII_RECORD
+    assert records.read_record(path) == ASCII_RECORD
 
 
 def test_unicode_user_comment_without_byte_order_mark() -> None:
@@ -203,14 +203,14 @@ def test_audio_record_round_trip(tmp_path: Path, suffix: str, record: str) -> No
     path = tmp_path / f"a{suffix}"
     assert audio.save_audio(_waveform(1), 8000, path, record) == [path]
     assert audio.read_audio_record(path) == record
-    assert provenance.read_record(path) == record
+    assert records.read_record(path) == record
 
 
 def test_long_record_leaves_wav_for_a_sidecar(tmp_path: Path) -> None:
     path = tmp_path / "a.wav"
     assert audio.save_audio(_waveform(1), 8000, path, HUGE_RECORD) == [path, tmp_path / "a.wav.json"]
     assert audio.read_audio_record(path) is None
-    assert provenance.read_record(path) == HUGE_RECORD
+    assert records.read_record(path) == HUGE_RECORD
     flac = tmp_path / "a.flac"
     assert audio.save_audio(_waveform(1), 8000, flac, HUGE_RECORD) == [flac]
     assert audio.read_audio_record(flac) == HUGE_RECORD
@@ -364,7 +364,7 @@ def test_folder_round_trip(tmp_path: Path) -> None:
     assert _listing(folder) == ["frame-00000.png", "frame-00001.png"]
     assert video.load_video(folder)[0].shape[0] == 2
     with pytest.raises(ProvenanceError, match=r"record\.json"):
-        provenance.read_record(folder)
+        records.read_record(folder)
 
 
 @pytest.mark.parametrize("suffix", VIDEO_KINDS)
@@ -373,7 +373,7 @@ def test_video_record_round_trip(tmp_path: Path, suffix: str) -> None:
     path = tmp_path / f"a{suffix}"
     video.save_video(_clip(frames=2), 8, path, RECORD)
     assert video.read_video_record(path) == RECORD
-    assert provenance.read_record(path) == RECORD
+    assert records.read_record(path) == RECORD
     assert not (tmp_path / f"a{suffix}.json").exists()
 
 
@@ -382,7 +382,7 @@ def test_huge_video_record_round_trips(tmp_path: Path, suffix: str) -> None:
     _needs_av(suffix)
     path = tmp_path / f"a{suffix}"
     video.save_video(_clip(frames=2), 8, path, HUGE_RECORD)
-    assert provenance.read_record(path) == HUGE_RECORD
+    assert records.read_record(path) == HUGE_RECORD
 
 
 @pytest.mark.parametrize(
@@ -497,30 +497,30 @@ def test_failed_mp4_encode_leaves_nothing_behind(tmp_path: Path, monkeypatch: py
 def test_read_record_of_text_results(tmp_path: Path) -> None:
     doc = tmp_path / "a.json"
     doc.write_text(json.dumps({"text": "hi", "aigc": json.loads(RECORD)}), encoding="utf-8")
-    assert provenance.read_record(doc) == RECORD
+    assert records.read_record(doc) == RECORD
     doc.write_text(json.dumps({"text": "hi", "aigc": None}), encoding="utf-8")
     with pytest.raises(ProvenanceError):
-        provenance.read_record(doc)
+        records.read_record(doc)
     plain = tmp_path / "record.json"
     plain.write_text(RECORD, encoding="utf-8")
-    assert provenance.read_record(plain) == RECORD
+    assert records.read_record(plain) == RECORD
     txt = tmp_path / "a.txt"
     txt.write_text("hi", encoding="utf-8")
     with pytest.raises(ProvenanceError, match=r"a\.txt\.json"):
-        provenance.read_record(txt)
+        records.read_record(txt)
     (tmp_path / "a.txt.json").write_text(RECORD, encoding="utf-8")
-    assert provenance.read_record(txt) == RECORD
+    assert records.read_record(txt) == RECORD
 
 
 def test_read_record_errors(tmp_path: Path) -> None:
     with pytest.raises(ProvenanceError, match="no such file"):
-        provenance.read_record(tmp_path / "missing.png")
+        records.read_record(tmp_path / "missing.png")
     broken = tmp_path / "broken.png"
     broken.write_bytes(b"not a png")
     with pytest.raises(ProvenanceError, match="could not be read"):
-        provenance.read_record(broken)
+        records.read_record(broken)
     (tmp_path / "broken.png.json").write_text(RECORD, encoding="utf-8")
-    assert provenance.read_record(broken) == RECORD
+    assert records.read_record(broken) == RECORD
 
 
 def test_saved_files_follow_the_umask(tmp_path: Path) -> None:

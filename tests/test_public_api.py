@@ -14,8 +14,10 @@ from aigc.errors import AigcError, InvalidRequest
 
 def test_all_is_exactly_the_public_namespace() -> None:
     import aigc.evaluate
+    import aigc.formats
     import aigc.models
     import aigc.sampling
+    import aigc.serve
     import aigc.testing
     import aigc.train
 

@@ -468,3 +468,11 @@ def test_rows_leave_and_join_a_running_batch_and_draw_what_they_would_alone() ->
             pos[i] += 1
     assert got[0] == alone(0, 12) and got[2] == alone(2, 12)
     assert got[1] == alone(1, 5) and got[3] == alone(3, 5)
+
+
+def test_seen_tokens_ignore_padding_even_beside_token_zero() -> None:
+    """Padding (-1) must never unmark a real token 0 in the same row, whatever order the writes land in."""
+    from aigc.sampling.processors import seen_tokens
+
+    ids = torch.tensor([[-1] * 50 + [0] + [-1] * 50, [3, -1, -1, 1] * 25 + [-1]])
+    assert seen_tokens(ids, 5).tolist() == [[True, False, False, False, False], [False, True, False, True, False]]

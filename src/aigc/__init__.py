@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from aigc import errors, limits
 from aigc._api import generate, load, replay
 from aigc._generator import Generator, GeneratorInfo, LoadOptions
+from aigc._options import BackendOptions
 from aigc._registry import BackendInfo, backends, register_backend
 from aigc._results import AudioResult, FinishReason, ImageResult, Record, Result, TextResult, VideoResult
 from aigc._runtime.cache import model_cache as cache
@@ -31,15 +32,16 @@ from aigc._types import (
     VideoRequest,
 )
 from aigc._version import __version__ as __version__
-from aigc.provenance.verify import verify
 
 if TYPE_CHECKING:
-    from aigc import evaluate, models, provenance, sampling, testing, train, watermark
+    from aigc import evaluate, formats, models, provenance, sampling, serve, testing, train, watermark
+    from aigc.provenance.verify import verify
 
 __all__ = [
     "AudioRequest",
     "AudioResult",
     "BackendInfo",
+    "BackendOptions",
     "Event",
     "EventEmitter",
     "FinishReason",
@@ -61,6 +63,7 @@ __all__ = [
     "cache",
     "errors",
     "evaluate",
+    "formats",
     "generate",
     "limits",
     "load",
@@ -69,6 +72,7 @@ __all__ = [
     "register_backend",
     "replay",
     "sampling",
+    "serve",
     "testing",
     "train",
     "verify",
@@ -76,12 +80,16 @@ __all__ = [
 ]
 
 # Submodules that import torch load on first attribute access.
-_LAZY_SUBMODULES = frozenset({"evaluate", "models", "provenance", "sampling", "testing", "train", "watermark"})
+_LAZY_SUBMODULES = frozenset(
+    {"evaluate", "formats", "models", "provenance", "sampling", "serve", "testing", "train", "watermark"}
+)
 
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY_SUBMODULES:
         return importlib.import_module(f"aigc.{name}")
+    if name == "verify":  # its detectors import numpy
+        return importlib.import_module("aigc.provenance.verify").verify
     raise AttributeError(f"module 'aigc' has no attribute {name!r}")
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, cast, overload
 
 from aigc._generator import OFFLOAD_MODES, Generator, LoadOptions, Offload, is_out_of_memory
+from aigc._options import BackendOptions
 from aigc._registry import DEFAULT_BACKENDS, _registry
 from aigc._results import RESULT_TYPES, AudioResult, ImageResult, Record, Result, TextResult, VideoResult
 from aigc._runtime.device import check_device_spec, check_dtype_spec, dtype_name, resolve_device, resolve_dtype
@@ -192,13 +193,14 @@ def load(
 
     # 2. Which backend, and does it take these options?
     cls = _pick_backend(modality, model_id, backend)
-    _check_options(cls, options)
+    typed = _check_options(cls, options)
 
     # 3. Resolve device and dtype (imports torch), then load or hit the cache.
     dev = resolve_device(device)
     dt = resolve_dtype(dtype, dev)
     load_options = LoadOptions(device=dev, dtype=dt, revision=revision, allow_pickle=allow_pickle,
-                               trust_remote_code=trust_remote_code, offload=offload, extra=dict(options))
+                               trust_remote_code=trust_remote_code, offload=offload, extra=dict(options),
+                               backend=typed)
 
     def do_load() -> Generator[Any, Any]:
         with LOAD_LOCK:
@@ -225,9 +227,13 @@ def load(
     return model_cache.get_or_load(key, do_load)
 
 
-def _check_options(cls: type[Generator[Any, Any]], options: Mapping[str, Any]) -> None:
+def _check_options(cls: type[Generator[Any, Any]], options: Mapping[str, Any]) -> BackendOptions | None:
+    """The backend's typed options (its ``options_type``), or for a backend that declares only names, ``None``
+    once every name is known."""
     import difflib
 
+    if cls.options_type is not None:
+        return cls.options_type.build(options, owner=f"{cls.backend_name} {cls.modality}")
     for name, value in options.items():
         if name not in cls.load_options:
             accepted = sorted(cls.load_options)
@@ -235,6 +241,7 @@ def _check_options(cls: type[Generator[Any, Any]], options: Mapping[str, Any]) -
             hint = f"did you mean {close[0]!r}?" if close else (
                 f"this backend's options are {accepted}" if accepted else "this backend takes no extra options")
             raise InvalidRequest(name, value, f"unknown option for the {cls.backend_name} {cls.modality} backend", hint)
+    return None
 
 
 def generate(

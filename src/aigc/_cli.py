@@ -10,6 +10,7 @@
     aigc eval bleu --hyp hyp.txt --ref ref.txt
     aigc train finetune-text MODEL DATA -o OUT
     aigc train finetune-image MODEL DATA -o OUT
+    aigc serve --model text=DIR --port 8000
 
 Errors print one line (``aigc: error: ...``) and exit with status 1; bad usage exits with 2.
 """
@@ -134,6 +135,10 @@ def _parser() -> argparse.ArgumentParser:
     from aigc.train.cli import add_train_parser
 
     add_train_parser(sub)
+
+    from aigc.serve.cli import add_serve_parser
+
+    add_serve_parser(sub)
     return parser
 
 
@@ -299,10 +304,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     from aigc.evaluate.cli import run_eval
+    from aigc.serve.cli import run_serve
     from aigc.train.cli import run_train
 
     handlers = {"generate": _generate, "backends": _backends, "info": _info, "replay": _replay, "eval": run_eval,
-                "train": run_train, "verify": _verify, "credentials": _credentials}
+                "train": run_train, "serve": run_serve, "verify": _verify, "credentials": _credentials}
     try:
         return handlers[args.command](args)
     except AigcError as e:

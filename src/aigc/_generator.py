@@ -16,13 +16,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, TypeVar
 
+from aigc._options import BackendOptions
 from aigc._results import Record, Result
 from aigc._runtime.events import EventEmitter
 from aigc._runtime.weights import fingerprint_files
 from aigc._seeds import resolve_seeds
 from aigc._types import EventCallback, Modality, Request, _jsonable
 from aigc._version import __version__
-from aigc.errors import AigcError, InvalidRequest, OutOfMemory
+from aigc.errors import AigcError, GenerationCancelled, InvalidRequest, OutOfMemory
 
 if TYPE_CHECKING:
     import torch
@@ -47,7 +48,9 @@ class LoadOptions:
         allow_pickle: allow pickle-based weight files (unsafe: they can run code).
         trust_remote_code: allow model code from the model's repository to run.
         offload: ``"none"``, ``"model"`` or ``"sequential"`` CPU offload, where the backend supports it.
-        extra: backend-specific options, already checked against the backend's ``load_options``.
+        extra: the backend-specific options as the user passed them (what a record stores).
+        backend: the same, typed and checked: an instance of the backend's ``options_type``
+            (``MyOptions.of(options)`` returns it), or ``None`` for a backend that declares only names.
     """
 
     device: torch.device
@@ -57,6 +60,7 @@ class LoadOptions:
     trust_remote_code: bool = False
     offload: Offload = "none"
     extra: Mapping[str, Any] = field(default_factory=dict)
+    backend: BackendOptions | None = None
 
 
 @dataclass(frozen=True)
@@ -92,7 +96,10 @@ class Generator(abc.ABC, Generic[ReqT, ResT]):
         request_type: the request class (``aigc.TextRequest`` for text, ...).
         supported_params: request fields this backend honours beyond prompt, seed, num_outputs and
             deterministic. Any other field set to a non-default value is rejected with a clear error.
-        load_options: names of backend-specific keyword options ``aigc.load`` accepts.
+        options_type: the backend's typed load options (a :class:`~aigc.BackendOptions` subclass): ``aigc.load``
+            builds and checks them before loading; ``load_options`` is then its field names.
+        load_options: names of backend-specific keyword options ``aigc.load`` accepts (for a backend without
+            ``options_type``, which then checks the values itself).
         unsafe_load_options: those of ``load_options`` that :func:`aigc.replay` never takes from a provenance
             record (a record is data from a stranger): options that can run code, reach the network, read a file
             the record points to without the safetensors rule, or change the resources a load uses (memory,
@@ -111,8 +118,14 @@ class Generator(abc.ABC, Generic[ReqT, ResT]):
     request_type: ClassVar[type[Request]]
     supported_params: ClassVar[frozenset[str]] = frozenset()
     load_options: ClassVar[frozenset[str]] = frozenset()
+    options_type: ClassVar[type[BackendOptions] | None] = None
     unsafe_load_options: ClassVar[frozenset[str]] = frozenset({"max_batch_size"})  # memory, not the output
     builtin_models: ClassVar[frozenset[str]] = frozenset()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "options_type" in cls.__dict__ and cls.options_type is not None:
+            cls.load_options = cls.options_type.names()
 
     def __init__(
         self,
@@ -290,6 +303,33 @@ class Generator(abc.ABC, Generic[ReqT, ResT]):
         return f"<{type(self).__name__} {self.modality}/{self.backend_name} {self.model_id!r} on {self.device}>"
 
     # -- shared machinery ------------------------------------------------------------------------
+    def _chunk_size(self, request: Request) -> int:
+        """Samples per network call: 1 with ``deterministic=True`` (a sample never sees its batch), else the load
+        option ``max_batch_size`` (64 where a backend has none)."""
+        return 1 if request.deterministic else int(getattr(self, "max_batch_size", 64))
+
+    def _cancelled(self, done: int, total: int, unit: str) -> GenerationCancelled:
+        """The one error every backend raises when an event callback cancelled a run without a partial result."""
+        return GenerationCancelled(f"cancelled by an event callback after {done} of {total} {unit}; the generator is "
+                                   "still usable. Fix: call generate() again to start over")
+
+    def _chunks(self, count: int, events: EventEmitter, *, size: int, unit: str = "batches") -> Iterator[slice]:
+        """Run ``count`` samples ``size`` at a time: yields each chunk's slice, emitting ``"start"``, one ``"step"``
+        per chunk and ``"end"``, and raising :meth:`_cancelled` between chunks once a callback cancelled.
+
+        Example:
+            >>> for part in self._chunks(len(seeds), events, size=self._chunk_size(request)):  # doctest: +SKIP
+            ...     outs.append(net(z[part]))
+        """
+        total = -(-count // size)
+        events.emit("start", total=total)
+        for i, start in enumerate(range(0, count, size)):
+            if events.cancelled:
+                raise self._cancelled(i, total, unit)
+            yield slice(start, min(start + size, count))
+            events.emit("step", step=i + 1, total=total, advance=1)
+        events.emit("end", step=total, total=total)
+
     def _check_open(self) -> None:
         if self._closed:
             raise AigcError(f"{self!r} is closed. Fix: load the model again with aigc.load()")

@@ -113,7 +113,7 @@ class Record:
             >>> aigc.Record.from_file("boots-0.png").seeds  # doctest: +SKIP
             [7, 8, 9, 10]
         """
-        from aigc._media.provenance import read_record
+        from aigc._media.records import read_record
 
         try:
             return cls.from_json(read_record(path))
@@ -625,8 +625,8 @@ class AudioResult(Result):
         Example:
             >>> res.normalize(-16.0).save("speech.wav")  # doctest: +SKIP
         """
+        from aigc._checks import check_number
         from aigc._media import audio as media
-        from aigc._types import check_number
 
         check_number("lufs", lufs, low=-70.0, high=0.0, fix="pass a loudness in LUFS, e.g. lufs=-23.0")
         check_number("max_peak_db", max_peak_db, low=-70.0, high=0.0, fix="pass a peak ceiling in dBFS, e.g. -1.0")

@@ -5,12 +5,14 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import functools
-import math
 import os
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, ClassVar, Literal, TypedDict, TypeVar, get_args
 
+from aigc._checks import check_int, check_number, check_optional_int
+from aigc._checks import is_int as _is_int
+from aigc._events import Event, EventCallback
 from aigc.errors import InvalidRequest
 from aigc.limits import check_pixels, exceeded
 
@@ -60,49 +62,6 @@ def check_modality(modality: object) -> Modality:
     if modality not in MODALITIES:
         raise InvalidRequest("modality", modality, "unknown modality", f"use one of {', '.join(MODALITIES)}")
     return modality
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def check_int(name: str, value: object, *, minimum: int, fix: str | None = None) -> None:
-    if not _is_int(value) or value < minimum:  # type: ignore[operator]
-        raise InvalidRequest(name, value, f"must be an integer >= {minimum}", fix or f"pass {name}={minimum} or more")
-
-
-def check_optional_int(name: str, value: object, *, minimum: int) -> None:
-    if value is not None:
-        check_int(name, value, minimum=minimum)
-
-
-def check_number(
-    name: str,
-    value: object,
-    *,
-    low: float | None = None,
-    high: float | None = None,
-    low_open: bool = False,
-    fix: str,
-) -> None:
-    """Check that ``value`` is a finite number in [low, high] (or (low, high] when ``low_open``)."""
-    ok = _is_number(value)
-    if ok and low is not None:
-        ok = value > low if low_open else value >= low  # type: ignore[operator]
-    if ok and high is not None:
-        ok = value <= high  # type: ignore[operator]
-    if not ok:
-        if low is not None and high is not None:
-            where = f"in {'(' if low_open else '['}{low:g}, {high:g}]"
-        elif low is not None:
-            where = f"{'>' if low_open else '>='} {low:g}"
-        else:
-            where = f"<= {high:g}"
-        raise InvalidRequest(name, value, f"must be a finite number {where}", fix)
 
 
 def check_image_path(request: Request, name: str) -> None:
@@ -589,45 +548,3 @@ REQUEST_TYPES: dict[Modality, type[Request]] = {
     "audio": AudioRequest,
     "video": VideoRequest,
 }
-
-EventKind = Literal["start", "token", "step", "end"]
-
-
-@dataclass
-class Event:
-    """A progress event passed to the ``on_event`` callback of ``generate``.
-
-    Attributes:
-        kind: ``"start"``, ``"token"`` (text), ``"step"`` (denoising and other iterative steps) or ``"end"``.
-        step: 1-based index of the step or token just finished (0 for ``"start"``).
-        total: the number of steps expected, when known.
-        text: for ``"token"`` events, the text newly decoded for ``sample`` (may be empty).
-        sample: the sample index the event is about, or ``None`` when it is about the whole batch.
-        preview: an optional low-resolution preview (a PIL image for image backends).
-
-    Call :meth:`cancel` to stop the generation at the next step boundary.
-
-    Example:
-        >>> def stop_after_ten(event):
-        ...     if event.kind == "token" and event.step >= 10:
-        ...         event.cancel()
-    """
-
-    kind: EventKind
-    step: int = 0
-    total: int | None = None
-    text: str | None = None
-    sample: int | None = None
-    preview: Any = None
-    _flag: list[bool] = field(default_factory=lambda: [False], repr=False, compare=False)
-
-    def cancel(self) -> None:
-        """Ask the running generation to stop at the next step boundary."""
-        self._flag[0] = True
-
-    @property
-    def cancelled(self) -> bool:
-        return self._flag[0]
-
-
-EventCallback = Callable[[Event], object]

@@ -16,8 +16,11 @@ tensor is allocated, wherever that is possible.
     ├── DeviceUnavailable                              the requested device is not present
     ├── GenerationCancelled                            an event callback cancelled the run
     ├── OutOfMemory             (also a MemoryError)   with the option that would help
-    └── ProvenanceError                                a file carries no readable aigc record, a malformed one,
-                                                       or one replay will not trust with a load option
+    ├── ProvenanceError                                a file carries no readable aigc record, a malformed one,
+    │                                                  or one replay will not trust with a load option
+    └── TrainingDiverged        (also a FloatingPointError)
+                                                       a training loss became NaN or infinite; names the step,
+                                                       the loss and what to change
 
 Warnings go through :class:`AigcWarning`; :class:`ProvenanceWarning` when ``aigc.replay(strict=False)`` runs
 with other weights than those that made the file.
@@ -46,6 +49,7 @@ __all__ = [
     "PluginError",
     "ProvenanceError",
     "ProvenanceWarning",
+    "TrainingDiverged",
     "UnsafeModelFile",
 ]
 
@@ -150,3 +154,32 @@ class ProvenanceError(AigcError):
 class ProvenanceWarning(AigcWarning):
     """A replay could not be checked, or runs with other weights than those that made the file
     (``aigc.replay(..., strict=False)``)."""
+
+
+class TrainingDiverged(AigcError, FloatingPointError):
+    """A training loss became NaN or infinite; the run stopped before that step changed any weight.
+
+    Runs are deterministic, so resuming from a checkpoint with the same settings diverges again at the same
+    step: the fix changes a setting (a lower learning rate, clipping, a longer warm-up) and starts again.
+
+    Attributes:
+        step: the 1-based step whose loss diverged.
+        losses: the values of that step, by name (``{"loss": nan}``; for a GAN ``d_loss`` and ``g_loss``).
+        fix: what to change.
+
+    Example:
+        >>> e = TrainingDiverged(12, {"loss": float("nan")}, fix="lower lr (it is 0.5)")
+        >>> str(e)
+        'the training loss became nan at step 12. Fix: lower lr (it is 0.5)'
+    """
+
+    def __init__(self, step: int, losses: dict[str, float], *, fix: str) -> None:
+        self.step = step
+        self.losses = dict(losses)
+        self.fix = fix
+        if len(self.losses) == 1:
+            (name, value), = self.losses.items()
+            what = f"the training {name.replace('_', ' ')} became {value}"
+        else:
+            what = "the training losses became " + ", ".join(f"{k}={v}" for k, v in self.losses.items())
+        super().__init__(f"{what} at step {step}. Fix: {fix}")

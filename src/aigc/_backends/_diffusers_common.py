@@ -6,26 +6,30 @@
 * :class:`PipelineGenerator`, their base: the load-option checks, the weights check, ``from_pretrained`` with
   aigc's safety options and its errors turned into aigc's, device placement and offload, and the Generator
   hooks over the pipeline's modules.
+* The scheduler short names (:data:`SCHEDULERS`), a request's images (:func:`open_image`) and cheap previews of
+  Stable Diffusion latents (:func:`latent_preview`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import threading
-from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
 
 from aigc._generator import Generator, LoadOptions, ReqT, ResT
+from aigc._options import BackendOptions, BatchOptions
 from aigc._runtime.assets import read_json_object
-from aigc._runtime.weights import weight_files
-from aigc.errors import BackendUnavailable, InvalidRequest, ModelNotFound, UnsafeModelFile
+from aigc._runtime.weights import pretrained_errors, weight_files
+from aigc.errors import InvalidRequest
 
-__all__ = ["PipelineCancelled", "PipelineGenerator", "check_weights", "is_audio_pipeline", "is_video_pipeline",
-           "pipeline_class"]
+__all__ = ["SCHEDULERS", "PipelineCancelled", "PipelineGenerator", "PipelineOptions", "check_weights",
+           "is_audio_pipeline", "is_video_pipeline", "latent_preview", "open_image", "pipeline_class"]
 
 # Pipeline class names that make video. Most say so ("...VideoPipeline", "...ImageToVideo..."); the rest by family.
 _VIDEO_CLASS = re.compile(r"Video|I2V|^AnimateDiff|^PIA|^Wan|^LTX(?!LatentUpsample)|^Mochi|^Latte|^Allegro|"
@@ -77,6 +81,27 @@ def check_weights(path: Path, allow_pickle: bool) -> list[Path]:
     return files
 
 
+@dataclass(frozen=True, kw_only=True)
+class PipelineOptions(BatchOptions):
+    """Load options every diffusers backend takes.
+
+    Attributes:
+        max_batch_size: samples per pipeline call (default 8).
+        attention_slicing: compute attention in slices (less memory, a little slower).
+        vae_tiling: decode the VAE in tiles (large images with less memory).
+    """
+
+    max_batch_size: int = 8
+    attention_slicing: bool = False
+    vae_tiling: bool = False
+
+    def check(self) -> None:
+        super().check()
+        for flag in ("attention_slicing", "vae_tiling"):
+            if not isinstance(getattr(self, flag), bool):
+                raise InvalidRequest(flag, getattr(self, flag), "must be True or False", f"pass {flag}=True")
+
+
 class PipelineGenerator(Generator[ReqT, ResT]):
     """Base of the ``diffusers`` backends: one loaded pipeline, ``self.pipe``.
 
@@ -84,8 +109,7 @@ class PipelineGenerator(Generator[ReqT, ResT]):
     subclass's own names; ``self._lock`` serialises calls, since a pipeline holds per-call state.
     """
 
-    #: samples per pipeline call unless ``max_batch_size=`` says otherwise
-    default_batch_size: ClassVar[int] = 8
+    options_type: ClassVar[type[BackendOptions] | None] = PipelineOptions
     #: memory-saving switches and the batch size decide resources, not the output: never taken from a record
     unsafe_load_options = frozenset({"attention_slicing", "vae_tiling", "max_batch_size"})
 
@@ -94,23 +118,22 @@ class PipelineGenerator(Generator[ReqT, ResT]):
                          weights=weights, options=options.extra)
         self.pipe = pipe
         self.offload = options.offload
-        self.max_batch_size = int(options.extra.get("max_batch_size", self.default_batch_size))
+        self.max_batch_size = self._options(options).max_batch_size
         self._variants: dict[str, Any] = {variant: pipe}
         self._lock = threading.Lock()
 
     # -- loading ---------------------------------------------------------------------------------
     @classmethod
+    def _options(cls, options: LoadOptions) -> BatchOptions:
+        kind = cls.options_type or PipelineOptions
+        typed = kind.of(options)
+        assert isinstance(typed, BatchOptions)
+        return typed
+
+    @classmethod
     def check_load_options(cls, options: LoadOptions) -> None:
-        """``attention_slicing``/``vae_tiling`` (where the backend has them), ``max_batch_size`` and ``offload``,
-        before anything loads."""
-        extra = options.extra
-        for flag in ("attention_slicing", "vae_tiling"):
-            if flag in cls.load_options and not isinstance(extra.get(flag, False), bool):
-                raise InvalidRequest(flag, extra[flag], "must be True or False", f"pass {flag}=True")
-        mbs = extra.get("max_batch_size", cls.default_batch_size)
-        if not isinstance(mbs, int) or isinstance(mbs, bool) or mbs < 1:
-            raise InvalidRequest("max_batch_size", mbs, "must be an int >= 1",
-                                 f"pass max_batch_size={max(1, cls.default_batch_size // 2)}")
+        """The backend's typed options and ``offload``, before anything loads."""
+        cls._options(options)
         if options.offload != "none" and options.device.type == "cpu":
             raise InvalidRequest("offload", options.offload, "offload moves weights between the CPU and an "
                                  "accelerator, and this generator runs on the CPU", "pass offload='none' on CPU")
@@ -123,25 +146,14 @@ class PipelineGenerator(Generator[ReqT, ResT]):
                 "trust_remote_code": options.trust_remote_code}
 
     @staticmethod
-    @contextlib.contextmanager
-    def loading_errors(model: str, options: LoadOptions, kind: str) -> Iterator[None]:
+    def loading_errors(model: str, options: LoadOptions, kind: str) -> contextlib.AbstractContextManager[None]:
         """Turn what ``from_pretrained`` raises into aigc's errors; ``kind`` says what was expected, e.g.
         ``"a video pipeline"``."""
-        try:
-            yield
-        except OSError as e:
-            if "safetensors" in str(e).lower() and not options.allow_pickle:
-                raise UnsafeModelFile(f"model={model!r} has no safetensors weights: {e}. Fix: pass "
-                                      "allow_pickle=True if you trust the source") from None
-            raise ModelNotFound(f"model={model!r}: not a loadable diffusers pipeline: {e}") from None
-        except ValueError as e:
-            raise ModelNotFound(f"model={model!r}: diffusers cannot load it as {kind}: {e}") from None
-        except ImportError as e:  # e.g. Stable Audio's scheduler without torchsde
-            raise BackendUnavailable(f"model={model!r} needs a package that is not installed: {e}. Fix: install "
-                                     "the package it names") from None
+        return pretrained_errors(model, allow_pickle=options.allow_pickle, what="a loadable diffusers pipeline",
+                                 value_error=kind)
 
-    @staticmethod
-    def place(pipe: Any, options: LoadOptions) -> None:
+    @classmethod
+    def place(cls, pipe: Any, options: LoadOptions) -> None:
         """Put the pipeline on its device (or set up offload), apply attention slicing / VAE tiling if asked,
         and silence diffusers' own progress bar (aigc's events and progress bar report the steps)."""
         if options.offload == "model":
@@ -150,9 +162,10 @@ class PipelineGenerator(Generator[ReqT, ResT]):
             pipe.enable_sequential_cpu_offload(device=options.device)
         else:
             pipe.to(options.device)
-        if options.extra.get("attention_slicing") and hasattr(pipe, "enable_attention_slicing"):
+        opts = cls._options(options)
+        if getattr(opts, "attention_slicing", False) and hasattr(pipe, "enable_attention_slicing"):
             pipe.enable_attention_slicing()
-        if options.extra.get("vae_tiling") and hasattr(getattr(pipe, "vae", None), "enable_tiling"):
+        if getattr(opts, "vae_tiling", False) and hasattr(getattr(pipe, "vae", None), "enable_tiling"):
             pipe.vae.enable_tiling()
         pipe.set_progress_bar_config(disable=True)
 
@@ -169,3 +182,46 @@ class PipelineGenerator(Generator[ReqT, ResT]):
     def _close(self) -> None:
         self._variants.clear()
         self.pipe = None
+
+
+#: Scheduler short names -> (diffusers class, extra config).
+SCHEDULERS: dict[str, tuple[str, dict[str, Any]]] = {
+    "ddim": ("DDIMScheduler", {}),
+    "ddpm": ("DDPMScheduler", {}),
+    "pndm": ("PNDMScheduler", {}),
+    "euler": ("EulerDiscreteScheduler", {}),
+    "euler_a": ("EulerAncestralDiscreteScheduler", {}),
+    "heun": ("HeunDiscreteScheduler", {}),
+    "dpm++": ("DPMSolverMultistepScheduler", {}),
+    "dpm++_karras": ("DPMSolverMultistepScheduler", {"use_karras_sigmas": True}),
+    "dpm++_sde": ("DPMSolverMultistepScheduler", {"algorithm_type": "sde-dpmsolver++"}),
+    "unipc": ("UniPCMultistepScheduler", {}),
+}
+
+# An approximate linear map from SD's 4 latent channels to RGB, for cheap step previews.
+_LATENT_RGB = torch.tensor([[0.298, 0.207, 0.208], [0.187, 0.286, 0.173],
+                            [-0.158, 0.189, 0.264], [-0.184, -0.271, -0.473]])
+
+
+def open_image(name: str, value: Any, mode: str) -> Any:
+    """A request's image (``init_image``, ``mask``): a PIL image or a path, converted to ``mode``."""
+    from PIL import Image
+
+    if isinstance(value, Image.Image):
+        return value.convert(mode)
+    if isinstance(value, (str, os.PathLike)):
+        try:
+            with Image.open(value) as img:
+                return img.convert(mode)
+        except (OSError, ValueError, Image.DecompressionBombError) as e:
+            raise InvalidRequest(name, str(value), f"cannot read the image: {e}", "pass a PNG/JPEG path or a "
+                                 "PIL image") from None
+    raise InvalidRequest(name, type(value).__name__, "must be a PIL image or a file path", "pass Image.open(...)")
+
+
+def latent_preview(latent: torch.Tensor) -> Any:
+    """A rough RGB preview of one latent (4, h, w), at latent resolution."""
+    from PIL import Image
+
+    rgb = torch.einsum("chw,cr->hwr", latent.float().cpu(), _LATENT_RGB)  # (h, w, 3)
+    return Image.fromarray(((rgb + 1) * 127.5).clamp(0, 255).to(torch.uint8).numpy())

@@ -22,6 +22,7 @@ import logging
 import math
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,11 +31,12 @@ import torch
 
 from aigc._backends._diffusers_common import PipelineCancelled, PipelineGenerator, check_weights, pipeline_class
 from aigc._generator import LoadOptions
+from aigc._options import BatchOptions
 from aigc._results import AudioResult
 from aigc._runtime.events import EventEmitter
 from aigc._runtime.weights import fingerprint_files
 from aigc._types import AudioRequest
-from aigc.errors import GenerationCancelled, InvalidRequest, ModelNotFound
+from aigc.errors import InvalidRequest, ModelNotFound
 from aigc.limits import check_audio_samples
 from aigc.sampling import randn, step_generators
 
@@ -50,6 +52,13 @@ AUDIO_PIPELINES: dict[str, str] = {
     "MusicLDMPipeline": "mel",
     "StableAudioPipeline": "waveform",
 }
+
+
+@dataclass(frozen=True, kw_only=True)
+class AudioPipelineOptions(BatchOptions):
+    """Load option: ``max_batch_size``, clips per pipeline call (default 8)."""
+
+    max_batch_size: int = 8
 
 
 class DiffusersAudioGenerator(PipelineGenerator[AudioRequest, AudioResult]):
@@ -68,7 +77,8 @@ class DiffusersAudioGenerator(PipelineGenerator[AudioRequest, AudioResult]):
     backend_name = "diffusers"
     request_type = AudioRequest
     supported_params = frozenset({"duration_s", "negative_prompt", "steps", "guidance"})
-    load_options = frozenset({"max_batch_size"})
+    options_type = AudioPipelineOptions
+    unsafe_load_options = frozenset({"max_batch_size"})
 
     def __init__(self, *, pipe: Any, model_id: str, options: LoadOptions, weights: str | None) -> None:
         super().__init__(pipe=pipe, model_id=model_id, options=options, weights=weights, variant="loaded")
@@ -170,7 +180,7 @@ class DiffusersAudioGenerator(PipelineGenerator[AudioRequest, AudioResult]):
         kwargs = self._call_kwargs(request, duration)
         default_steps = self.params["num_inference_steps"].default
         total = request.steps or (default_steps if isinstance(default_steps, int) else None)
-        chunk = 1 if request.deterministic else self.max_batch_size
+        chunk = self._chunk_size(request)
         if total is not None:
             events.set_total(total * -(-len(seeds) // chunk))  # steps x pipeline calls
         events.emit("start", total=total)
@@ -189,8 +199,7 @@ class DiffusersAudioGenerator(PipelineGenerator[AudioRequest, AudioResult]):
                     with torch.inference_mode():
                         out = self.pipe(**call)
                 except PipelineCancelled:
-                    raise GenerationCancelled(f"cancelled by the event callback after sample {start}; the "
-                                              "generator is still usable") from None
+                    raise self._cancelled(start, len(seeds), "samples") from None
                 audios = out.audios
                 audios = audios.detach().float().cpu().numpy() if isinstance(audios, torch.Tensor) else audios
                 for row in np.asarray(audios):  # (samples,) or (channels, samples)

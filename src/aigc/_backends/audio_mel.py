@@ -1,14 +1,7 @@
 """Audio backend ``mel``: aigc's own small speech model, which says one word per clip in one of several voices.
 
-A model directory is what ``scripts/train_audio_default.py`` exports::
-
-    model-dir/
-        config.json         {"format": "aigc.mel_speech", "version": 1,
-                             "config": {...MelSpeechConfig fields...},
-                             "words": ["zero", "one", ...],
-                             "voices": [{"name": "us-male", ...}, ...],
-                             "defaults": {"voice": "us-male"}}
-        model.safetensors   the decoder's weights, float32 or float16
+A model directory is what ``scripts/train_audio_default.py`` exports, in the format :mod:`aigc.formats.mel_speaker`
+owns (``config.json`` with the words and voices, and ``model.safetensors``).
 
 The built-in name ``"default"`` is the model shipped in the package (``aigc/assets/audio_default``): 20 words
 (the digits zero..nine and yes, no, up, down, left, right, on, off, stop, go) in 8 voices, trained on espeak-ng
@@ -28,8 +21,6 @@ Sample *i* of ``seed=s`` equals a single run with ``seed=s+i``, bit for bit (the
 
 from __future__ import annotations
 
-import contextlib
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,31 +30,25 @@ import numpy as np
 import torch
 
 from aigc._generator import Generator, LoadOptions
+from aigc._options import BatchOptions
 from aigc._results import AudioResult
-from aigc._runtime.assets import model_dir, read_json_object
+from aigc._runtime.assets import model_dir
 from aigc._runtime.events import EventEmitter
-from aigc._runtime.weights import fingerprint_files, weight_files
 from aigc._types import AudioRequest
-from aigc.errors import GenerationCancelled, InvalidRequest, ModelNotFound
+from aigc.errors import InvalidRequest
+from aigc.formats import mel_speaker
 from aigc.limits import check_audio_samples
 from aigc.sampling import uniform
 
-__all__ = ["MelSpeechGenerator", "SpeechModel", "load_speech_model", "parse_word", "read_format"]
+__all__ = ["MelSpeechGenerator", "SpeechModel", "load_speech_model", "parse_word"]
 
-CONFIG_FILE, WEIGHTS_FILE = "config.json", "model.safetensors"
-FORMAT = "aigc.mel_speech"
+CONFIG_FILE = "config.json"
 BUILTIN = {"default": "audio_default"}
 PEAK, MAX_GAIN = 0.9, 30.0
 #: words a prompt may contain besides the one word to say
 FILLER = frozenset({"say", "speak", "pronounce", "read", "the", "word", "number", "digit", "please", "a", "an", "out",
                     "loud", "aloud"})
 _DIGITS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
-
-
-def read_format(path: Path) -> str | None:
-    """``"mel"`` when ``path/config.json`` is one of our speech models, else ``None``."""
-    data = read_json_object(path / CONFIG_FILE)
-    return "mel" if data is not None and data.get("format") == FORMAT else None
 
 
 def parse_word(prompt: str, words: list[str]) -> int | str:
@@ -92,6 +77,13 @@ def parse_word(prompt: str, words: list[str]) -> int | str:
     if len(found) > 1:
         return f"names {len(found)} words ({', '.join(words[i] for i in sorted(found))}); a clip says one"
     return found.pop()
+
+
+@dataclass(frozen=True, kw_only=True)
+class MelOptions(BatchOptions):
+    """Load option: ``max_batch_size``, clips per network call (default 32)."""
+
+    max_batch_size: int = 32
 
 
 @dataclass
@@ -130,42 +122,11 @@ def _model_dir(model: str) -> Path:
 
 def load_speech_model(model: str, options: LoadOptions) -> SpeechModel:
     """Load a speech model directory (or the built-in ``"default"``) onto ``options.device``."""
-    from safetensors.torch import load_file
+    from aigc.models.speech import GriffinLimVocoder
 
-    from aigc.models.speech import GriffinLimVocoder, MelSpeechConfig, MelSpeechDecoder
-
-    path = _model_dir(model)
-    if read_format(path) is None:
-        raise ModelNotFound(f"{path} is not an aigc speech model (no {CONFIG_FILE} with format {FORMAT!r}). "
-                            "Fix: pass a directory written by scripts/train_audio_default.py")
-    if not (path / WEIGHTS_FILE).is_file():
-        with contextlib.suppress(ModelNotFound):
-            weight_files(path, allow_pickle=False)  # refuses pickle-only folders with UnsafeModelFile
-        raise ModelNotFound(f"{path} has no {WEIGHTS_FILE}. Fix: export the model again "
-                            "(scripts/train_audio_default.py writes it)")
-    data = json.loads((path / CONFIG_FILE).read_text(encoding="utf-8"))
-    try:
-        cfg = MelSpeechConfig.from_dict(data["config"])
-        words = [str(w) for w in data["words"]]
-        voices = [str(v["name"]) for v in data["voices"]]
-        default_name = data.get("defaults", {}).get("voice", voices[0])
-        default_voice = voices.index(default_name)
-    except (KeyError, TypeError, ValueError, IndexError, InvalidRequest) as e:
-        raise ModelNotFound(f"{path / CONFIG_FILE} is not a valid speech model config: {e}. "
-                            "Fix: export it again") from None
-    if len(words) != cfg.num_words or len(voices) != cfg.num_voices:
-        raise ModelNotFound(f"{path}: the network has {cfg.num_words} words and {cfg.num_voices} voices, "
-                            f"{CONFIG_FILE} names {len(words)} and {len(voices)}. Fix: export them together")
-    net = MelSpeechDecoder(cfg)
-    state = load_file(path / WEIGHTS_FILE)
-    try:
-        net.load_state_dict({k: v.float() for k, v in state.items()})
-    except RuntimeError as e:
-        raise ModelNotFound(f"{path / WEIGHTS_FILE} does not fit {CONFIG_FILE}: {str(e).splitlines()[0]}. "
-                            "Fix: export the weights and config together") from None
-    net.to(device=options.device, dtype=options.dtype).eval().requires_grad_(False)
-    vocoder = GriffinLimVocoder(cfg).to(options.device)
-    return SpeechModel(net, vocoder, words, voices, default_voice, fingerprint_files([path / WEIGHTS_FILE]))
+    loaded = mel_speaker.load(_model_dir(model), device=options.device, dtype=options.dtype)
+    vocoder = GriffinLimVocoder(loaded.net.cfg).to(options.device)
+    return SpeechModel(loaded.net, vocoder, loaded.words, loaded.voices, loaded.default_voice, loaded.weights)
 
 
 class MelSpeechGenerator(Generator[AudioRequest, AudioResult]):
@@ -187,27 +148,25 @@ class MelSpeechGenerator(Generator[AudioRequest, AudioResult]):
     backend_name = "mel"
     request_type = AudioRequest
     supported_params = frozenset({"voice", "duration_s"})
-    load_options = frozenset({"max_batch_size"})
+    options_type = MelOptions
     builtin_models = frozenset(BUILTIN)
 
     def __init__(self, *, speech: SpeechModel, model_id: str, options: LoadOptions) -> None:
         super().__init__(model=model_id, device=options.device, dtype=options.dtype, weights=speech.weights,
                          options=options.extra)
         self.speech = speech
-        self.max_batch_size = int(options.extra.get("max_batch_size", 32))
+        self.max_batch_size = MelOptions.of(options).max_batch_size
 
     @classmethod
     def detect(cls, path: Path) -> bool:
-        return read_format(path) is not None
+        return mel_speaker.detect(path)
 
     @classmethod
     def load(cls, model: str, *, options: LoadOptions) -> MelSpeechGenerator:
         if options.offload != "none":
             raise InvalidRequest("offload", options.offload, "the mel backend keeps its small model on one device",
                                  "pass offload='none'")
-        mbs = options.extra.get("max_batch_size", 32)
-        if not isinstance(mbs, int) or isinstance(mbs, bool) or mbs < 1:
-            raise InvalidRequest("max_batch_size", mbs, "must be an int >= 1", "pass max_batch_size=16")
+        MelOptions.of(options)  # checked before anything loads
         return cls(speech=load_speech_model(model, options), model_id=model, options=options)
 
     @property
@@ -292,19 +251,14 @@ class MelSpeechGenerator(Generator[AudioRequest, AudioResult]):
         prosody = uniform((speech.net.cfg.prosody_dim,), seeds, device=self.device) * 2 - 1  # (B, P)
 
         # 3. Decoder and vocoder, ``chunk`` clips at a time (1 with deterministic=True).
-        chunk = 1 if request.deterministic else self.max_batch_size
-        total = -(-len(seeds) // chunk)
-        events.emit("start", total=total)
         waves: list[np.ndarray[Any, Any]] = []
         with torch.inference_mode():
-            for i, start in enumerate(range(0, len(seeds), chunk)):
-                if events.cancelled:
-                    raise GenerationCancelled(f"cancelled after {i} of {total} batches. Fix: run generate() again")
+            for part in self._chunks(len(seeds), events, size=self._chunk_size(request)):
                 # the decoder runs one clip at a time (cheap), so a clip never depends on its batch; the
                 # vocoder's FFTs are per row anyway
                 log_mel = torch.cat([speech.net.log_mel(words[j:j + 1], voices[j:j + 1],
                                                         prosody[j:j + 1].to(self.dtype)).float()
-                                     for j in range(start, min(start + chunk, len(seeds)))])  # (b, n_mels, frames)
+                                     for j in range(part.start, part.stop)])  # (b, n_mels, frames)
                 wave = speech.vocoder(log_mel)  # (b, samples)
                 # 4. Peak-normalise (bounded gain) and pad with silence to the requested length.
                 peak = wave.abs().amax(dim=1, keepdim=True).clamp(min=PEAK / MAX_GAIN)
@@ -313,6 +267,4 @@ class MelSpeechGenerator(Generator[AudioRequest, AudioResult]):
                     out = np.zeros((1, length), dtype=np.float32)
                     out[0, : row.shape[0]] = row
                     waves.append(out)
-                events.emit("step", step=i + 1, total=total, advance=1)
-        events.emit("end", step=total, total=total)
         return AudioResult(waveforms=waves, seeds=seeds, sample_rate=speech.sample_rate)

@@ -25,17 +25,22 @@ import logging
 import math
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from aigc._backends._diffusers_common import (
+    SCHEDULERS,
     PipelineCancelled,
     PipelineGenerator,
+    PipelineOptions,
     check_weights,
     is_audio_pipeline,
     is_video_pipeline,
+    latent_preview,
+    open_image,
     pipeline_class,
 )
 from aigc._generator import LoadOptions
@@ -43,39 +48,37 @@ from aigc._results import ImageResult
 from aigc._runtime.events import EventEmitter
 from aigc._runtime.weights import fingerprint_files, weight_files
 from aigc._types import ImageRequest
-from aigc.errors import BackendUnavailable, GenerationCancelled, InvalidRequest, ModelNotFound
+from aigc.errors import BackendUnavailable, InvalidRequest, ModelNotFound
 from aigc.limits import check_pixels
 from aigc.sampling import generators, randn, step_generators
 
-__all__ = ["SCHEDULERS", "DiffusersImageGenerator"]
+__all__ = ["DiffusersImageGenerator"]
 
 logger = logging.getLogger(__name__)
 
-#: Scheduler short names -> (diffusers class, extra config).
-SCHEDULERS: dict[str, tuple[str, dict[str, Any]]] = {
-    "ddim": ("DDIMScheduler", {}),
-    "ddpm": ("DDPMScheduler", {}),
-    "pndm": ("PNDMScheduler", {}),
-    "euler": ("EulerDiscreteScheduler", {}),
-    "euler_a": ("EulerAncestralDiscreteScheduler", {}),
-    "heun": ("HeunDiscreteScheduler", {}),
-    "dpm++": ("DPMSolverMultistepScheduler", {}),
-    "dpm++_karras": ("DPMSolverMultistepScheduler", {"use_karras_sigmas": True}),
-    "dpm++_sde": ("DPMSolverMultistepScheduler", {"algorithm_type": "sde-dpmsolver++"}),
-    "unipc": ("UniPCMultistepScheduler", {}),
-}
+@dataclass(frozen=True, kw_only=True)
+class ImagePipelineOptions(PipelineOptions):
+    """As :class:`PipelineOptions`, plus LoRAs.
 
-# An approximate linear map from SD's 4 latent channels to RGB, for cheap step previews.
-_LATENT_RGB = torch.tensor([[0.298, 0.207, 0.208], [0.187, 0.286, 0.173],
-                            [-0.158, 0.189, 0.264], [-0.184, -0.271, -0.473]])
+    Attributes:
+        lora: a LoRA directory, or a list of them (``finetune_image`` or diffusers' ``save_lora_weights``).
+        lora_scale: a weight, or one per LoRA (default 1.0).
+    """
+
+    lora: Any = None
+    lora_scale: Any = None
+
+    def check(self) -> None:
+        super().check()
+        if self.lora is None and self.lora_scale is not None:
+            raise InvalidRequest("lora_scale", self.lora_scale, "there is no LoRA to scale", "pass lora= too")
 
 
 def _check_loras(options: LoadOptions) -> tuple[list[Path], list[float]]:
     """The LoRA directories and their weights (``lora=``, ``lora_scale=``), checked before anything loads."""
-    value, scale = options.extra.get("lora"), options.extra.get("lora_scale", 1.0)
+    opts = ImagePipelineOptions.of(options)
+    value, scale = opts.lora, 1.0 if opts.lora_scale is None else opts.lora_scale
     if value is None:
-        if "lora_scale" in options.extra:
-            raise InvalidRequest("lora_scale", scale, "there is no LoRA to scale", "pass lora= too")
         return [], []
     items = [value] if isinstance(value, (str, os.PathLike)) else value
     if not isinstance(items, (list, tuple)) or not items or not all(isinstance(v, (str, os.PathLike)) for v in items):
@@ -108,21 +111,6 @@ def _apply_loras(pipe: Any, loras: list[Path], scales: list[float]) -> None:
     pipe.set_adapters(names, adapter_weights=scales)
 
 
-def _open_image(name: str, value: Any, mode: str) -> Any:
-    from PIL import Image
-
-    if isinstance(value, Image.Image):
-        return value.convert(mode)
-    if isinstance(value, (str, os.PathLike)):
-        try:
-            with Image.open(value) as img:
-                return img.convert(mode)
-        except (OSError, ValueError, Image.DecompressionBombError) as e:
-            raise InvalidRequest(name, str(value), f"cannot read the image: {e}", "pass a PNG/JPEG path or a "
-                                 "PIL image") from None
-    raise InvalidRequest(name, type(value).__name__, "must be a PIL image or a file path", "pass Image.open(...)")
-
-
 class DiffusersImageGenerator(PipelineGenerator[ImageRequest, ImageResult]):
     """Stable Diffusion 1.x/2.x, SDXL, SD3, Flux and other diffusers pipelines.
 
@@ -143,7 +131,7 @@ class DiffusersImageGenerator(PipelineGenerator[ImageRequest, ImageResult]):
         {"negative_prompt", "width", "height", "steps", "guidance", "init_image", "strength", "mask", "scheduler",
          "safety"}
     )
-    load_options = frozenset({"attention_slicing", "vae_tiling", "max_batch_size", "lora", "lora_scale"})
+    options_type = ImagePipelineOptions
 
     def __init__(self, *, pipe: Any, model_id: str, options: LoadOptions, weights: str | None) -> None:
         super().__init__(pipe=pipe, model_id=model_id, options=options, weights=weights, variant="text2image")
@@ -190,9 +178,9 @@ class DiffusersImageGenerator(PipelineGenerator[ImageRequest, ImageResult]):
         """1. Everything that can be wrong with the request for this model, before any denoising."""
         init = mask = None
         if request.init_image is not None:
-            init = _open_image("init_image", request.init_image, "RGB")
+            init = open_image("init_image", request.init_image, "RGB")
         if request.mask is not None:
-            mask = _open_image("mask", request.mask, "L")
+            mask = open_image("mask", request.mask, "L")
         width = request.width or (init.width if init is not None else self.default_size)
         height = request.height or (init.height if init is not None else self.default_size)
         f = self.size_multiple
@@ -298,7 +286,7 @@ class DiffusersImageGenerator(PipelineGenerator[ImageRequest, ImageResult]):
         prompts = [p for p in request.prompts() for _ in range(request.samples_per_prompt)]
         unet = getattr(pipe, "unet", None)
         own_latents = mode == "text2image" and unet is not None and "latents" in params
-        chunk = 1 if request.deterministic else self.max_batch_size
+        chunk = self._chunk_size(request)
         images: list[Any] = []
         if total is not None:
             events.set_total(total * -(-len(seeds) // chunk))  # steps x pipeline calls
@@ -325,8 +313,7 @@ class DiffusersImageGenerator(PipelineGenerator[ImageRequest, ImageResult]):
                 with torch.inference_mode():
                     out = pipe(**call)
             except PipelineCancelled:
-                raise GenerationCancelled(f"cancelled by the event callback after sample {start}; the "
-                                          "generator is still usable") from None
+                raise self._cancelled(start, len(seeds), "samples") from None
             images += list(out.images)
         events.emit("end", total=total)
         return images
@@ -337,7 +324,7 @@ class DiffusersImageGenerator(PipelineGenerator[ImageRequest, ImageResult]):
             latents = tensors.get("latents")
             if events.has_callback and isinstance(latents, torch.Tensor) and latents.ndim == 4 \
                     and latents.shape[1] == 4:
-                preview = _preview(latents[0])
+                preview = latent_preview(latents[0])
             events.emit("step", step=step + 1, total=total, sample=None, preview=preview, advance=1)
             if events.cancelled:
                 raise PipelineCancelled
@@ -364,7 +351,6 @@ def _safety_check(pipe: Any, checker: Any, images: list[Any], mode: str) -> tupl
     device = next(checker.parameters()).device
     clip_input = extractor(images, return_tensors="pt").pixel_values.to(device=device, dtype=dtype)
     arrays = [np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0 for im in images]
-    import logging
     import sys
 
     # The checker announces "a black image will be returned", which is aigc's decision here, not the checker's.
@@ -385,10 +371,3 @@ def _safety_check(pipe: Any, checker: Any, images: list[Any], mode: str) -> tupl
         images = [Image.new(im.mode, im.size) if f else im for im, f in zip(images, flags, strict=True)]
     return images, flags
 
-
-def _preview(latent: torch.Tensor) -> Any:
-    """A rough RGB preview of one latent (4, h, w), at latent resolution."""
-    from PIL import Image
-
-    rgb = torch.einsum("chw,cr->hwr", latent.float().cpu(), _LATENT_RGB)  # (h, w, 3)
-    return Image.fromarray(((rgb + 1) * 127.5).clamp(0, 255).to(torch.uint8).numpy())

@@ -29,25 +29,22 @@ and the result is bit-identical.
 
 from __future__ import annotations
 
-import functools
 import inspect
-import json
 import logging
-import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 
-from aigc._generator import Generator, LoadOptions
+from aigc._backends._pixels import UpscalingGenerator, to_images, upscaled_size
+from aigc._generator import LoadOptions
 from aigc._results import ImageResult
 from aigc._runtime.assets import model_dir
 from aigc._runtime.events import EventEmitter
-from aigc._runtime.weights import fingerprint_files, weight_files
 from aigc._types import ImageRequest
-from aigc.errors import GenerationCancelled, InvalidRequest, ModelNotFound
-from aigc.limits import check_pixels
+from aigc.errors import InvalidRequest
+from aigc.formats import class_diffusion
+from aigc.formats.classes import ClassTable
 from aigc.sampling import generators, randn, sampler_version, step_generators
 
 if TYPE_CHECKING:
@@ -57,9 +54,8 @@ __all__ = ["ClassDiffusionGenerator"]
 
 logger = logging.getLogger(__name__)
 
-CLASSES_FILE = "aigc_classes.json"
+CLASSES_FILE = class_diffusion.CLASSES_FILE
 BUILTIN_MODELS = {"default": "image_default"}  # built-in name -> folder under aigc/assets
-_ARTICLES = frozenset({"a", "an", "the"})
 # Scheduler short name -> diffusers class name; each is built from the model's training schedule.
 SCHEDULERS = {
     "ddim": "DDIMScheduler",  # deterministic (eta = 0), Song et al. 2021
@@ -67,101 +63,6 @@ SCHEDULERS = {
     "euler": "EulerDiscreteScheduler",  # Karras et al. 2022, Algorithm 1 without churn
     "dpm": "DPMSolverMultistepScheduler",  # DPM-Solver++(2M), Lu et al. 2022
 }
-UPSCALE_FILTERS = ("bicubic", "nearest")
-
-
-def _words(text: str) -> tuple[str, ...]:
-    """Lower-case words of ``text`` without articles: "An Ankle-Boot!" -> ("ankle", "boot")."""
-    return tuple(w for w in re.findall(r"[a-z0-9]+", text.lower()) if w not in _ARTICLES)
-
-
-@dataclass(frozen=True)
-class ClassTable:
-    """The classes of a model and the phrases that name them.
-
-    Attributes:
-        names: class id -> display name.
-        phrases: word tuple of a phrase -> class id (names are phrases too).
-        null_class: the id of the unconditional class (classifier-free guidance).
-    """
-
-    names: dict[int, str]
-    phrases: dict[tuple[str, ...], int]
-    null_class: int
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> ClassTable:
-        names: dict[int, str] = {}
-        phrases: dict[tuple[str, ...], int] = {}
-        for entry in data["classes"]:
-            cid, name = int(entry["id"]), str(entry["name"])
-            names[cid] = name
-            for phrase in [name, *entry.get("phrases", [])]:
-                words = _words(str(phrase))
-                if words and phrases.setdefault(words, cid) != cid:
-                    raise ValueError(f"phrase {phrase!r} names two classes ({phrases[words]} and {cid})")
-        return cls(names=names, phrases=phrases, null_class=int(data.get("null_class", max(names) + 1)))
-
-    def match(self, prompt: str) -> int | None:
-        """The class named by ``prompt``: the longest phrase found in it as whole words; ``None`` when no
-        phrase is found or two classes tie (``"a boot and a bag"``).
-
-        Example:
-            >>> table.match("a photo of an ankle boot")  # doctest: +SKIP
-            9
-        """
-        words = _words(prompt)
-        best: set[int] = set()
-        # Only windows as long as the longest phrase can match: O(len(words) x longest), linear in the prompt.
-        for n in range(min(len(words), self.longest), 0, -1):  # longest phrases first
-            for start in range(len(words) - n + 1):
-                cid = self.phrases.get(words[start:start + n])
-                if cid is not None:
-                    best.add(cid)
-            if best:
-                break
-        return next(iter(best)) if len(best) == 1 else None
-
-    @functools.cached_property
-    def longest(self) -> int:
-        """Words in the longest phrase."""
-        return max(map(len, self.phrases), default=0)
-
-    def listing(self) -> str:
-        return ", ".join(repr(self.names[c]) for c in sorted(self.names))
-
-
-def upscaled_size(request: Any, size: int, what: str = "images") -> tuple[int, int]:
-    """Output (width, height) of a model that draws ``size`` x ``size`` ``what`` and upscales by whole factors:
-    the request's, one side standing in for a missing other, else ``size``.
-
-    Raises:
-        InvalidRequest: a side that is not a multiple of ``size``.
-    """
-    width = request.width or request.height or size
-    height = request.height or request.width or size
-    for field, value in (("width", width), ("height", height)):
-        if value % size:
-            raise InvalidRequest(field, value, f"the model draws {size}x{size} {what} and upscales by whole "
-                                 "factors", f"pass a multiple of {size} (e.g. {size * 4})")
-    check_pixels(width, height, field="width" if request.width else "height")
-    return width, height
-
-
-def to_images(x: torch.Tensor, size: tuple[int, int], upscale: str) -> list[Image.Image]:
-    """(B, C, H, W) in [-1, 1], C = 1 or 3 -> RGB PIL images, resized to ``size`` (width, height) with the
-    ``"bicubic"`` or ``"nearest"`` filter."""
-    from PIL import Image
-
-    pixels = ((x.float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)  # (B, C, H, W)
-    resample = Image.Resampling.NEAREST if upscale == "nearest" else Image.Resampling.BICUBIC
-    images = []
-    for p in pixels.numpy():
-        img = Image.fromarray(p[0]) if p.shape[0] == 1 else Image.fromarray(p.transpose(1, 2, 0)[..., :3])
-        if img.size != size:
-            img = img.resize(size, resample=resample)
-        images.append(img.convert("RGB"))
-    return images
 
 
 def _model_dir(model: str) -> Path:
@@ -170,7 +71,7 @@ def _model_dir(model: str) -> Path:
                      fix="pass a model directory holding aigc_classes.json and unet/")
 
 
-class ClassDiffusionGenerator(Generator[ImageRequest, ImageResult]):
+class ClassDiffusionGenerator(UpscalingGenerator[ImageRequest, ImageResult]):
     """Class-conditional diffusion models: a prompt picks a class, the UNet draws it.
 
     Prompts are matched to the model's classes by phrase ("an ankle boot", "sneakers", "a handwritten 7",
@@ -196,13 +97,11 @@ class ClassDiffusionGenerator(Generator[ImageRequest, ImageResult]):
     backend_name = "diffusion"
     request_type = ImageRequest
     supported_params = frozenset({"steps", "guidance", "width", "height", "scheduler"})
-    load_options = frozenset({"upscale", "max_batch_size"})
     builtin_models = frozenset(BUILTIN_MODELS)
 
     def __init__(self, *, unet: Any, scheduler_config: dict[str, Any], table: ClassTable, settings: dict[str, Any],
                  model_id: str, options: LoadOptions, weights: str) -> None:
-        super().__init__(model=model_id, device=options.device, dtype=options.dtype, weights=weights,
-                         options=options.extra)  # recorded: upscale changes the pixels
+        super().__init__(model_id=model_id, options=options, weights=weights)
         self.unet = unet
         self.scheduler_config = scheduler_config
         self.table = table
@@ -212,51 +111,19 @@ class ClassDiffusionGenerator(Generator[ImageRequest, ImageResult]):
         self.default_guidance = float(settings.get("default_guidance", 2.5))
         self.default_scheduler = str(settings.get("default_scheduler", "ddpm"))
         self.train_steps = int(scheduler_config.get("num_train_timesteps", 1000))
-        self.upscale = str(options.extra.get("upscale", "bicubic"))
-        self.max_batch_size = int(options.extra.get("max_batch_size", 64))
 
     # -- loading ---------------------------------------------------------------------------------
     @classmethod
     def detect(cls, path: Path) -> bool:
-        return (path / CLASSES_FILE).is_file() and (path / "unet").is_dir()
+        return class_diffusion.detect(path)
 
     @classmethod
     def load(cls, model: str, *, options: LoadOptions) -> ClassDiffusionGenerator:
-        if options.offload != "none":
-            raise InvalidRequest("offload", options.offload, "the diffusion image backend keeps its small model on "
-                                 "one device", "pass offload='none'")
-        upscale = options.extra.get("upscale", "bicubic")
-        if upscale not in UPSCALE_FILTERS:
-            raise InvalidRequest("upscale", upscale, "unknown upscaling filter",
-                                 f"use one of: {', '.join(UPSCALE_FILTERS)}")
-        mbs = options.extra.get("max_batch_size", 64)
-        if not isinstance(mbs, int) or isinstance(mbs, bool) or mbs < 1:
-            raise InvalidRequest("max_batch_size", mbs, "must be an int >= 1", "pass max_batch_size=16")
-        path = _model_dir(model)
-        if not cls.detect(path):
-            raise ModelNotFound(f"{path} is not a class-diffusion model (it needs {CLASSES_FILE} and unet/). "
-                                "Fix: pass a directory written by scripts/train_image_default.py, or another backend=")
-        files = weight_files(path / "unet", allow_pickle=options.allow_pickle)
-        try:
-            settings = json.loads((path / CLASSES_FILE).read_text(encoding="utf-8"))
-            table = ClassTable.from_json(settings)
-        except (OSError, ValueError, KeyError, TypeError) as e:
-            raise ModelNotFound(f"{path / CLASSES_FILE} is not a valid class table: {e}. Fix: regenerate it") from None
-        scheduler_file = path / "scheduler" / "scheduler_config.json"
-        scheduler_config = json.loads(scheduler_file.read_text(encoding="utf-8")) if scheduler_file.is_file() else {}
-
-        from diffusers import UNet2DModel
-
-        # fp16 weights on disk; the UNet is cast to the resolved dtype (float32 on CPU) as it loads.
-        unet = UNet2DModel.from_pretrained(path / "unet", dtype=options.dtype,
-                                           use_safetensors=files[0].suffix == ".safetensors")
-        n_embeds = unet.config.num_class_embeds
-        if n_embeds is None or table.null_class >= n_embeds or max(table.names) >= n_embeds:
-            raise ModelNotFound(f"{path}: the UNet has {n_embeds} class embeddings but {CLASSES_FILE} uses ids up to "
-                                f"{max(table.null_class, *table.names)}. Fix: export the model and table together")
-        unet.to(options.device).eval().requires_grad_(False)
-        return cls(unet=unet, scheduler_config=scheduler_config, table=table, settings=settings, model_id=model,
-                   options=options, weights=fingerprint_files(files))
+        cls.check_load(options)
+        loaded = class_diffusion.load(_model_dir(model), device=options.device, dtype=options.dtype,
+                                      allow_pickle=options.allow_pickle)
+        return cls(unet=loaded.unet, scheduler_config=loaded.scheduler_config, table=loaded.table,
+                   settings=loaded.settings, model_id=model, options=options, weights=loaded.weights)
 
     # -- Generator hooks -------------------------------------------------------------------------
     def _modules(self) -> list[torch.nn.Module]:
@@ -271,16 +138,7 @@ class ClassDiffusionGenerator(Generator[ImageRequest, ImageResult]):
     # -- the stages ------------------------------------------------------------------------------
     def _classes(self, request: ImageRequest) -> list[int]:
         """1a. One class id per prompt, or InvalidRequest naming the prompt and the classes."""
-        prompts = request.prompts()
-        ids = []
-        for i, prompt in enumerate(prompts):
-            cid = self.table.match(prompt)
-            if cid is None:
-                field = "prompt" if isinstance(request.prompt, str) else f"prompt[{i}]"
-                raise InvalidRequest(field, prompt, f"names none of the {len(self.table.names)} classes this model "
-                                     "draws (or more than one)", f"use one of: {self.table.listing()}")
-            ids.append(cid)
-        return ids
+        return self.table.prompt_ids(request.prompts(), single=isinstance(request.prompt, str))
 
     def _settings(self, request: ImageRequest) -> tuple[int, float, str, tuple[int, int]]:
         """1b. Steps, guidance, scheduler name and output (width, height), with the model's defaults."""
@@ -351,19 +209,18 @@ class ClassDiffusionGenerator(Generator[ImageRequest, ImageResult]):
             step_kwargs["generator"] = gens  # diffusers draws row i from gens[i], on the CPU
 
         # 3. Denoise, one event per step; a cancelled run stops between steps.
-        chunk = 1 if request.deterministic else self.max_batch_size
+        chunk = self._chunk_size(request)
         events.emit("start", total=steps)
         with torch.inference_mode():
             for i, t in enumerate(scheduler.timesteps):
                 if events.cancelled:
-                    raise GenerationCancelled(f"cancelled after {i} of {steps} steps. Fix: nothing to fix; "
-                                              "run generate() again to restart")
+                    raise self._cancelled(i, steps, "steps")
                 model_in = scheduler.scale_model_input(x, t)
                 eps = self._eps(model_in, t.reshape(1), labels, guidance, chunk)
                 x = scheduler.step(eps, t, x, **step_kwargs).prev_sample
                 events.emit("step", step=i + 1, total=steps, advance=1)
             if events.cancelled:
-                raise GenerationCancelled(f"cancelled after {steps} of {steps} steps. Fix: run generate() again")
+                raise self._cancelled(steps, steps, "steps")
 
         # 4. Pixels.
         events.emit("end", step=steps, total=steps)

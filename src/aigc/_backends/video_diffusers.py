@@ -37,19 +37,22 @@ import numpy as np
 import torch
 
 from aigc._backends._diffusers_common import (
+    SCHEDULERS,
     PipelineCancelled,
     PipelineGenerator,
+    PipelineOptions,
     check_weights,
     is_video_pipeline,
+    latent_preview,
+    open_image,
     pipeline_class,
 )
-from aigc._backends.image_diffusers import SCHEDULERS, _open_image, _preview
 from aigc._generator import LoadOptions
 from aigc._results import VideoResult
 from aigc._runtime.events import EventEmitter
 from aigc._runtime.weights import fingerprint_files, weight_files
 from aigc._types import VideoRequest
-from aigc.errors import GenerationCancelled, InvalidRequest, ModelNotFound
+from aigc.errors import InvalidRequest, ModelNotFound
 from aigc.limits import check_pixels
 from aigc.sampling import generators, randn, step_generators
 
@@ -90,6 +93,29 @@ def _config(module: Any, name: str) -> Any:
     return getattr(getattr(module, "config", None), name, None)
 
 
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class VideoPipelineOptions(PipelineOptions):
+    """As :class:`PipelineOptions` (4 clips per call by default), plus:
+
+    Attributes:
+        scheduler: the default scheduler's short name (a request's ``scheduler`` wins).
+        motion_adapter: an AnimateDiff motion adapter (a folder or a hub id) to put on a Stable Diffusion model.
+    """
+
+    max_batch_size: int = 4
+    scheduler: str | None = None
+    motion_adapter: Any = None
+
+    def check(self) -> None:
+        super().check()
+        if self.scheduler is not None and self.scheduler not in SCHEDULERS:
+            raise InvalidRequest("scheduler", self.scheduler, "unknown scheduler name",
+                                 f"use one of {', '.join(SCHEDULERS)}")
+        if self.motion_adapter is not None and not isinstance(self.motion_adapter, (str, os.PathLike)):
+            raise InvalidRequest("motion_adapter", self.motion_adapter, "must be a folder or a hub id",
+                                 "pass motion_adapter='guoyww/animatediff-motion-adapter-v1-5-2'")
+
+
 @dataclasses.dataclass(frozen=True)
 class _Plan:
     """What one request resolves to for this model (stage 1)."""
@@ -124,10 +150,9 @@ class DiffusersVideoGenerator(PipelineGenerator[VideoRequest, VideoResult]):
     request_type = VideoRequest
     supported_params = frozenset({"negative_prompt", "width", "height", "steps", "guidance", "num_frames", "fps",
                                   "init_image", "scheduler"})
-    load_options = frozenset({"scheduler", "motion_adapter", "attention_slicing", "vae_tiling", "max_batch_size"})
+    options_type = VideoPipelineOptions
     # a motion adapter may be a hub id (a download the record's author would choose)
     unsafe_load_options = PipelineGenerator.unsafe_load_options | {"motion_adapter"}
-    default_batch_size = 4
 
     def __init__(self, *, pipe: Any, model_id: str, options: LoadOptions, weights: str | None) -> None:
         super().__init__(pipe=pipe, model_id=model_id, options=options, weights=weights, variant="loaded")
@@ -142,16 +167,9 @@ class DiffusersVideoGenerator(PipelineGenerator[VideoRequest, VideoResult]):
     def load(cls, model: str, *, options: LoadOptions) -> DiffusersVideoGenerator:
         cls.check_load_options(options)
         extra = options.extra
-        scheduler = extra.get("scheduler")
-        if scheduler is not None and scheduler not in SCHEDULERS:
-            raise InvalidRequest("scheduler", scheduler, "unknown scheduler name",
-                                 f"use one of {', '.join(SCHEDULERS)}")
-        adapter = extra.get("motion_adapter")
+        adapter = VideoPipelineOptions.of(options).motion_adapter
         adapter_files: list[Path] = []
         if adapter is not None:
-            if not isinstance(adapter, (str, os.PathLike)):
-                raise InvalidRequest("motion_adapter", adapter, "must be a folder or a hub id",
-                                     "pass motion_adapter='guoyww/animatediff-motion-adapter-v1-5-2'")
             local = os.path.expanduser(os.fspath(adapter))
             if os.path.isdir(local):  # record an absolute path, so that replay works from any directory
                 adapter = os.path.abspath(local)
@@ -170,6 +188,7 @@ class DiffusersVideoGenerator(PipelineGenerator[VideoRequest, VideoResult]):
             _not_video(model, type(pipe).__name__)
         cls.place(pipe, options)
         gen = cls(pipe=pipe, model_id=model, options=options, weights=weights)
+        scheduler = VideoPipelineOptions.of(options).scheduler
         if scheduler is not None:
             gen._check_scheduler(pipe, scheduler)
         return gen
@@ -224,7 +243,7 @@ class DiffusersVideoGenerator(PipelineGenerator[VideoRequest, VideoResult]):
         image = None
         mode = "loaded"
         if request.init_image is not None:
-            image = _open_image("init_image", request.init_image, "RGB")
+            image = open_image("init_image", request.init_image, "RGB")
             if "image" not in self._params(self.pipe):
                 mode = "image2video"
         elif _NEEDS_IMAGE.search(name):
@@ -373,8 +392,7 @@ class DiffusersVideoGenerator(PipelineGenerator[VideoRequest, VideoResult]):
                 with torch.inference_mode():
                     out = pipe(**call)
             except PipelineCancelled:
-                raise GenerationCancelled(f"cancelled by the event callback after sample {start}; the "
-                                          "generator is still usable") from None
+                raise self._cancelled(start, len(seeds), "samples") from None
             except ValueError as e:
                 if stepped[0]:
                     raise
@@ -393,7 +411,7 @@ class DiffusersVideoGenerator(PipelineGenerator[VideoRequest, VideoResult]):
             image = None
             if preview and events.has_callback and isinstance(latents, torch.Tensor) and latents.ndim == 5 \
                     and latents.shape[1] == 4:
-                image = _preview(latents[0, :, 0])  # (B, C, T, h, w) -> sample 0, frame 0
+                image = latent_preview(latents[0, :, 0])  # (B, C, T, h, w) -> sample 0, frame 0
             events.emit("step", step=index + 1, total=total, sample=None, preview=image, advance=1)
             if events.cancelled:
                 raise PipelineCancelled

@@ -26,13 +26,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from aigc._backends.image_diffusion import to_images
-from aigc._backends.image_latent import LatentGenerator, check_load_options, load_latent_model, read_format
+from aigc._backends._latent import LatentGenerator, load_latent_model, read_format
+from aigc._backends._pixels import to_images
 from aigc._generator import LoadOptions
 from aigc._results import VideoResult
 from aigc._runtime.events import EventEmitter
 from aigc._types import VideoRequest
-from aigc.errors import GenerationCancelled, InvalidRequest
+from aigc.errors import InvalidRequest
 
 __all__ = ["LatentWalkGenerator", "slerp"]
 
@@ -82,7 +82,7 @@ class LatentWalkGenerator(LatentGenerator[VideoRequest, VideoResult]):
 
     @classmethod
     def load(cls, model: str, *, options: LoadOptions) -> LatentWalkGenerator:
-        check_load_options(options, "walk")
+        cls.check_load(options)
         if model in _BUILTIN and not Path(model).is_dir():
             kind, name = _BUILTIN[model]
         else:
@@ -136,17 +136,13 @@ class LatentWalkGenerator(LatentGenerator[VideoRequest, VideoResult]):
         frames, keyframes, fps, interpolation, truncation = self._plan(request)
         n = request.samples_per_prompt
         per_sample = [c for c in class_ids for _ in range(n)]
-        chunk = 1 if request.deterministic else self.max_batch_size
-        events.emit("start", total=len(seeds))
+        chunk = self._chunk_size(request)
         videos: list[np.ndarray[Any, Any]] = []
         with torch.inference_mode():
-            for i, (seed, cid) in enumerate(zip(seeds, per_sample, strict=True)):
-                if events.cancelled:
-                    raise GenerationCancelled(f"cancelled after {i} of {len(seeds)} clips. Fix: run generate() again")
+            for one in self._chunks(len(seeds), events, size=1, unit="clips"):  # a walk per clip, frames chunked
+                cid = per_sample[one.start]
                 label = torch.tensor([cid], device=self.device) if cid is not None else None
-                clip = self._walk(seed, label, frames, keyframes, interpolation, truncation, chunk)
+                clip = self._walk(seeds[one.start], label, frames, keyframes, interpolation, truncation, chunk)
                 videos.append(np.stack([np.asarray(im) for im in to_images(clip, size, self.upscale)]))
-                events.emit("step", step=i + 1, total=len(seeds), advance=1)
-        events.emit("end", step=len(seeds), total=len(seeds))
         return VideoResult(videos=videos, seeds=seeds, fps=fps)
 

@@ -17,16 +17,23 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Protocol, TypeVar
 
 from aigc.errors import InvalidRequest
 
-if TYPE_CHECKING:
-    from aigc._generator import Generator
-
-__all__ = ["CacheEntry", "CacheKey", "ModelCache", "model_cache"]
+__all__ = ["CacheEntry", "CacheKey", "CachedModel", "ModelCache", "model_cache"]
 
 logger = logging.getLogger(__name__)
+
+
+class CachedModel(Protocol):
+    """What the cache needs of a loaded model (an :class:`aigc.Generator`): its size. The cache sits below the
+    generator layer and does not import it."""
+
+    def memory_bytes(self) -> int: ...
+
+
+M = TypeVar("M", bound=CachedModel)
 
 
 @dataclass(frozen=True)
@@ -49,7 +56,7 @@ class CacheEntry:
     key: CacheKey
     nbytes: int
     last_used: float
-    generator: Generator[Any, Any]
+    generator: CachedModel
 
 
 def _default_budget() -> int:
@@ -123,30 +130,32 @@ class ModelCache:
 
     # -- mutation --------------------------------------------------------------------------------
     def clear(self) -> None:
-        """Drop every cached model."""
+        """Drop every cached model (and collect their memory, when there were any)."""
         with self._lock:
+            had = bool(self._entries)
             self._entries.clear()
-        _free_memory()
+        if had:
+            _free_memory()
 
-    def discard(self, generator: Generator[Any, Any]) -> None:
+    def discard(self, generator: CachedModel) -> None:
         """Drop ``generator`` from the cache if it is there."""
         with self._lock:
             for key, entry in list(self._entries.items()):
                 if entry.generator is generator:
                     del self._entries[key]
 
-    def get_or_load(self, key: CacheKey, load: Callable[[], Generator[Any, Any]]) -> Generator[Any, Any]:
+    def get_or_load(self, key: CacheKey, load: Callable[[], M]) -> M:
         """Return the cached generator for ``key``, or call ``load()`` once and cache what it returns."""
         with self._lock:
             hit = self._touch(key)
             if hit is not None:
-                return hit
+                return hit  # type: ignore[return-value]  # the entry under this key came from the same loader
             key_lock = self._loading.setdefault(key, threading.Lock())
         with key_lock:  # one loader per key; others wait, then hit the cache
             with self._lock:
                 hit = self._touch(key)
                 if hit is not None:
-                    return hit
+                    return hit  # type: ignore[return-value]
             try:
                 generator = load()
                 nbytes = generator.memory_bytes()
@@ -160,7 +169,7 @@ class ModelCache:
                 self._evict(keep=key)
             return generator
 
-    def _touch(self, key: CacheKey) -> Generator[Any, Any] | None:
+    def _touch(self, key: CacheKey) -> CachedModel | None:
         entry = self._entries.get(key)
         if entry is None:
             return None

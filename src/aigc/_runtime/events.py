@@ -6,7 +6,7 @@ import logging
 import sys
 from typing import Any
 
-from aigc._types import Event, EventCallback, EventKind
+from aigc._events import Event, EventCallback, EventKind
 
 __all__ = ["EventEmitter", "progress_default"]
 

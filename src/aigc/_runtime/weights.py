@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from aigc.errors import UnsafeModelFile
+from aigc.errors import BackendUnavailable, ModelNotFound, UnsafeModelFile
 
-__all__ = ["PICKLE_SUFFIXES", "fingerprint_files", "weight_files"]
+__all__ = ["PICKLE_SUFFIXES", "fingerprint_files", "pretrained_errors", "weight_files"]
 
 #: Suffixes of pickle-based weight files, which can run arbitrary code when loaded.
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
@@ -62,3 +63,31 @@ def fingerprint_files(paths: Iterable[Path]) -> str:
                 f.seek(-chunk, os.SEEK_END)
                 h.update(f.read(chunk))
     return "sha256:" + h.hexdigest()[:32]
+
+
+@contextlib.contextmanager
+def pretrained_errors(model: str, *, allow_pickle: bool, what: str = "", value_error: str | None = None,
+                      ) -> Iterator[None]:
+    """Turn what a ``from_pretrained`` (transformers or diffusers) raises into aigc's errors.
+
+    Args:
+        model: the model id or folder, for the message.
+        allow_pickle: whether pickle weights were allowed (a missing-safetensors error then says so).
+        what: what the folder should have been (``"a loadable diffusers pipeline"``), for the message.
+        value_error: when set, a ``ValueError`` also means the model is not of this kind (diffusers raises one
+            for a pipeline of another kind).
+    """
+    try:
+        yield
+    except OSError as e:
+        if "safetensors" in str(e).lower() and not allow_pickle:
+            raise UnsafeModelFile(f"model={model!r} has no safetensors weights: {e}. Fix: pass allow_pickle=True "
+                                  "if you trust the source") from None
+        raise ModelNotFound(f"model={model!r}: {f'not {what}: ' if what else ''}{e}") from None
+    except ValueError as e:
+        if value_error is None:
+            raise
+        raise ModelNotFound(f"model={model!r}: cannot load it as {value_error}: {e}") from None
+    except ImportError as e:  # e.g. a sentencepiece tokenizer, or Stable Audio's scheduler without torchsde
+        raise BackendUnavailable(f"model={model!r} needs a package that is not installed: {e}. Fix: install the "
+                                 "package it names") from None

@@ -20,23 +20,16 @@ library and version that computed it).
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from aigc._runtime.lazy import lazy_attributes as _lazy_attributes
 from aigc.evaluate._score import Score
 
 if TYPE_CHECKING:
     from aigc.evaluate._classifier import SmallCNN, SmallCNNConfig, load_classifier, save_classifier
-    from aigc.evaluate.image import (
-        clip_score,
-        fid,
-        frechet_distance,
-        frechet_distance_from_stats,
-        image_features,
-        kid,
-        kid_images,
-        precision_recall,
-    )
+    from aigc.evaluate.clip import clip_score
+    from aigc.evaluate.distances import frechet_distance, frechet_distance_from_stats, kid, precision_recall
+    from aigc.evaluate.image import fid, image_features, kid_images
     from aigc.evaluate.text import bleu, chrf, distinct_n, perplexity, rouge, self_bleu
 
 __all__ = [
@@ -64,20 +57,11 @@ __all__ = [
 # Public name -> the submodule that defines it; imported on first access (PEP 562).
 _LAZY = {
     **dict.fromkeys(("bleu", "chrf", "distinct_n", "perplexity", "rouge", "self_bleu"), "text"),
-    **dict.fromkeys(("clip_score", "fid", "frechet_distance", "frechet_distance_from_stats", "image_features",
-                     "kid", "kid_images", "precision_recall"), "image"),
+    **dict.fromkeys(("fid", "image_features", "kid_images"), "image"),
+    **dict.fromkeys(("frechet_distance", "frechet_distance_from_stats", "kid", "precision_recall"), "distances"),
+    "clip_score": "clip",
     **dict.fromkeys(("SmallCNN", "SmallCNNConfig", "load_classifier", "save_classifier"), "_classifier"),
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'aigc.evaluate' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"aigc.evaluate.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = _lazy_attributes(__name__, _LAZY, __all__)

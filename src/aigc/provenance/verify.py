@@ -304,7 +304,7 @@ def verify(path: str | os.PathLike[str], *, store: RecordStore | Literal[False] 
         >>> aigc.verify("boot.png").record.seeds  # doctest: +SKIP
         [7]
     """
-    from aigc._media.provenance import read_own_record
+    from aigc._media.records import read_own_record
     from aigc.provenance.store import default_store
 
     p = Path(path)

@@ -18,7 +18,8 @@ from typing import Protocol
 
 import torch
 
-from aigc._types import TextRequest, check_int, check_number
+from aigc._checks import check_int, check_number
+from aigc._types import TextRequest
 
 __all__ = [
     "LogitsProcessor",
@@ -45,10 +46,15 @@ class LogitsProcessor(Protocol):
 
 # -- kernels: per-row parameters as (B, 1) tensors ----------------------------------------------------
 def seen_tokens(input_ids: torch.Tensor, vocab_size: int) -> torch.Tensor:
-    """``(B, V)`` bool: which tokens occur in each row of ``input_ids`` (``-1`` padding ignored)."""
-    valid = input_ids != PAD  # (B, T)
-    seen = torch.zeros((input_ids.shape[0], vocab_size), dtype=torch.bool, device=input_ids.device)
-    return seen.scatter_(-1, input_ids.clamp(min=0), valid).logical_or_(seen)
+    """``(B, V)`` bool: which tokens occur in each row of ``input_ids`` (``-1`` padding ignored).
+
+    Example:
+        >>> seen_tokens(torch.tensor([[-1, 0, 2]]), 4)
+        tensor([[ True, False,  True, False]])
+    """
+    ids = torch.where(input_ids == PAD, vocab_size, input_ids)  # padding -> one column past the vocabulary
+    seen = torch.zeros((input_ids.shape[0], vocab_size + 1), dtype=torch.bool, device=input_ids.device)
+    return seen.scatter_(-1, ids, True)[:, :vocab_size]
 
 
 def repetition_penalty(scores: torch.Tensor, seen: torch.Tensor, penalty: torch.Tensor | float) -> torch.Tensor:

@@ -63,13 +63,13 @@ class SamplingParams:
     ``top_k=0``, ``top_p=1``, ``min_p=0`` and ``repetition_penalty=1`` turn a step off.
     """
 
-    do_sample: bool = True
-    temperature: float = 1.0
-    top_k: int = 0
-    top_p: float = 1.0
-    min_p: float = 0.0
-    repetition_penalty: float = 1.0
-    min_new_tokens: int = 0
+    do_sample: bool = True  # False: argmax after the penalty and the EOS ban (greedy)
+    temperature: float = 1.0  # divides the logits
+    top_k: int = 0  # keep the k most likely tokens
+    top_p: float = 1.0  # keep the smallest set reaching this probability mass
+    min_p: float = 0.0  # drop tokens below min_p x the top token's probability
+    repetition_penalty: float = 1.0  # CTRL's penalty on tokens seen in the prompt or the output
+    min_new_tokens: int = 0  # end-of-sequence tokens banned before this many new tokens
 
     @classmethod
     def from_request(cls, request: TextRequest) -> SamplingParams:

@@ -9,7 +9,6 @@ Example:
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -23,8 +22,8 @@ def tiny_mel_speech(path: str | os.PathLike[str], *, seed: int = 0, dtype: str =
     """A random :class:`aigc.models.MelSpeechDecoder` (10 digits, 3 voices, 16 frames of 20 mels, 0.06 s at
     16 kHz) saved as ``config.json`` + ``model.safetensors`` to ``path``; returns the directory."""
     import torch
-    from safetensors.torch import save_file
 
+    from aigc.formats import mel_speaker
     from aigc.models.speech import MelSpeechConfig, MelSpeechDecoder
 
     cfg = MelSpeechConfig(num_words=len(TINY_WORDS), num_voices=len(TINY_VOICES), n_mels=20, frames=16,
@@ -35,12 +34,6 @@ def tiny_mel_speech(path: str | os.PathLike[str], *, seed: int = 0, dtype: str =
         net = MelSpeechDecoder(cfg)
         with torch.no_grad():
             net.pos.normal_()  # the trained model's position signal is not zero; exercise it
-    out = Path(path)
-    out.mkdir(parents=True, exist_ok=True)
     torch_dtype = {"float32": torch.float32, "float16": torch.float16}[dtype]
-    save_file({k: v.detach().to(torch_dtype).contiguous() for k, v in net.state_dict().items()},
-              str(out / "model.safetensors"))
-    config = {"format": "aigc.mel_speech", "version": 1, "config": cfg.to_dict(), "words": TINY_WORDS,
-              "voices": [{"name": v} for v in TINY_VOICES], "defaults": {"voice": TINY_VOICES[0]}}
-    (out / "config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
-    return out
+    return mel_speaker.save(path, net, words=TINY_WORDS, voices=[{"name": v} for v in TINY_VOICES],
+                            default_voice=TINY_VOICES[0], dtype=torch_dtype)

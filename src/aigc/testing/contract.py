@@ -126,7 +126,7 @@ def check_generator(
     done.append("errors")
 
     # save with the record; the record rebuilds the request
-    from aigc._media.provenance import read_record
+    from aigc._media.records import read_record
 
     with tempfile.TemporaryDirectory() as tmp:
         paths = res.save(Path(tmp) / f"out{_SUFFIX[generator.modality]}")

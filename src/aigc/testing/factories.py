@@ -198,8 +198,8 @@ def tiny_gan(path: str | os.PathLike[str], *, seed: int = 0, resolution: int = 1
     """
     import torch
 
+    from aigc.formats import classes, latent
     from aigc.models import StyleGANConfig, StyleGANGenerator
-    from aigc.train.pretrain import GAN_FORMAT, _classes_json, _export
 
     levels = resolution.bit_length() - 2
     cfg = StyleGANConfig(resolution=resolution, widths=tuple(max(8, 32 >> i) for i in range(levels)), z_dim=16,
@@ -213,27 +213,18 @@ def tiny_gan(path: str | os.PathLike[str], *, seed: int = 0, resolution: int = 1
             for c in range(max(num_classes, 1)):
                 labels = torch.full((256,), c) if num_classes else None
                 net.w_avg[c] = net.mapping(torch.randn(256, cfg.z_dim), labels).mean(0)
-    out = Path(path)
-    out.mkdir(parents=True, exist_ok=True)
-    names = _TINY_CLASSES[:num_classes]
-    _export(out, GAN_FORMAT, cfg.to_dict(), _classes_json(names, None), {"truncation": 0.7}, net.state_dict(),
-            "float32")
-    return out
+    return latent.save(path, net, classes=classes.entries(_TINY_CLASSES[:num_classes]), defaults={"truncation": 0.7})
 
 
 def tiny_vae(path: str | os.PathLike[str], *, seed: int = 0, resolution: int = 16, num_classes: int = 3) -> Path:
     """A random class-conditional convolutional VAE in the ``vae`` backend's format, saved to ``path``."""
     import torch
 
+    from aigc.formats import classes, latent
     from aigc.models import ConvVAE, VAEConfig
-    from aigc.train.pretrain import VAE_FORMAT, _classes_json, _export
 
     cfg = VAEConfig(resolution=resolution, widths=(8, 16), latent_dim=8, num_classes=num_classes, class_dim=4)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         net = ConvVAE(cfg)
-    out = Path(path)
-    out.mkdir(parents=True, exist_ok=True)
-    _export(out, VAE_FORMAT, cfg.to_dict(), _classes_json(_TINY_CLASSES[:num_classes], None), {"truncation": 1.0},
-            net.state_dict(), "float32")
-    return out
+    return latent.save(path, net, classes=classes.entries(_TINY_CLASSES[:num_classes]), defaults={"truncation": 1.0})

@@ -286,7 +286,7 @@ def _model_value(env: FuzzEnv, value: Any) -> Any:
 
 
 def _mutated_record(env: FuzzEnv, case: Case) -> str:
-    from aigc._media.provenance import read_record
+    from aigc._media.records import read_record
 
     data = json.loads(read_record(env.files[case["source"]]))
     for mutation in case["mutations"]:

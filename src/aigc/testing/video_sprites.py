@@ -27,7 +27,7 @@ def tiny_sprite_video(path: str | os.PathLike[str], *, seed: int = 0, frames: in
     """
     import torch
 
-    from aigc._backends.video_sprites import save_sprite_video
+    from aigc.formats import sprites
     from aigc.models.sprite_video import SpriteVideoConfig, SpriteVideoVAE
 
     cfg = SpriteVideoConfig(frames=frames, resolution=resolution, widths=(8, 16), latent_dim=8,
@@ -37,5 +37,4 @@ def tiny_sprite_video(path: str | os.PathLike[str], *, seed: int = 0, frames: in
         net = SpriteVideoVAE(cfg).eval()
     classes = [{"id": i, "name": name, "phrases": [f"a {name}", f"{name}s"]} for i, name in
                enumerate(TINY_SPRITE_CLASSES)]
-    return save_sprite_video(path, net, classes=classes, defaults={"fps": 8.0, "truncation": 1.0},
-                             dtype=torch.float32)
+    return sprites.save(path, net, classes=classes, defaults={"fps": 8.0, "truncation": 1.0}, dtype=torch.float32)

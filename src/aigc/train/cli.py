@@ -162,7 +162,7 @@ def _run(args: argparse.Namespace) -> int:
                               "device": args.device, "progress": args.progress}
     result: Any
     if args.recipe in ("gan", "vae", "diffusion"):
-        from aigc.train.pretrain import train_diffusion, train_gan, train_vae
+        from aigc.train import train_diffusion, train_gan, train_vae
 
         data, extra = _pretrain_data(args.data)
         kwargs = {k: getattr(args, k) for k in _PRETRAIN_KEYS if getattr(args, k, None) is not None}

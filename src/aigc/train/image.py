@@ -11,8 +11,8 @@ Stages of one run:
     3. load the pipeline; check the resolution against its UNet and VAE; add the LoRA layers;
     4. encode every image once with the VAE (its latent distribution) and, when the text encoder is
        frozen, every caption once;
-    5. train with the shared loop (:mod:`aigc.train._common`): per step, latents, noise and timesteps come
-       from one CPU ``torch.Generator`` seeded for that step;
+    5. train with the one training loop (:mod:`aigc.train._loop`): per step, latents, noise and timesteps
+       come from one CPU ``torch.Generator`` seeded for that step;
     6. write the LoRA weights, then ``training.json``.
 """
 
@@ -21,40 +21,22 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
-import tempfile
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aigc.errors import BackendUnavailable, InvalidRequest, ModelNotFound, UnsafeModelFile
-from aigc.train._common import (
-    FinetuneResult,
-    LoopSpec,
-    Schedule,
-    TrainStep,
-    batch_indices,
-    check_bool,
-    check_float,
-    check_hooks,
-    check_int,
-    check_optimizer,
-    check_out,
-    check_seed,
-    derive_seed,
-    prepare_out,
-    publish,
-    resolve_resume,
-    run_loop,
-    seeded_rng,
-    write_result,
-)
+from aigc.train._checks import check_bool, check_int, jsonl_rows
+from aigc.train._loop import StepContext, TrainState, train_loop
+from aigc.train._result import FinetuneResult, write_result
+from aigc.train._run import RunKeywords, changed_settings, run_options
 
 if TYPE_CHECKING:
     import torch
     from PIL import Image
+    from typing_extensions import Unpack
 
 __all__ = ["ImageData", "finetune_image", "read_image_data"]
 
@@ -67,6 +49,7 @@ _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 _UNET_TARGETS = ["to_k", "to_q", "to_v", "to_out.0"]  # the attention projections, as diffusers' LoRA scripts
 _TEXT_TARGETS = ["q_proj", "k_proj", "v_proj", "out_proj"]
 _PIPELINES = ("StableDiffusionPipeline",)
+_RUN_DEFAULTS: dict[str, Any] = {"steps": 500, "lr": 1e-4, "batch_size": 1, "max_grad_norm": 1.0, "device": "auto"}
 _DATA_FIX = ("pass a list of (image, caption) pairs, or a folder of images with same-name .txt captions "
              "(or a metadata.jsonl with file_name and text)")
 
@@ -99,25 +82,16 @@ def _read_folder(folder: Path) -> list[_Item]:
     meta = folder / "metadata.jsonl"
     items = []
     if meta.is_file():
-        with open(meta, encoding="utf-8") as f:
-            for lineno, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                where = f"metadata.jsonl:{lineno}"
-                try:
-                    row = json.loads(line)
-                except ValueError as e:
-                    raise InvalidRequest("data", where, f"line {lineno} is not valid JSON ({e})",
-                                         'write one {"file_name": "a.png", "text": "a caption"} per line') from None
-                if not (isinstance(row, dict) and isinstance(row.get("file_name"), str)
-                        and isinstance(row.get("text"), str)):
-                    raise InvalidRequest("data", where, f'line {lineno} needs a string "file_name" and "text"',
-                                         'write {"file_name": "a.png", "text": "a caption"}')
-                path = folder / row["file_name"]
-                if not path.is_file():
-                    raise InvalidRequest("data", where, f"no image {row['file_name']!r} in {folder}",
-                                         "fix the file_name, or add the image")
-                items.append(_Item(_open(path, where), row["text"], where))
+        for lineno, where, row in jsonl_rows(meta, 'write one {"file_name": "a.png", "text": "a caption"} per line'):
+            if not (isinstance(row, dict) and isinstance(row.get("file_name"), str)
+                    and isinstance(row.get("text"), str)):
+                raise InvalidRequest("data", where, f'line {lineno} needs a string "file_name" and "text"',
+                                     'write {"file_name": "a.png", "text": "a caption"}')
+            path = folder / row["file_name"]
+            if not path.is_file():
+                raise InvalidRequest("data", where, f"no image {row['file_name']!r} in {folder}",
+                                     "fix the file_name, or add the image")
+            items.append(_Item(_open(path, where), row["text"], where))
         return items
     images = sorted(p for p in folder.iterdir() if p.suffix.lower() in _IMAGE_SUFFIXES and p.is_file())
     for path in images:
@@ -271,25 +245,12 @@ def finetune_image(
     *,
     out: str | os.PathLike[str],
     method: str = "lora",
-    steps: int = 500,
-    lr: float = 1e-4,
-    batch_size: int = 1,
     resolution: int | None = None,
     lora_r: int = 4,
     lora_alpha: int | None = None,
     train_text_encoder: bool = False,
     random_flip: bool = False,
-    schedule: Schedule = "constant",
-    warmup_steps: int = 0,
-    weight_decay: float = 0.0,
-    max_grad_norm: float | None = 1.0,
-    seed: int | None = 0,
-    checkpoint_every: int | None = None,
-    resume: bool | str | os.PathLike[str] = False,
-    overwrite: bool = False,
-    progress: bool | None = None,
-    on_step: Callable[[TrainStep], object] | None = None,
-    device: str | torch.device = "auto",
+    **settings: Unpack[RunKeywords],
 ) -> FinetuneResult:
     """Train a LoRA for a Stable Diffusion pipeline's UNet (and text encoder) on captioned images.
 
@@ -305,28 +266,18 @@ def finetune_image(
             or with a ``metadata.jsonl`` of ``{"file_name": ..., "text": ...}`` lines.
         out: the output directory; it must not exist or be empty, unless ``resume`` or ``overwrite``.
         method: ``"lora"`` (the only method for images).
-        steps: optimizer steps.
-        lr: learning rate of AdamW (1e-4 as in diffusers' LoRA script; tiny models take 1e-2).
-        batch_size: images per step.
         resolution: training size in pixels, images are resized (shorter side) and centre-cropped to it
             (default: the UNet's native size, e.g. 512 for SD 1.5).
         lora_r: LoRA rank.
         lora_alpha: LoRA scale numerator (default: ``lora_r``, a scale of 1).
         train_text_encoder: also put LoRA layers on the CLIP text encoder's attention.
         random_flip: flip each image horizontally with probability 1/2 (drawn per step from the seed).
-        schedule: ``"constant"``, ``"linear"`` or ``"cosine"``, after ``warmup_steps`` of linear warm-up.
-        warmup_steps: steps of linear warm-up from 0.
-        weight_decay: AdamW's decoupled weight decay.
-        max_grad_norm: clip the gradient's norm to this (``None``: no clipping).
-        seed: the run's seed (data order, latents, noise, timesteps, LoRA initialisation); ``None`` draws
-            one from the OS and records it.
-        checkpoint_every: write a checkpoint to ``OUT/checkpoints/step-NNNNNN`` every this many steps.
-        resume: ``True`` continues from the latest checkpoint in ``out``; a checkpoint directory continues
-            from that one. The other arguments must be those of the interrupted run.
-        overwrite: start again in a non-empty ``out`` (its checkpoints are removed first).
-        progress: show a progress bar (default: in a terminal or notebook).
-        on_step: called with a :class:`TrainStep` after every step; an exception from it stops the run.
-        device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``.
+        **settings: the run settings (:class:`~aigc.train.RunOptions`, as for :func:`aigc.train.finetune_text`):
+            ``steps`` (default 500), ``lr`` (AdamW's, default 1e-4 as in diffusers' LoRA script; tiny models
+            take 1e-2), ``batch_size`` (images per step, default 1), ``schedule`` (default ``"constant"``),
+            ``warmup_steps`` (0), ``lr_floor`` (0), ``weight_decay`` (0), ``max_grad_norm`` (1), ``seed`` (0:
+            data order, latents, noise, timesteps, LoRA initialisation), ``checkpoint_every`` (none),
+            ``resume``, ``overwrite``, ``progress``, ``on_step`` and ``device`` (``"auto"``).
 
     Returns:
         A :class:`FinetuneResult` (also written to ``OUT/training.json``); ``OUT`` holds
@@ -334,6 +285,7 @@ def finetune_image(
 
     Raises:
         InvalidRequest: a bad argument or bad data, before anything is trained.
+        TrainingDiverged: the loss became NaN or infinite.
         ModelNotFound: no pipeline at ``model``.
         UnsafeModelFile: the pipeline has pickle weights only.
         BackendUnavailable: peft is not installed (``pip install 'aigc[train]'``).
@@ -346,24 +298,16 @@ def finetune_image(
     # 1. Arguments, before anything is read or loaded.
     if method != "lora":
         raise InvalidRequest("method", method, "finetune_image trains LoRA adapters only", "pass method='lora'")
-    check_int("steps", steps, minimum=1, fix="pass steps=500 or more")
-    check_float("lr", lr, low=0.0, low_open=True, fix="pass a small positive learning rate, e.g. lr=1e-4")
-    check_int("batch_size", batch_size, minimum=1, fix="pass batch_size=1 or more")
+    options = run_options("finetune_image", settings, _RUN_DEFAULTS,
+                          unsupported={"eval_every": "measures no held-out loss"})
+    steps, batch_size = options.steps, options.batch_size
     check_int("resolution", resolution, minimum=8, fix="pass resolution=512, or None for the model's size",
               allow_none=True)
     check_int("lora_r", lora_r, minimum=1, fix="pass lora_r=4 (a rank of 1 or more)")
     check_int("lora_alpha", lora_alpha, minimum=1, fix="pass lora_alpha=4, or None for lora_r", allow_none=True)
     check_bool("train_text_encoder", train_text_encoder)
     check_bool("random_flip", random_flip)
-    check_optimizer(schedule, warmup_steps, weight_decay, max_grad_norm)
-    run_seed = check_seed(seed)
-    check_int("checkpoint_every", checkpoint_every, minimum=1, fix="pass checkpoint_every=100, or None",
-              allow_none=True)
-    check_hooks(progress, on_step)
-    out_dir = check_out(out, resume=resume, overwrite=overwrite)
-    from aigc._runtime.device import resolve_device
-
-    dev = resolve_device(device)
+    run = options.start(out)
     try:
         import peft
     except ImportError:
@@ -376,12 +320,11 @@ def finetune_image(
     local = _local_geometry(name)
     if local is not None:
         resolution = _check_resolution(resolution, local)
-    resume_from = resolve_resume(out_dir, resume)
 
     # 3. The pipeline and its LoRA layers (initialised from the run's seed).
     import torch
 
-    with seeded_rng(derive_seed(run_seed, "init"), dev):
+    with run.seeded("init"):
         pipe = _load_pipeline(name)
         unet, vae, text_encoder, tokenizer = pipe.unet, pipe.vae, pipe.text_encoder, pipe.tokenizer
         resolution = _check_resolution(resolution, _geometry(unet.config, vae.config))
@@ -403,6 +346,7 @@ def finetune_image(
     if prediction not in ("epsilon", "v_prediction"):
         raise InvalidRequest("model", name, f"its scheduler predicts {prediction!r}",
                              "use a model trained for epsilon or v_prediction")
+    dev = run.device
     for module in (unet, vae, text_encoder):
         module.to(dev)
     vae.eval()
@@ -431,13 +375,12 @@ def finetune_image(
     params = [(f"unet.{n}", p) for n, p in unet.named_parameters() if p.requires_grad]
     if train_text_encoder:
         params += [(f"text_encoder.{n}", p) for n, p in text_encoder.named_parameters() if p.requires_grad]
-    epoch_order: dict[int, list[int]] = {}
 
-    def step_loss(step: int) -> torch.Tensor:
+    def step_fn(ctx: StepContext) -> torch.Tensor:
         import torch.nn.functional as F  # noqa: N812
 
-        rows = batch_indices(step, count=len(pairs), batch_size=batch_size, seed=run_seed, cache=epoch_order)
-        g = torch.Generator("cpu").manual_seed(derive_seed(run_seed, "noise", step))
+        rows = ctx.epoch_batch(len(pairs))
+        g = ctx.generator("noise")
         flips = (torch.rand(len(rows), generator=g) < 0.5).tolist() if random_flip else [False] * len(rows)
         mean = torch.stack([dists[int(f)][0][r] for r, f in zip(rows, flips, strict=True)])  # (B, C, h, w)
         std = torch.stack([dists[int(f)][1][r] for r, f in zip(rows, flips, strict=True)])
@@ -457,19 +400,15 @@ def finetune_image(
 
     run_config = {
         "recipe": "finetune_image", "model": _identity(name), "method": method, "data": _fingerprint(pixels, ids),
-        "steps": steps, "lr": lr, "batch_size": batch_size, "resolution": resolution, "lora_r": lora_r,
+        "steps": steps, "lr": options.lr, "batch_size": batch_size, "resolution": resolution, "lora_r": lora_r,
         "lora_alpha": alpha, "train_text_encoder": train_text_encoder, "random_flip": random_flip,
-        "schedule": schedule, "warmup_steps": warmup_steps, "weight_decay": weight_decay,
-        "max_grad_norm": max_grad_norm, "seed": run_seed,
+        "schedule": options.schedule, "warmup_steps": options.warmup_steps, "weight_decay": options.weight_decay,
+        "max_grad_norm": options.max_grad_norm, "seed": run.seed,
+        **changed_settings(options, _RUN_DEFAULTS, ("lr_floor",)),
     }
 
     # 5. Train.
-    prepare_out(out_dir, overwrite=overwrite)
-    spec = LoopSpec(out=out_dir, total_steps=steps, lr=float(lr), schedule=schedule, warmup_steps=warmup_steps,
-                    weight_decay=float(weight_decay), max_grad_norm=max_grad_norm, seed=run_seed, device=dev,
-                    checkpoint_every=checkpoint_every, eval_every=None, config=run_config, progress=progress,
-                    desc="finetune image (lora)")
-    outcome = run_loop(spec, params, step_loss, eval_loss=None, resume_from=resume_from, on_step=on_step)
+    outcome = train_loop(run, step_fn, TrainState(params=params), config=run_config, desc="finetune image (lora)")
 
     # 6. The LoRA weights, as diffusers' LoRA scripts save them (with the peft config as metadata, so that
     # lora_alpha survives loading), then training.json.
@@ -477,8 +416,9 @@ def finetune_image(
     from diffusers.utils import convert_state_dict_to_diffusers
     from peft.utils import get_peft_model_state_dict
 
-    staging = Path(tempfile.mkdtemp(prefix=".output-", dir=out_dir))
-    try:
+    from aigc.formats import staging_folder
+
+    with staging_folder(run.out) as staging:
         layers: dict[str, Any] = {
             "unet_lora_layers": convert_state_dict_to_diffusers(get_peft_model_state_dict(unet)),
             "unet_lora_adapter_metadata": unet.peft_config["default"].to_dict(),
@@ -489,14 +429,11 @@ def finetune_image(
             layers["text_encoder_lora_layers"] = convert_state_dict_to_diffusers(text_layers)
             layers["text_encoder_lora_adapter_metadata"] = text_config.to_dict()  # type: ignore[no-untyped-call]
         StableDiffusionPipeline.save_lora_weights(os.fspath(staging), safe_serialization=True, **layers)
-        publish(staging, out_dir)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     result = FinetuneResult(
-        output=out_dir, method=method, steps=steps, train_losses=outcome.train_losses, eval_losses={},
-        duration_s=round(outcome.duration_s, 3), seed=run_seed, train_examples=len(pairs), eval_examples=0,
+        output=run.out, method=method, steps=run.steps, train_losses=outcome.losses["loss"], eval_losses={},
+        duration_s=round(outcome.duration_s, 3), seed=run.seed, train_examples=len(pairs), eval_examples=0,
         resumed_from=outcome.resumed_from, checkpoints=outcome.checkpoints)
-    write_result(out_dir, result, run_config)
+    write_result(run.out, result, run_config)
     logger.info("finetune_image: %r", result)
     return result
 

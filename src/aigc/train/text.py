@@ -7,9 +7,10 @@ every weight and writes a model directory that ``aigc.load("text", OUT)`` loads.
 Stages of one run:
     1. check the arguments (before anything is read or loaded);
     2. read the data and check every example (a bad JSONL line is reported with its line number);
-    3. load the tokenizer; tokenize every example with its loss mask; split off the held-out examples;
+    3. load the tokenizer; tokenize every example with its loss mask; split off the held-out examples
+       (:mod:`aigc.train.text_data`);
     4. load the model (and wrap it with LoRA); restore the checkpoint when resuming;
-    5. train with the shared loop (:mod:`aigc.train._common`), writing checkpoints;
+    5. train with the one training loop (:mod:`aigc.train._loop`), writing checkpoints;
     6. write the adapter or the model, the merged model on request, and last ``training.json``.
 
 The loss is the mean cross-entropy of the next token over the labelled tokens of a batch: every token of
@@ -19,307 +20,39 @@ end-of-sequence token), the assistant turns of a conversation (as the model's ch
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import os
-import re
-import shutil
-import tempfile
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from aigc.errors import BackendUnavailable, InvalidRequest, ModelNotFound, UnsafeModelFile
-from aigc.train._common import (
-    FinetuneResult,
-    LoopSpec,
-    Schedule,
-    TrainStep,
-    batch_indices,
-    check_bool,
-    check_choice,
-    check_float,
-    check_hooks,
-    check_int,
-    check_optimizer,
-    check_out,
-    check_seed,
-    derive_seed,
-    prepare_out,
-    publish,
-    resolve_resume,
-    run_loop,
-    seeded_rng,
-    write_result,
+from aigc.train._checks import check_bool, check_choice, check_float, check_int
+from aigc.train._loop import StepContext, TrainState, train_loop
+from aigc.train._result import FinetuneResult, write_result
+from aigc.train._run import RunKeywords, changed_settings, run_options
+from aigc.train.text_data import (
+    IGNORE,
+    TextData,
+    TextExample,
+    collate,
+    read_text_data,
+    split_examples,
+    token_losses,
+    tokenize_all,
 )
 
 if TYPE_CHECKING:
     import torch
+    from typing_extensions import Unpack
 
 __all__ = ["TextData", "TextExample", "finetune_text", "read_text_data"]
 
 logger = logging.getLogger(__name__)
 
-#: What ``finetune_text`` accepts as ``data``: a list of texts or example dicts, or a .txt/.jsonl file.
-TextData = Sequence[str | Mapping[str, Any]] | str | os.PathLike[str]
-
 Method = Literal["lora", "full"]
 _METHODS: tuple[Method, ...] = ("lora", "full")
-_IGNORE = -100  # label of a token that is not scored (the cross-entropy's ignore_index)
-_DATA_FIX = ('pass a list of texts, a list of {"prompt", "completion"} or {"messages": [...]} dicts, '
-             "or a path to a .txt or .jsonl file")
-
-
-# -- 2. data ---------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class TextExample:
-    """One checked example: exactly one of ``text``, ``(prompt, completion)`` or ``messages`` is set.
-
-    Attributes:
-        where: where it came from, for error messages: ``"data[3]"`` or ``"file.jsonl:4"``.
-        text: a plain text (every token scored).
-        prompt, completion: a pair (only the completion scored).
-        messages: ``(role, content)`` turns of a conversation (only assistant turns scored).
-    """
-
-    where: str
-    text: str | None = None
-    prompt: str | None = None
-    completion: str | None = None
-    messages: tuple[tuple[str, str], ...] | None = None
-
-
-def _check_example(item: Any, where: str) -> TextExample:
-    if isinstance(item, str):
-        if not item.strip():
-            raise InvalidRequest("data", where, "an empty text", "remove it, or put some text in it")
-        return TextExample(where, text=item)
-    if not isinstance(item, Mapping):
-        raise InvalidRequest("data", where, f"an example must be a text or a dict, not {type(item).__name__}",
-                             _DATA_FIX)
-    if "messages" in item:
-        messages = item["messages"]
-        if not isinstance(messages, list) or not messages:
-            raise InvalidRequest("data", where, '"messages" must be a non-empty list', 'write "messages": '
-                                 '[{"role": "user", "content": "..."}, {"role": "assistant", "content": "..."}]')
-        turns = []
-        for j, m in enumerate(messages):
-            if not (isinstance(m, Mapping) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str)):
-                raise InvalidRequest("data", where, f"message {j} needs a string \"role\" and \"content\"",
-                                     'write {"role": "user", "content": "..."}')
-            turns.append((m["role"], m["content"]))
-        if not any(role == "assistant" for role, _ in turns):
-            raise InvalidRequest("data", where, "a conversation without an assistant turn has nothing to learn",
-                                 'add a {"role": "assistant", ...} message')
-        return TextExample(where, messages=tuple(turns))
-    if "prompt" in item or "completion" in item:
-        prompt, completion = item.get("prompt"), item.get("completion")
-        if not isinstance(prompt, str) or not isinstance(completion, str):
-            raise InvalidRequest("data", where, '"prompt" and "completion" must both be strings',
-                                 'write {"prompt": "...", "completion": "..."}')
-        if not completion.strip():
-            raise InvalidRequest("data", where, "an empty completion has nothing to learn", "fill it in or remove it")
-        return TextExample(where, prompt=prompt, completion=completion)
-    if "text" in item:
-        return _check_example(item["text"], where) if isinstance(item["text"], str) else _check_example(
-            None, where)
-    raise InvalidRequest("data", where, f"a dict with keys {sorted(item)!r}, none of which aigc knows",
-                         'use {"text"}, {"prompt", "completion"} or {"messages"}')
-
-
-def _read_txt(path: Path) -> list[TextExample]:
-    content = path.read_text(encoding="utf-8").replace("\r\n", "\n").strip()
-    if re.search(r"\n[ \t]*\n", content):  # blank-line separated blocks
-        blocks = [b.strip("\n") for b in re.split(r"\n[ \t]*\n+", content)]
-    else:  # one example per line
-        blocks = content.split("\n")
-    texts = [b for b in blocks if b.strip()]
-    return [TextExample(f"{path.name}:{i + 1}", text=t) for i, t in enumerate(texts)]
-
-
-def _read_jsonl(path: Path) -> list[TextExample]:
-    out = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            where = f"{path.name}:{lineno}"
-            try:
-                item = json.loads(line)
-            except ValueError as e:
-                raise InvalidRequest("data", where, f"line {lineno} is not valid JSON ({e})",
-                                     "write one JSON object per line") from None
-            if not isinstance(item, dict):
-                raise InvalidRequest("data", where, f"line {lineno} is not a JSON object",
-                                     'write {"prompt": ..., "completion": ...} or {"messages": [...]} per line')
-            out.append(_check_example(item, where))
-    return out
-
-
-def read_text_data(data: TextData) -> list[TextExample]:
-    """Read and check every example of ``data`` (see :func:`finetune_text`); nothing is tokenized yet.
-
-    Raises:
-        InvalidRequest: no examples, an unreadable file, a malformed JSONL line (with its line number),
-            or an example of an unknown shape.
-
-    Example:
-        >>> len(read_text_data(["Hello.", {"prompt": "Q: 1+1?", "completion": " 2"}]))
-        2
-    """
-    if isinstance(data, (str, os.PathLike)):
-        path = Path(os.fspath(data))
-        if not path.is_file():
-            raise InvalidRequest("data", os.fspath(data), "no such file", _DATA_FIX)
-        if path.suffix.lower() not in (".txt", ".jsonl"):
-            raise InvalidRequest("data", os.fspath(data), f"unknown file type {path.suffix!r}",
-                                 "pass a .txt (one example per line, or blank-line separated) or a .jsonl file")
-        try:
-            examples = _read_txt(path) if path.suffix.lower() == ".txt" else _read_jsonl(path)
-        except (OSError, UnicodeDecodeError) as e:
-            raise InvalidRequest("data", os.fspath(data), f"cannot read the file ({e})",
-                                 "pass a readable UTF-8 file") from None
-        if not examples:
-            raise InvalidRequest("data", os.fspath(data), "the file holds no examples", "put some examples in it")
-        return examples
-    if isinstance(data, Mapping) or not isinstance(data, Sequence):
-        raise InvalidRequest("data", type(data).__name__, "not a list of examples or a file path", _DATA_FIX)
-    if not data:
-        raise InvalidRequest("data", [], "no examples", "pass at least one example")
-    return [_check_example(item, f"data[{i}]") for i, item in enumerate(data)]
-
-
-# -- 3. tokens -------------------------------------------------------------------------------------------
-def _render(tokenizer: Any, where: str, turns: Sequence[tuple[str, str]], *, generation_prompt: bool) -> str:
-    messages = [{"role": r, "content": c} for r, c in turns]
-    try:
-        text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=generation_prompt)
-    except Exception as e:  # jinja errors of the model's own template (e.g. "roles must alternate")
-        raise InvalidRequest("data", where, f"the model's chat template rejects this conversation ({e})",
-                             "fix the conversation, or use prompt/completion pairs") from None
-    return str(text)
-
-
-def _chat_segments(tokenizer: Any, ex: TextExample) -> list[tuple[str, bool]]:
-    """The conversation as (text, scored) pieces: each assistant turn's text is scored, the rest is not.
-
-    Renders the template on growing prefixes of the conversation; the text an assistant turn adds after
-    the generation prompt is that turn. Needs a template that renders prefixes as prefixes (most do).
-    """
-    turns = ex.messages or ()
-    pieces: list[tuple[str, bool]] = []
-    done = ""
-    for i, (role, _) in enumerate(turns):
-        if role == "assistant":
-            head = _render(tokenizer, ex.where, turns[:i], generation_prompt=True)
-            if not head.startswith(done):
-                break
-            pieces.append((head[len(done):], False))
-            done = head
-        full = _render(tokenizer, ex.where, turns[:i + 1], generation_prompt=False)
-        if not full.startswith(done):
-            break
-        pieces.append((full[len(done):], role == "assistant"))
-        done = full
-    else:
-        return [(text, scored) for text, scored in pieces if text]
-    raise InvalidRequest("data", ex.where, "the model's chat template does not render a conversation prefix by "
-                         "prefix, so its assistant turns cannot be located", "use prompt/completion pairs")
-
-
-def _tokenize(tokenizer: Any, ex: TextExample, eos: int | None) -> tuple[list[int], list[int]]:
-    """Token ids and labels (``-100`` where not scored) of one example, before truncation."""
-    def encode(text: str, special: bool) -> list[int]:
-        return [int(t) for t in tokenizer(text, add_special_tokens=special)["input_ids"]]
-
-    tail = [] if eos is None else [eos]
-    if ex.text is not None:
-        ids = encode(ex.text, True) + tail
-        return ids, list(ids)
-    if ex.prompt is not None and ex.completion is not None:
-        # Tokenized apart, as at generation time: the prompt alone, then the tokens that follow it.
-        head = encode(ex.prompt, True)
-        body = encode(ex.completion, False) + tail
-        return head + body, [_IGNORE] * len(head) + body
-    ids, labels = [], []
-    for text, scored in _chat_segments(tokenizer, ex):
-        part = encode(text, False)
-        ids += part
-        labels += part if scored else [_IGNORE] * len(part)
-    return ids, labels
-
-
-@dataclass
-class _Tokens:
-    ids: list[list[int]]
-    labels: list[list[int]]
-
-    def fingerprint(self) -> str:
-        h = hashlib.sha256()
-        for ids, labels in zip(self.ids, self.labels, strict=True):
-            h.update(json.dumps([ids, labels]).encode("ascii"))
-        return "sha256:" + h.hexdigest()[:32]
-
-
-def _tokenize_all(tokenizer: Any, examples: Sequence[TextExample], max_length: int) -> _Tokens:
-    if any(ex.messages is not None for ex in examples) and not getattr(tokenizer, "chat_template", None):
-        raise InvalidRequest("data", next(ex.where for ex in examples if ex.messages is not None),
-                             "chat examples need a chat template, and the model's tokenizer has none",
-                             "use prompt/completion pairs, or a model with a chat template")
-    eos = tokenizer.eos_token_id
-    tokens = _Tokens([], [])
-    dropped = []
-    for ex in examples:
-        ids, labels = _tokenize(tokenizer, ex, None if eos is None else int(eos))
-        ids, labels = ids[:max_length], labels[:max_length]
-        if sum(1 for t in labels[1:] if t != _IGNORE) == 0:  # the first token is never predicted
-            dropped.append(ex.where)
-            continue
-        tokens.ids.append(ids)
-        tokens.labels.append(labels)
-    if dropped:
-        logger.warning("%d example(s) have no scored token within max_length=%d and are left out (first: %s)",
-                       len(dropped), max_length, dropped[0])
-    if not tokens.ids:
-        raise InvalidRequest("max_length", max_length, "no example keeps a scored token after truncation",
-                             "pass a larger max_length, or shorter prompts")
-    return tokens
-
-
-def _split(count: int, eval_fraction: float, seed: int) -> tuple[list[int], list[int]]:
-    """(train, held-out) example indices: ``floor(count * eval_fraction)`` held out, chosen by the seed."""
-    import torch
-
-    n_eval = int(count * eval_fraction)
-    order = torch.randperm(count, generator=torch.Generator("cpu").manual_seed(derive_seed(seed, "split")))
-    return sorted(order[n_eval:].tolist()), sorted(order[:n_eval].tolist())
-
-
-def _collate(ids: Sequence[list[int]], labels: Sequence[list[int]], pad: int, device: torch.device,
-             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Right-padded (input_ids, attention_mask, labels), each (B, T)."""
-    import torch
-
-    width = max(len(r) for r in ids)
-    x = torch.full((len(ids), width), pad, dtype=torch.long)
-    mask = torch.zeros((len(ids), width), dtype=torch.long)
-    y = torch.full((len(ids), width), _IGNORE, dtype=torch.long)
-    for i, (r, lab) in enumerate(zip(ids, labels, strict=True)):
-        x[i, :len(r)] = torch.tensor(r, dtype=torch.long)
-        mask[i, :len(r)] = 1
-        y[i, :len(lab)] = torch.tensor(lab, dtype=torch.long)
-    return x.to(device), mask.to(device), y.to(device)
-
-
-def _token_losses(model: Any, x: torch.Tensor, mask: torch.Tensor, y: torch.Tensor, reduction: str) -> torch.Tensor:
-    """Next-token cross-entropy over the labelled tokens: logits at t predict the label at t + 1."""
-    import torch.nn.functional as F  # noqa: N812
-
-    logits = model(input_ids=x, attention_mask=mask).logits  # (B, T, V)
-    return F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), y[:, 1:].flatten(), ignore_index=_IGNORE,
-                           reduction=reduction)
+_RUN_DEFAULTS: dict[str, Any] = {"batch_size": 8, "schedule": "linear", "max_grad_norm": 1.0, "device": "auto"}
 
 
 # -- 4. the model ----------------------------------------------------------------------------------------
@@ -328,10 +61,10 @@ def _check_model(model: Any) -> tuple[str, Any, str]:
     if not isinstance(model, (str, os.PathLike)) or not os.fspath(model):
         raise InvalidRequest("model", model, "must be a model directory or a hub id", "pass model='path/to/gpt2'")
     name = os.fspath(model)
-    from aigc._backends.text_transformers import BUILTIN_MODELS, _builtin_dir
+    if name == "default" and not os.path.isdir(name):  # the embedded text model, as aigc.load("text") loads it
+        from aigc._runtime.assets import asset_dir
 
-    if name in BUILTIN_MODELS and not os.path.isdir(name):  # "default": the embedded text model
-        name = _builtin_dir(name)
+        name = str(asset_dir("text_default", marker="config.json", what="the built-in text model 'default'"))
     identity = name
     if os.path.isdir(name):
         from aigc._runtime.weights import fingerprint_files, weight_files
@@ -405,29 +138,15 @@ def finetune_text(
     *,
     out: str | os.PathLike[str],
     method: Method = "lora",
-    steps: int | None = None,
     epochs: int | None = None,
-    lr: float | None = None,
-    batch_size: int = 8,
     max_length: int | None = None,
-    schedule: Schedule = "linear",
-    warmup_steps: int = 0,
-    weight_decay: float = 0.0,
-    max_grad_norm: float | None = 1.0,
     lora_r: int = 8,
     lora_alpha: int = 16,
     lora_dropout: float = 0.05,
     target_modules: str | Sequence[str] | None = None,
     eval_fraction: float = 0.1,
-    eval_every: int | None = None,
-    seed: int | None = 0,
-    checkpoint_every: int | None = None,
-    resume: bool | str | os.PathLike[str] = False,
-    overwrite: bool = False,
     merge: bool = False,
-    progress: bool | None = None,
-    on_step: Callable[[TrainStep], object] | None = None,
-    device: str | torch.device = "auto",
+    **settings: Unpack[RunKeywords],
 ) -> FinetuneResult:
     """Fine-tune a causal language model with LoRA (through peft) or on all of its weights.
 
@@ -445,16 +164,9 @@ def finetune_text(
             An end-of-sequence token is appended to texts and completions.
         out: the output directory; it must not exist or be empty, unless ``resume`` or ``overwrite``.
         method: ``"lora"`` (an adapter) or ``"full"`` (all weights).
-        steps: optimizer steps; or give ``epochs`` (default: 3 epochs).
-        epochs: passes over the training split (``ceil(train examples / batch_size)`` steps each).
-        lr: peak learning rate of AdamW (default 2e-4 for LoRA, 2e-5 for full fine-tuning).
-        batch_size: examples per step.
+        epochs: passes over the training split (``ceil(train examples / batch_size)`` steps each), instead of
+            ``steps`` (default: 3 epochs).
         max_length: tokens per example at most; longer ones are cut (default: the model's context, at most 1024).
-        schedule: ``"linear"`` (decay to 0), ``"cosine"`` or ``"constant"``, after ``warmup_steps`` of
-            linear warm-up.
-        warmup_steps: steps of linear warm-up from 0.
-        weight_decay: AdamW's decoupled weight decay.
-        max_grad_norm: clip the gradient's norm to this (``None``: no clipping).
         lora_r: LoRA rank.
         lora_alpha: LoRA scale numerator (the update is scaled by ``lora_alpha / lora_r``).
         lora_dropout: dropout on the LoRA branch's input.
@@ -462,26 +174,37 @@ def finetune_text(
             (the default) is ``"all-linear"``: every linear layer but the output layer, for any architecture.
         eval_fraction: share of the examples held out (``floor(n * eval_fraction)``; 0 to 0.5) to measure
             the held-out loss before training, every ``eval_every`` steps and at the end.
-        eval_every: steps between held-out measurements (default: at each checkpoint, and at the end).
-        seed: the run's seed (split, data order, dropout, LoRA initialisation); ``None`` draws one from the
-            OS and records it in the result.
-        checkpoint_every: write a checkpoint to ``OUT/checkpoints/step-NNNNNN`` every this many steps.
-        resume: ``True`` continues from the latest checkpoint in ``out`` (starting afresh when there is
-            none); a checkpoint directory continues from that one. The arguments must be those of the
-            interrupted run (``checkpoint_every``, ``progress`` and ``device`` may differ).
-        overwrite: start again in a non-empty ``out`` (its checkpoints are removed first).
         merge: LoRA only: also write the base model with the adapter merged in, and the tokenizer, to
             ``OUT/merged``.
-        progress: show a progress bar (default: in a terminal or notebook).
-        on_step: called with a :class:`TrainStep` after every step; an exception from it stops the run
-            (the last checkpoint stays, to resume from).
-        device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``. Training runs in float32.
+        **settings: the run settings (:class:`~aigc.train.RunOptions`, the same for every recipe):
+
+            * ``steps``: optimizer steps; or give ``epochs``.
+            * ``lr``: peak learning rate of AdamW (default 2e-4 for LoRA, 2e-5 for full fine-tuning).
+            * ``batch_size``: examples per step (default 8).
+            * ``schedule``: ``"linear"`` (the default), ``"cosine"`` or ``"constant"``, after ``warmup_steps``
+              (default 0) of linear warm-up; the decay ends at ``lr_floor * lr`` (default 0).
+            * ``weight_decay``: AdamW's decoupled weight decay (default 0).
+            * ``max_grad_norm``: clip the gradient's norm to this (default 1; ``None``: no clipping).
+            * ``eval_every``: steps between held-out measurements (default: at each checkpoint, and at the end).
+            * ``seed``: the run's seed (split, data order, dropout, LoRA initialisation; default 0); ``None``
+              draws one from the OS and records it in the result.
+            * ``checkpoint_every``: write a checkpoint to ``OUT/checkpoints/step-NNNNNN`` every this many steps.
+            * ``resume``: ``True`` continues from the latest checkpoint in ``out`` (starting afresh when there
+              is none); a checkpoint directory continues from that one. The arguments must be those of the
+              interrupted run (``checkpoint_every``, ``progress``, ``on_step`` and ``device`` may differ).
+            * ``overwrite``: start again in a non-empty ``out`` (its checkpoints are removed first).
+            * ``progress``: show a progress bar (default: in a terminal or notebook).
+            * ``on_step``: called with a :class:`TrainStep` after every step; an exception from it stops the
+              run (the last checkpoint stays, to resume from).
+            * ``device``: ``"auto"`` (the default), ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``. Training
+              runs in float32.
 
     Returns:
         A :class:`FinetuneResult` (also written to ``OUT/training.json``).
 
     Raises:
         InvalidRequest: a bad argument or bad data, before anything is trained.
+        TrainingDiverged: the loss became NaN or infinite.
         ModelNotFound: no model at ``model``.
         UnsafeModelFile: the model has pickle weights only.
         BackendUnavailable: peft is not installed (``pip install 'aigc[train]'``) for ``method="lora"``.
@@ -493,16 +216,13 @@ def finetune_text(
     """
     # 1. Arguments, before anything is read or loaded.
     check_choice("method", method, _METHODS)
-    if steps is not None and epochs is not None:
+    if settings.get("steps") is not None and epochs is not None:
         raise InvalidRequest("epochs", epochs, "steps and epochs both say how long to train", "pass one of them")
-    check_int("steps", steps, minimum=1, fix="pass steps=100 or more", allow_none=True)
     check_int("epochs", epochs, minimum=1, fix="pass epochs=1 or more", allow_none=True)
-    if lr is None:
-        lr = 2e-4 if method == "lora" else 2e-5
-    check_float("lr", lr, low=0.0, low_open=True, fix="pass a small positive learning rate, e.g. lr=2e-4")
-    check_int("batch_size", batch_size, minimum=1, fix="pass batch_size=8")
+    options = run_options("finetune_text", settings, {**_RUN_DEFAULTS, "lr": 2e-4 if method == "lora" else 2e-5},
+                          steps_required=False)
+    batch_size = options.batch_size
     check_int("max_length", max_length, minimum=2, fix="pass max_length=512", allow_none=True)
-    check_optimizer(schedule, warmup_steps, weight_decay, max_grad_norm)
     check_int("lora_r", lora_r, minimum=1, fix="pass lora_r=8 (a rank of 1 or more)")
     check_int("lora_alpha", lora_alpha, minimum=1, fix="pass lora_alpha=16 (often 2 * lora_r)")
     check_float("lora_dropout", lora_dropout, low=0.0, high=0.9, fix="pass lora_dropout=0.05")
@@ -516,19 +236,11 @@ def finetune_text(
             raise InvalidRequest("target_modules", target_modules, "must be a non-empty list of module names",
                                  "pass target_modules=['q_proj', 'v_proj'] or 'all-linear'")
     check_float("eval_fraction", eval_fraction, low=0.0, high=0.5, fix="pass eval_fraction=0.1 (0 to 0.5)")
-    check_int("eval_every", eval_every, minimum=1, fix="pass eval_every=100, or None", allow_none=True)
-    run_seed = check_seed(seed)
-    check_int("checkpoint_every", checkpoint_every, minimum=1, fix="pass checkpoint_every=100, or None",
-              allow_none=True)
     check_bool("merge", merge)
     if merge and method != "lora":
         raise InvalidRequest("merge", merge, "full fine-tuning already writes a standalone model",
                              "leave merge out with method='full'")
-    check_hooks(progress, on_step)
-    out_dir = check_out(out, resume=resume, overwrite=overwrite)
-    from aigc._runtime.device import resolve_device
-
-    dev = resolve_device(device)
+    run = options.start(out)
     if method == "lora":
         try:
             import peft  # noqa: F401
@@ -550,42 +262,39 @@ def finetune_text(
         tokenizer = transformers.AutoTokenizer.from_pretrained(name)
     except (OSError, ValueError) as e:
         raise ModelNotFound(f"model={name!r}: no tokenizer: {e}") from None
-    tokens = _tokenize_all(tokenizer, examples, max_length)
-    train_idx, eval_idx = _split(len(tokens.ids), float(eval_fraction), run_seed)
+    tokens = tokenize_all(tokenizer, examples, max_length)
+    train_idx, eval_idx = split_examples(len(tokens.ids), float(eval_fraction), run.seed)
     if eval_fraction and not eval_idx:
         logger.info("eval_fraction=%s of %d examples holds out none; no held-out loss is measured",
                     eval_fraction, len(tokens.ids))
     per_epoch = -(-len(train_idx) // batch_size)
-    total = steps if steps is not None else per_epoch * (epochs or 3)
-    resume_from = resolve_resume(out_dir, resume)
+    run = run.with_steps(options.steps if options.steps is not None else per_epoch * (epochs or 3))
     targets = _lora_targets(target_modules)
     run_config: dict[str, Any] = {
         "recipe": "finetune_text", "model": identity, "method": method, "data": tokens.fingerprint(),
-        "steps": total, "lr": lr, "batch_size": batch_size, "max_length": max_length, "schedule": schedule,
-        "warmup_steps": warmup_steps, "weight_decay": weight_decay, "max_grad_norm": max_grad_norm,
-        "eval_fraction": eval_fraction, "eval_every": eval_every, "seed": run_seed,
+        "steps": run.steps, "lr": options.lr, "batch_size": batch_size, "max_length": max_length,
+        "schedule": options.schedule, "warmup_steps": options.warmup_steps, "weight_decay": options.weight_decay,
+        "max_grad_norm": options.max_grad_norm, "eval_fraction": eval_fraction, "eval_every": options.eval_every,
+        "seed": run.seed, **changed_settings(options, _RUN_DEFAULTS, ("lr_floor",)),
         **({"lora_r": lora_r, "lora_alpha": lora_alpha, "lora_dropout": lora_dropout,
             "target_modules": targets} if method == "lora" else {}),
     }
 
     # 4. The model, loaded and wrapped with the run's seed (LoRA's initialisation draws random numbers).
-    with seeded_rng(derive_seed(run_seed, "init"), dev):
+    with run.seeded("init"):
         lm = _load_model(name, config)
         if method == "lora":
             lm = _wrap_lora(lm, r=lora_r, alpha=lora_alpha, dropout=float(lora_dropout), targets=targets)
-    lm.to(dev)
+    lm.to(run.device)
     lm.train()
-    params = [(n, p) for n, p in lm.named_parameters() if p.requires_grad]
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
-    epoch_order: dict[int, list[int]] = {}
 
-    def step_loss(step: int) -> torch.Tensor:
-        rows = [train_idx[i] for i in batch_indices(step, count=len(train_idx), batch_size=batch_size,
-                                                    seed=run_seed, cache=epoch_order)]
-        x, mask, y = _collate([tokens.ids[i] for i in rows], [tokens.labels[i] for i in rows], pad, dev)
-        return _token_losses(lm, x, mask, y, "mean")
+    def step_fn(ctx: StepContext) -> torch.Tensor:
+        rows = [train_idx[i] for i in ctx.epoch_batch(len(train_idx))]
+        x, mask, y = collate([tokens.ids[i] for i in rows], [tokens.labels[i] for i in rows], pad, run.device)
+        return token_losses(lm, x, mask, y, "mean")
 
-    def eval_loss() -> float:
+    def eval_fn() -> float:
         import torch
 
         lm.eval()
@@ -593,42 +302,37 @@ def finetune_text(
         with torch.no_grad():
             for start in range(0, len(eval_idx), batch_size):
                 rows = eval_idx[start:start + batch_size]
-                x, mask, y = _collate([tokens.ids[i] for i in rows], [tokens.labels[i] for i in rows], pad, dev)
-                total_loss += float(_token_losses(lm, x, mask, y, "sum"))
-                count += int((y[:, 1:] != _IGNORE).sum())
+                x, mask, y = collate([tokens.ids[i] for i in rows], [tokens.labels[i] for i in rows], pad,
+                                     run.device)
+                total_loss += float(token_losses(lm, x, mask, y, "sum"))
+                count += int((y[:, 1:] != IGNORE).sum())
         lm.train()
         return total_loss / count
 
     # 5. Train.
-    prepare_out(out_dir, overwrite=overwrite)
-    spec = LoopSpec(out=out_dir, total_steps=total, lr=float(lr), schedule=schedule, warmup_steps=warmup_steps,
-                    weight_decay=float(weight_decay), max_grad_norm=max_grad_norm, seed=run_seed, device=dev,
-                    checkpoint_every=checkpoint_every, eval_every=eval_every, config=run_config,
-                    progress=progress, desc=f"finetune text ({method})")
-    outcome = run_loop(spec, params, step_loss, eval_loss=eval_loss if eval_idx else None,
-                       resume_from=resume_from, on_step=on_step)
+    params = [(n, p) for n, p in lm.named_parameters() if p.requires_grad]
+    outcome = train_loop(run, step_fn, TrainState(params=params), config=run_config,
+                         eval_fn=eval_fn if eval_idx else None, desc=f"finetune text ({method})")
 
     # 6. Write the output into a staging folder beside it, then move it in; training.json comes last.
+    from aigc.formats import staging_folder
+
     lm.eval()
-    staging = Path(tempfile.mkdtemp(prefix=".output-", dir=out_dir))
     merged = None
-    try:
+    with staging_folder(run.out) as staging:
         lm.save_pretrained(os.fspath(staging))
         if method == "full":
             tokenizer.save_pretrained(os.fspath(staging))
         elif merge:
-            merged = out_dir / "merged"
+            merged = run.out / "merged"
             base = lm.merge_and_unload()
             base.save_pretrained(os.fspath(staging / "merged"))
             tokenizer.save_pretrained(os.fspath(staging / "merged"))
-        publish(staging, out_dir)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     result = FinetuneResult(
-        output=out_dir, method=method, steps=total, train_losses=outcome.train_losses,
-        eval_losses=outcome.eval_losses, duration_s=round(outcome.duration_s, 3), seed=run_seed,
+        output=run.out, method=method, steps=run.steps, train_losses=outcome.losses["loss"],
+        eval_losses=outcome.eval_losses, duration_s=round(outcome.duration_s, 3), seed=run.seed,
         train_examples=len(train_idx), eval_examples=len(eval_idx), resumed_from=outcome.resumed_from,
         merged=merged, checkpoints=outcome.checkpoints)
-    write_result(out_dir, result, run_config)
+    write_result(run.out, result, run_config)
     logger.info("finetune_text: %r", result)
     return result

@@ -14,7 +14,6 @@ Stages of one ``generate``:
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import logging
 import os
 from collections.abc import Iterator
@@ -24,13 +23,16 @@ from typing import Any
 
 import torch
 
-from aigc._generator import Generator, LoadOptions
+from aigc._backends._text_batching import ContinuousBatcher, supports_continuous_batching
+from aigc._backends._transformers_common import TransformersGenerator
+from aigc._backends.text_transformers._steppers import CausalStepper, Seq2SeqStepper, StaticStepper
+from aigc._generator import LoadOptions
+from aigc._options import BatchOptions
 from aigc._results import FinishReason, TextResult
 from aigc._runtime.assets import read_json_object
 from aigc._runtime.events import EventEmitter
-from aigc._runtime.weights import fingerprint_files, weight_files
 from aigc._types import TextRequest
-from aigc.errors import BackendUnavailable, InvalidRequest, ModelNotFound, UnsafeModelFile
+from aigc.errors import BackendUnavailable, InvalidRequest, ModelNotFound
 from aigc.sampling.decode import DecodeLoop, TextAssembler
 from aigc.sampling.processors import PAD
 from aigc.sampling.sampler import make_sampler
@@ -44,184 +46,15 @@ _PREFIX_TOKENS = 8  # prompt tokens decoded with the output, for correct spacing
 _SYNC_EVERY = 8  # decoding steps between two reads of the tokens on an accelerator, when nobody watches each one
 
 
-def _slot_cache(model: Any, capacity: int) -> Any:
-    """A ``DynamicCache`` whose full-attention layers write into buffers allocated once for ``capacity``
-    tokens (the prompt plus ``max_new_tokens``), instead of concatenating a new tensor at every step.
-
-    transformers' ``DynamicLayer`` copies the whole key/value history at each step (``torch.cat``): for 64 rows
-    of a 6-layer model that is more than 100 MB a step. Here each step writes one slot and returns a view.
-    Sliding-window and other layer kinds keep transformers' own implementation.
-    """
-    from transformers import DynamicCache
-    from transformers.cache_utils import DynamicLayer
-
-    class SlotLayer(DynamicLayer):  # type: ignore[no-untyped-call]  # transformers' classes are untyped
-        def __init__(self) -> None:
-            super().__init__()  # type: ignore[no-untyped-call]
-            self.length = 0
-
-        def lazy_initialization(self, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
-            self.device = key_states.device
-            b, h, _, dk = key_states.shape
-            self.key_slots = key_states.new_empty((b, h, capacity, dk))
-            self.value_slots = value_states.new_empty((b, h, capacity, value_states.shape[-1]))
-            self.is_initialized = True
-
-        def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any,
-                   **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor]:
-            if not self.is_initialized:
-                self.lazy_initialization(key_states, value_states)
-            end = self.length + key_states.shape[-2]
-            if end > self.key_slots.shape[-2]:  # more than planned (never in aigc's own loop): grow
-                grow = end - self.key_slots.shape[-2] + capacity
-                self.key_slots = torch.cat([self.key_slots, self.key_slots.new_empty(
-                    (*self.key_slots.shape[:2], grow, self.key_slots.shape[-1]))], dim=-2)
-                self.value_slots = torch.cat([self.value_slots, self.value_slots.new_empty(
-                    (*self.value_slots.shape[:2], grow, self.value_slots.shape[-1]))], dim=-2)
-            self.key_slots[:, :, self.length:end] = key_states
-            self.value_slots[:, :, self.length:end] = value_states
-            self.length = end
-            self.keys, self.values = self.key_slots[:, :, :end], self.value_slots[:, :, :end]
-            return self.keys, self.values
-
-        def get_seq_length(self) -> int:
-            return self.length
-
-    cache = DynamicCache(config=model.config)
-    cache.layers = [SlotLayer() if type(layer) is DynamicLayer else layer for layer in cache.layers]
-    return cache
-
-
-class _CausalStepper:
-    """A decoder-only model with a KV cache (:func:`_slot_cache`); left padding handled with the mask and
-    position ids."""
-
-    def __init__(self, model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor, max_new_tokens: int) -> None:
-        params = inspect.signature(model.forward).parameters
-        self.model = model
-        self.input_ids = input_ids
-        self.mask = attention_mask  # (B, T), 1 for real tokens
-        self.cache_kw = "cache" if "cache" in params else "past_key_values"
-        self.cache = _slot_cache(model, input_ids.shape[1] + max_new_tokens)
-        self.use_positions = "position_ids" in params
-        self.keep_kw = "logits_to_keep" in params
-        self.positions = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)  # (B, T)
-        # Without padding the model's own defaults (a full mask, positions 0..T-1) are the same thing;
-        # leaving them out saves a mask concatenation and the model's mask checks at every step.
-        self.padded = bool((attention_mask == 0).any())
-        self.length = int(input_ids.shape[1])  # tokens in the cache after the next forward's input is added
-        if self.padded:  # the whole mask, allocated once: step t reads its first T + t + 1 columns
-            self.full_mask = torch.cat([attention_mask, attention_mask.new_ones(
-                (attention_mask.shape[0], max_new_tokens))], dim=1)
-
-    def _forward(self, ids: torch.Tensor, positions: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        kwargs: dict[str, Any] = {"input_ids": ids, self.cache_kw: self.cache, "use_cache": True}
-        if mask is not None:
-            kwargs["attention_mask"] = mask
-            if self.use_positions:
-                kwargs["position_ids"] = positions
-        if self.keep_kw:
-            kwargs["logits_to_keep"] = 1
-        return self.model(**kwargs).logits[:, -1, :]  # type: ignore[no-any-return]
-
-    def prefill(self) -> torch.Tensor:
-        return self._forward(self.input_ids, self.positions, self.mask if self.padded else None)
-
-    def step(self, tokens: torch.Tensor) -> torch.Tensor:
-        self.positions = self.positions[:, -1:] + 1  # (B, 1)
-        self.length += 1
-        return self._forward(tokens[:, None], self.positions, self.full_mask[:, :self.length] if self.padded else None)
-
-
-def _bucket(n: int, minimum: int) -> int:
-    """The next power of two >= ``max(n, minimum)``: compiled shapes come from a small set, not every size."""
-    return 1 << (max(n, minimum) - 1).bit_length()
-
-
-class _StaticStepper:
-    """A decoder-only model with transformers' ``StaticCache``, its decode step compiled.
-
-    Shapes are bucketed so that a new prompt length, ``max_new_tokens`` or batch size rarely means a new
-    compilation: rows are padded to a power of two (the padding rows repeat row 0; their tokens are dropped)
-    and the cache holds a power-of-two number of tokens (>= 256). The attention mask is built once per batch
-    at its full length -- the prompt's padding, then ones: the causal mask hides the slots not written yet --
-    so each step's inputs keep their shapes and live on the device, as CUDA graphs need. The prompt runs
-    eagerly (its length varies); each step after it runs the compiled forward.
-    """
-
-    def __init__(self, gen: TransformersTextGenerator, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                 max_new_tokens: int) -> None:
-        rows, width = input_ids.shape
-        self.rows = rows
-        batch = _bucket(rows, 1)
-        length = _bucket(width + max_new_tokens, 256)
-        extra = batch - rows
-        if extra:  # padding rows: copies of row 0
-            input_ids = torch.cat([input_ids, input_ids[:1].expand(extra, -1)])
-            attention_mask = torch.cat([attention_mask, attention_mask[:1].expand(extra, -1)])
-        self.gen = gen
-        self.input_ids = input_ids
-        self.mask = torch.cat([attention_mask, attention_mask.new_ones((batch, length - width))], dim=1)  # (Bb, L)
-        self.positions = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)  # (Bb, T)
-        self.cache = gen._static_cache(batch, length)
-        self.params = inspect.signature(gen.lm.forward).parameters
-
-    def _kwargs(self, ids: torch.Tensor, positions: torch.Tensor) -> dict[str, Any]:
-        kwargs: dict[str, Any] = {"input_ids": ids, "attention_mask": self.mask, "use_cache": True,
-                                  ("cache" if "cache" in self.params else "past_key_values"): self.cache}
-        if "position_ids" in self.params:
-            kwargs["position_ids"] = positions
-        if "logits_to_keep" in self.params:
-            kwargs["logits_to_keep"] = 1
-        return kwargs
-
-    def prefill(self) -> torch.Tensor:
-        out = self.gen.lm(**self._kwargs(self.input_ids, self.positions))
-        return out.logits[: self.rows, -1, :]  # type: ignore[no-any-return]
-
-    def step(self, tokens: torch.Tensor) -> torch.Tensor:
-        self.positions = self.positions[:, -1:] + 1  # (Bb, 1)
-        extra = self.input_ids.shape[0] - self.rows
-        ids = torch.cat([tokens, tokens[:1].expand(extra)]) if extra else tokens
-        logits: torch.Tensor = self.gen._compiled_forward()(**self._kwargs(ids[:, None], self.positions)).logits
-        return logits[: self.rows, -1, :].clone()  # a CUDA graph's output is overwritten by its next replay
-
-
-class _Seq2SeqStepper:
-    """An encoder-decoder model: the encoder runs once; the decoder steps with an EncoderDecoderCache."""
-
-    def __init__(self, model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor, start_id: int) -> None:
-        from transformers import DynamicCache, EncoderDecoderCache
-
-        params = inspect.signature(model.forward).parameters
-        self.model = model
-        self.mask = attention_mask
-        self.cache_kw = "cache" if "cache" in params else "past_key_values"
-        self.cache = EncoderDecoderCache(DynamicCache(config=model.config), DynamicCache(config=model.config))
-        self.encoded = model.get_encoder()(input_ids=input_ids, attention_mask=attention_mask, return_dict=True)
-        self.start = torch.full((input_ids.shape[0], 1), start_id, dtype=torch.long, device=input_ids.device)
-
-    def _forward(self, decoder_ids: torch.Tensor) -> torch.Tensor:
-        out = self.model(encoder_outputs=self.encoded, attention_mask=self.mask, decoder_input_ids=decoder_ids,
-                         use_cache=True, **{self.cache_kw: self.cache})
-        return out.logits[:, -1, :]  # type: ignore[no-any-return]
-
-    def prefill(self) -> torch.Tensor:
-        return self._forward(self.start)
-
-    def step(self, tokens: torch.Tensor) -> torch.Tensor:
-        return self._forward(tokens[:, None])
-
-
 COMPILE_BACKENDS = ("inductor", "cudagraphs", "eager", "aot_eager")
 
 
-def _compile_backend(value: object, device: torch.device) -> Any:
+def _compile_backend(value: object, device: torch.device | None) -> Any:
     """The load option ``compile``: ``None`` (the default) compiles on CUDA only, ``True`` always (inductor),
     ``False`` never; a backend name or a backend callable is passed to ``torch.compile`` (``"eager"`` traces
     without generating code, which finds graph breaks quickly)."""
     if value is None:
-        return "inductor" if device.type == "cuda" else None
+        return "inductor" if device is not None and device.type == "cuda" else None
     if isinstance(value, bool):
         return "inductor" if value else None
     if (isinstance(value, str) and value in COMPILE_BACKENDS) or (callable(value) and not isinstance(value, type)):
@@ -230,18 +63,40 @@ def _compile_backend(value: object, device: torch.device) -> Any:
                          f"pass compile=True, or one of {', '.join(COMPILE_BACKENDS)}")
 
 
+@dataclass(frozen=True, kw_only=True)
+class TextOptions(BatchOptions):
+    """Load options of the transformers text backend.
+
+    Attributes:
+        max_batch_size: rows decoded together, at most (default 64).
+        adapter: a LoRA adapter folder (``finetune_text(method="lora")`` or peft's ``save_pretrained``), recorded
+            as an absolute path.
+        merge_adapter: merge the adapter into the weights at load (faster generation, same output).
+        compile: the decode path: ``None`` compiles on CUDA only, ``True``/``False`` always/never, or a
+            ``torch.compile`` backend name or callable (see :func:`_compile_backend`).
+    """
+
+    adapter: str | os.PathLike[str] | None = None
+    merge_adapter: bool = False
+    compile: Any = None
+
+    def check(self) -> None:
+        super().check()
+        if not isinstance(self.merge_adapter, bool):
+            raise InvalidRequest("merge_adapter", self.merge_adapter, "must be True or False",
+                                 "pass merge_adapter=True")
+        if self.adapter is None and self.merge_adapter:
+            raise InvalidRequest("merge_adapter", True, "there is no adapter to merge", "pass adapter= too")
+        if self.adapter is not None and not isinstance(self.adapter, (str, os.PathLike)):
+            raise InvalidRequest("adapter", self.adapter, "must be a directory path", "pass adapter='path/to/lora-dir'")
+        _compile_backend(self.compile, None)
+
+
 def _check_adapter(options: LoadOptions) -> Path | None:
     """The LoRA adapter directory asked for (``adapter=``), checked before anything loads."""
-    value = options.extra.get("adapter")
-    merge = options.extra.get("merge_adapter", False)
-    if not isinstance(merge, bool):
-        raise InvalidRequest("merge_adapter", merge, "must be True or False", "pass merge_adapter=True")
+    value = TextOptions.of(options).adapter
     if value is None:
-        if merge:
-            raise InvalidRequest("merge_adapter", merge, "there is no adapter to merge", "pass adapter= too")
         return None
-    if not isinstance(value, (str, os.PathLike)):
-        raise InvalidRequest("adapter", value, "must be a directory path", "pass adapter='path/to/lora-dir'")
     path = Path(os.path.abspath(os.path.expanduser(os.fspath(value))))
     if not (path / "adapter_config.json").is_file():
         raise ModelNotFound(f"adapter={os.fspath(value)!r}: no adapter_config.json there. Fix: pass the directory "
@@ -291,7 +146,7 @@ def _builtin_dir(name: str) -> str:
     return str(asset_dir(BUILTIN_MODELS[name], marker="config.json", what=f"the built-in text model {name!r}"))
 
 
-class TransformersTextGenerator(Generator[TextRequest, TextResult]):
+class TransformersTextGenerator(TransformersGenerator[TextRequest, TextResult]):
     """Causal and seq2seq language models through ``transformers``.
 
     Loads any local directory or hub id that ``AutoModelForCausalLM`` or ``AutoModelForSeq2SeqLM`` loads,
@@ -309,7 +164,7 @@ class TransformersTextGenerator(Generator[TextRequest, TextResult]):
         {"max_new_tokens", "min_new_tokens", "do_sample", "temperature", "top_k", "top_p", "min_p",
          "repetition_penalty", "stop", "watermark"}  # watermark: make_sampler applies it
     )
-    load_options = frozenset({"max_batch_size", "adapter", "merge_adapter", "compile"})
+    options_type = TextOptions
     builtin_models = frozenset(BUILTIN_MODELS)
 
     def __init__(self, *, model: Any, tokenizer: Any, model_id: str, options: LoadOptions, weights: str | None,
@@ -321,9 +176,10 @@ class TransformersTextGenerator(Generator[TextRequest, TextResult]):
         self.lm = model
         self.tokenizer = tokenizer
         self.is_seq2seq = bool(getattr(model.config, "is_encoder_decoder", False))
-        self.max_batch_size = int(options.extra.get("max_batch_size", 64))
+        opts = TextOptions.of(options)
+        self.max_batch_size = opts.max_batch_size
         #: torch.compile backend of the static-cache decode path, or None for the eager path (see _compile_backend)
-        self.compile_backend = _compile_backend(options.extra.get("compile"), options.device)
+        self.compile_backend = _compile_backend(opts.compile, options.device)
         self._static: dict[tuple[int, int], Any] = {}  # (batch, cache length) bucket -> reusable static cache
         self._compiled: Any = None
         gen_config = getattr(model, "generation_config", None)
@@ -373,59 +229,36 @@ class TransformersTextGenerator(Generator[TextRequest, TextResult]):
 
     @classmethod
     def load(cls, model: str, *, options: LoadOptions) -> TransformersTextGenerator:
-        if options.offload != "none":
-            raise InvalidRequest("offload", options.offload, "the transformers text backend keeps the model on one "
-                                 "device", "pass offload='none' (or a smaller dtype such as 'bfloat16')")
-        mbs = options.extra.get("max_batch_size", 64)
-        if not isinstance(mbs, int) or isinstance(mbs, bool) or mbs < 1:
-            raise InvalidRequest("max_batch_size", mbs, "must be an int >= 1", "pass max_batch_size=16")
-        _compile_backend(options.extra.get("compile"), options.device)  # checked before anything loads
-        adapter = _check_adapter(options)
+        cls.refuse_offload(options, "pass offload='none' (or a smaller dtype such as 'bfloat16')")
+        adapter = _check_adapter(options)  # and the other options: all checked before anything loads
         if adapter is not None:  # record the absolute path, so that replay works from any directory
-            options = dataclasses.replace(options, extra={**options.extra, "adapter": str(adapter)})
+            options = dataclasses.replace(options, extra={**options.extra, "adapter": str(adapter)},
+                                          backend=dataclasses.replace(TextOptions.of(options), adapter=str(adapter)))
         model_id = model
         if model in BUILTIN_MODELS and not os.path.isdir(model):
             model = _builtin_dir(model)
-        local = os.path.isdir(model)
         weights = None
-        if local:
-            files = weight_files(Path(model), allow_pickle=options.allow_pickle)
-            if adapter is not None:
-                files += weight_files(adapter, allow_pickle=options.allow_pickle)
-            weights = fingerprint_files(files)
+        if os.path.isdir(model):
+            _, weights = cls.local_weights([Path(model), *([adapter] if adapter is not None else [])], options)
         import transformers
 
-        common: dict[str, Any] = {"revision": options.revision, "trust_remote_code": options.trust_remote_code}
-        try:
-            config = transformers.AutoConfig.from_pretrained(model, **common)
-        except (OSError, ValueError) as e:
-            where = "local directory" if local else "local directory, and the hub could not provide it"
-            raise ModelNotFound(f"model={model!r}: no usable {where}: {e}") from None
+        config = cls.load_config(model, options)
         auto = (transformers.AutoModelForSeq2SeqLM if getattr(config, "is_encoder_decoder", False)
                 else transformers.AutoModelForCausalLM)
-        try:
+        common = cls.common_kwargs(options)
+        with cls.loading_errors(model, options):
             lm = auto.from_pretrained(model, config=config, dtype=options.dtype,
-                                      use_safetensors=None if options.allow_pickle else True, **common)
+                                      use_safetensors=cls.safetensors_only(options), **common)
             tokenizer = transformers.AutoTokenizer.from_pretrained(model, **common)
-        except OSError as e:
-            if "safetensors" in str(e).lower() and not options.allow_pickle:
-                raise UnsafeModelFile(f"model={model!r} has no safetensors weights: {e}. Fix: pass allow_pickle=True "
-                                      "if you trust the source") from None
-            raise ModelNotFound(f"model={model!r}: {e}") from None
         if adapter is not None:
-            lm = _apply_adapter(lm, adapter, merge=bool(options.extra.get("merge_adapter", False)))
-        lm.to(options.device)  # type: ignore[arg-type]  # transformers' stubs type .to() oddly
-        lm.eval()
-        revision = options.revision or getattr(config, "_commit_hash", None)
+            lm = _apply_adapter(lm, adapter, merge=TextOptions.of(options).merge_adapter)
+        cls.place([lm], options.device)
         return cls(model=lm, tokenizer=tokenizer, model_id=model_id, options=options, weights=weights,
-                   revision=revision)
+                   revision=cls.revision_of(options, config))
 
     # -- Generator hooks -------------------------------------------------------------------------
     def _modules(self) -> list[torch.nn.Module]:
         return [self.lm]
-
-    def _to(self, device: torch.device) -> None:
-        self.lm.to(device)
 
     def _close(self) -> None:
         self.lm = None
@@ -470,6 +303,27 @@ class TransformersTextGenerator(Generator[TextRequest, TextResult]):
 
     def _uses_static_cache(self) -> bool:
         return self.compile_backend is not None and not self.is_seq2seq
+
+    # -- serving -----------------------------------------------------------------------------------
+    def continuous_batcher(self, *, max_rows: int | None = None) -> ContinuousBatcher | None:
+        """A running batch that requests join and leave between decoding steps (``aigc serve``'s text engine).
+
+        Each row keeps its own seed and settings, so a request gives the tokens it gives alone. Returns ``None``
+        where the model cannot be batched that way (encoder-decoder models, sliding-window or other non-standard
+        caches); serve those one request at a time. The batcher runs eagerly, whatever the ``compile`` option.
+
+        Args:
+            max_rows: the most rows decoding at once (default: the load option ``max_batch_size``).
+
+        Example:
+            >>> batcher = aigc.load("text").continuous_batcher(max_rows=16)  # doctest: +SKIP
+        """
+        self._check_open()
+        if not supports_continuous_batching(self.lm):
+            return None
+        return ContinuousBatcher(self.lm, encode=self._rows, decode=self._decoder(), eos_token_ids=self.eos_ids,
+                                 pad_token_id=self.pad_id, max_rows=max_rows or self.max_batch_size,
+                                 make_record=self._record)
 
     def _generate(self, request: TextRequest, seeds: list[int], events: EventEmitter) -> TextResult:
         rows, prompt_index = self._rows(request)
@@ -542,7 +396,7 @@ class TransformersTextGenerator(Generator[TextRequest, TextResult]):
 
         decode_fn = self._decoder()
         version = sampler_version()
-        chunk = 1 if request.deterministic else self.max_batch_size
+        chunk = self._chunk_size(request)
         # The host reads the tokens every step where someone watches them (streaming, an event callback, stop
         # sequences decided early) or where reading is free (the CPU); otherwise every few steps.
         per_step = streaming or events.has_callback or self.device.type == "cpu" or version == 1
@@ -553,14 +407,14 @@ class TransformersTextGenerator(Generator[TextRequest, TextResult]):
             part = rows[start:start + chunk]
             ids, mask, context = self._batch(part)
             if self.is_seq2seq:
-                stepper: Any = _Seq2SeqStepper(self.lm, ids, mask, self.start_id)
+                stepper: Any = Seq2SeqStepper(self.lm, ids, mask, self.start_id)
                 context = torch.full((len(part), 1), self.start_id, dtype=torch.long)
             elif self._uses_static_cache():
                 if self._compiled is None:
                     events.describe(f"aigc {self.modality} (compiling the decode step, once per model)")
-                stepper = _StaticStepper(self, ids, mask, request.max_new_tokens)
+                stepper = StaticStepper(self, ids, mask, request.max_new_tokens)
             else:
-                stepper = _CausalStepper(self.lm, ids, mask, request.max_new_tokens)
+                stepper = CausalStepper(self.lm, ids, mask, request.max_new_tokens)
             asms = [TextAssembler(decode_fn, stop=request.stop,
                                   prefix_ids=[] if self.is_seq2seq else r[-_PREFIX_TOKENS:]) for r in part]
             run.assemblers += asms

@@ -88,8 +88,10 @@ _LAZY_SUBMODULES = frozenset(
 def __getattr__(name: str) -> Any:
     if name in _LAZY_SUBMODULES:
         return importlib.import_module(f"aigc.{name}")
-    if name == "verify":  # its detectors import numpy
-        return importlib.import_module("aigc.provenance.verify").verify
+    if name == "verify":  # its detectors import numpy: loaded on first use, then an attribute like any other
+        value = importlib.import_module("aigc.provenance.verify").verify
+        globals()["verify"] = value
+        return value
     raise AttributeError(f"module 'aigc' has no attribute {name!r}")
 
 

@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from aigc._results import Record
+from aigc._record import Record
 from aigc.errors import ProvenanceError
 
 __all__ = ["RecordStore", "StoredRecord", "default_store"]

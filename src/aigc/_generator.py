@@ -397,14 +397,19 @@ class Generator(abc.ABC, Generic[ReqT, ResT]):
         from aigc.watermark._apply import apply
 
         assert result.record is not None
-        return apply(result, req, result.record, text_supported="watermark" in self.supported_params)
+        return apply(result, req, result.record)
 
     def _record(self, req: Request, seeds: list[int], duration: float, *,
                 flags: list[list[str]] | None = None) -> Record:
+        """The provenance record of a finished request; for text, with the watermarks its sampler applied."""
         from aigc._runtime.device import dtype_name
         from aigc._seeds import sampler_version
+        from aigc.watermark._apply import text_marks
 
-        return Record(flags=[list(f) for f in flags or []],
+        marks = text_marks(req, seeds, supported="watermark" in self.supported_params) if self.modality == "text" \
+            else []
+        return Record(
+            flags=[list(f) for f in flags or []], watermarks=marks,
             modality=self.modality, backend=self.backend_name, model=self.model_id, request=req.to_dict(),
             seeds=list(seeds), device=str(self.device), dtype=dtype_name(self.dtype), revision=self.revision,
             weights=self.weights, duration_s=round(duration, 6), options=_jsonable(self.options),

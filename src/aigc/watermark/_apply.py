@@ -23,7 +23,7 @@ from aigc._types import Request, TextRequest
 from aigc.errors import InvalidRequest, ProvenanceError
 from aigc.watermark._payload import sample_key
 
-__all__ = ["apply", "identity", "sample_key_of"]
+__all__ = ["apply", "identity", "sample_key_of", "text_marks"]
 
 _NOT_IDENTITY = ("watermark", "deterministic", "num_outputs")
 
@@ -55,8 +55,21 @@ def _wanted(flag: bool | None, fits: bool, robust: bool, what: str, fix: str) ->
     return True
 
 
-def apply(result: Result, request: Request, record: Record, *, text_supported: bool) -> Result:
-    """Watermark ``result``'s samples as the policy says; return it with ``record.watermarks`` filled in.
+def text_marks(request: Request, seeds: list[int], *, supported: bool) -> list[dict[str, Any] | None]:
+    """The ``record.watermarks`` of a text request: the sampling core marked every sampled row where the request
+    asks for it and the backend samples through :class:`~aigc.sampling.TokenSampler` (``supported``); the key
+    is the row's seed's (:func:`aigc.sampling.watermark.key_hex`). Empty when no row is marked."""
+    from aigc.sampling.sampler import text_watermark_on
+    from aigc.sampling.watermark import METHOD, key_hex
+
+    if not (supported and isinstance(request, TextRequest) and text_watermark_on(request)):
+        return []
+    return [{"method": METHOD, "key": key_hex(s)} for s in seeds]
+
+
+def apply(result: Result, request: Request, record: Record) -> Result:
+    """Watermark ``result``'s images, audio or video as the policy says; return it with ``record.watermarks``
+    filled in. Text is marked while it is sampled, and its record says so already (:func:`text_marks`).
 
     Raises:
         InvalidRequest: ``watermark=True`` for samples too small to carry it.
@@ -66,12 +79,8 @@ def apply(result: Result, request: Request, record: Record, *, text_supported: b
     flag = request.watermark
     marks: list[dict[str, Any] | None] = []
     if isinstance(result, TextResult):
-        from aigc.sampling.sampler import text_watermark_on
-        from aigc.sampling.watermark import METHOD, key_hex
-
-        on = text_supported and isinstance(request, TextRequest) and text_watermark_on(request)
-        marks = [{"method": METHOD, "key": key_hex(s)} if on else None for s in result.seeds]
-    elif isinstance(result, ImageResult):
+        return result
+    if isinstance(result, ImageResult):
         images = list(result.images)
         for i, im in enumerate(images):
             side = min(im.size)

@@ -87,7 +87,6 @@ def test_image_modes_sizes_and_determinism() -> None:
 
 
 def test_video_frames_survive_h264(tmp_path: Path) -> None:
-    pytest.importorskip("av")
     from aigc._media.video import _encode_mp4, _load_mp4
 
     rng = np.random.default_rng(1)

@@ -142,31 +142,8 @@ def audio(count: int) -> dict[str, Any]:
     return out
 
 
-def _h264(frames: np.ndarray[Any, Any], *, scale: float, crf: int) -> np.ndarray[Any, Any]:
-    """Frames after a round trip through H.264 at ``crf``, resized by ``scale`` first (bicubic)."""
-    import io
-
-    import av
-    from PIL import Image
-
-    height, width = frames.shape[1:3]
-    w, h = round(width * scale) // 2 * 2, round(height * scale) // 2 * 2
-    buf = io.BytesIO()
-    with av.open(buf, "w", format="mp4") as out:
-        stream = out.add_stream("libx264", rate=8)
-        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
-        stream.options = {"crf": str(crf)}
-        for f in frames:
-            im = Image.fromarray(f).resize((w, h), Image.Resampling.BICUBIC)
-            out.mux(stream.encode(av.VideoFrame.from_image(im)))
-        out.mux(stream.encode())
-    buf.seek(0)
-    with av.open(buf) as inp:
-        return np.stack([f.to_ndarray(format="rgb24") for f in inp.decode(video=0)])
-
-
 def video(count: int) -> dict[str, Any]:
-    from aigc.testing.watermark import natural_images
+    from aigc.testing.watermark import drifting_clip, h264, natural_images
     from aigc.watermark import image
     from aigc.watermark._payload import MATCH_AT
 
@@ -177,19 +154,16 @@ def video(count: int) -> dict[str, Any]:
         matched = dict.fromkeys(attacks, 0)
         false = dict.fromkeys(attacks, 0)
         psnrs = []
-        rng = np.random.default_rng(size)
         for i, im in enumerate(natural_images(count, size, seed=3000 + size)):
-            base = np.asarray(im.convert("RGB"))
-            clip = np.stack([np.roll(base, 2 * t, axis=1) for t in range(8)]) + rng.integers(0, 3, (8, size, size, 3))
-            clip = clip.clip(0, 255).astype(np.uint8)
+            clip = drifting_clip(im, seed=size + i)
             key = f"{(i * 2654435761 + size + 1) & 0xFFFFFFFF:08x}"
             marked = image.embed_frames(clip, key)
             psnrs.append(_psnr(clip, marked))
             for crf, scale in attacks:
-                det = image.detect_frames(_h264(marked, scale=scale, crf=crf))
+                det = image.detect_frames(h264(marked, scale=scale, crf=crf))
                 hits[(crf, scale)] += det.matches(key)
                 matched[(crf, scale)] += det.match(key) >= MATCH_AT
-                false[(crf, scale)] += image.detect_frames(_h264(clip, scale=scale, crf=crf)).present
+                false[(crf, scale)] += image.detect_frames(h264(clip, scale=scale, crf=crf)).present
         out[f"{size}px"] = {"clips": count, "psnr_db_mean": float(np.mean(psnrs)), **{
             f"crf{crf}_x{scale:g}": {"detected": hits[(crf, scale)] / count, "matched": matched[(crf, scale)] / count,
                                      "false_positive": false[(crf, scale)] / count} for crf, scale in attacks}}

@@ -16,7 +16,16 @@ import aigc
 from aigc.errors import InvalidRequest
 from aigc.sampling import SamplingParams, TokenSampler
 from aigc.sampling import watermark as twm
-from aigc.testing.watermark import jpeg, natural_images, reencode_audio, resample_audio, shrink, speechlike
+from aigc.testing.watermark import (
+    drifting_clip,
+    h264,
+    jpeg,
+    natural_images,
+    reencode_audio,
+    resample_audio,
+    shrink,
+    speechlike,
+)
 from aigc.watermark import audio as awm
 from aigc.watermark import image as iwm
 from aigc.watermark._payload import PRESENT_AT, decode, key_bits, sample_key
@@ -89,16 +98,35 @@ def test_image_modes_sizes_and_determinism() -> None:
 def test_video_frames_survive_h264(tmp_path: Path) -> None:
     from aigc._media.video import _encode_mp4, _load_mp4
 
-    rng = np.random.default_rng(1)
-    base = np.asarray(natural_images(1, 96, seed=11)[0])
-    clip = np.stack([np.roll(base, 2 * t, axis=1) for t in range(8)]) + rng.integers(0, 3, (8, 96, 96, 3))
-    clip = clip.clip(0, 255).astype(np.uint8)
+    clip = drifting_clip(natural_images(1, 96, seed=11)[0], seed=1)
     marked = iwm.embed_frames(clip, "c0ffee00")
     _encode_mp4(marked, 8.0, str(tmp_path / "clip.mp4"), None)
     frames, _ = _load_mp4(tmp_path / "clip.mp4")
     half = np.stack([np.asarray(shrink(Image.fromarray(f))) for f in frames])
     assert iwm.detect_frames(half).key == "c0ffee00"
     assert not iwm.detect_frames(clip).present
+
+
+@pytest.mark.parametrize(("crf", "scale"), [(23, 0.5), (28, 1.0)])
+def test_video_is_detected_without_its_key_after_h264(crf: int, scale: float) -> None:
+    """Re-encoded with H.264 (CRF 23 is ffmpeg's default, 28 a low quality) and resized: found without knowing
+    the key, and the key read (the frames' phases averaged on the circle, not their cosines)."""
+    found = 0
+    for i, im in enumerate(natural_images(4, 96, seed=60 + crf)):
+        key = _key(100 + i)
+        found += iwm.detect_frames(h264(iwm.embed_frames(drifting_clip(im, seed=i), key), crf=crf,
+                                        scale=scale)).matches(key)
+    assert found == 4
+
+
+def test_unmarked_clips_are_not_detected() -> None:
+    """<= 1 % false positives on clips: still and drifting natural images, some through H.264, and noise."""
+    rng = np.random.default_rng(3)
+    clips = [drifting_clip(im, step=i % 4, seed=i) for i, im in enumerate(natural_images(100, 64, seed=4242))]
+    clips = [h264(c) if i % 4 == 0 else c for i, c in enumerate(clips)]
+    clips += [rng.integers(0, 256, (8, 64, 64, 3), dtype=np.uint8) for _ in range(10)]
+    positives = [i for i, c in enumerate(clips) if iwm.detect_frames(c).present]
+    assert len(positives) <= 0.01 * len(clips), positives
 
 
 # -- audio ------------------------------------------------------------------------------------------

@@ -1,5 +1,5 @@
 """Content and attacks for testing watermarks: natural-looking images and sounds made in code, and the
-re-encodings a shared file goes through (JPEG, resizing, resampling, Ogg Vorbis, MP3).
+re-encodings a shared file goes through (JPEG, resizing, H.264, resampling, Ogg Vorbis, MP3).
 
 The images follow the two classic models of natural-image statistics: "dead leaves" (occluding discs whose radii
 follow a power law; Lee, Mumford and Huang 2001) and 1/f noise (power spectrum falling as 1/f^2, like photographs).
@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw
 
-__all__ = ["dead_leaves", "jpeg", "natural_images", "pink_noise", "reencode_audio", "resample_audio", "shrink",
-           "speechlike"]
+__all__ = ["dead_leaves", "drifting_clip", "h264", "jpeg", "natural_images", "pink_noise", "reencode_audio",
+           "resample_audio", "shrink", "speechlike"]
 
 
 def dead_leaves(size: int, *, seed: int, discs: int = 200) -> Image.Image:
@@ -67,6 +67,42 @@ def shrink(image: Image.Image, factor: float = 0.5) -> Image.Image:
     """``image`` resized by ``factor`` (bicubic, as most platforms scale)."""
     w, h = image.size
     return image.resize((max(1, round(w * factor)), max(1, round(h * factor))), Image.Resampling.BICUBIC)
+
+
+def drifting_clip(image: Image.Image, *, frames: int = 8, step: int = 2, seed: int = 0) -> np.ndarray[Any, Any]:
+    """A ``(frames, H, W, 3)`` uint8 clip: ``image`` drifting right by ``step`` pixels a frame, with a little noise."""
+    rng = np.random.default_rng(seed)
+    base = np.asarray(image.convert("RGB"))
+    clip = np.stack([np.roll(base, step * t, axis=1) for t in range(frames)])  # (T, H, W, 3)
+    clip = clip + rng.integers(0, 3, clip.shape)
+    return clip.clip(0, 255).astype(np.uint8)  # type: ignore[no-any-return]
+
+
+def h264(frames: np.ndarray[Any, Any], *, crf: int = 23, scale: float = 1.0, fps: int = 8) -> np.ndarray[Any, Any]:
+    """``(T, H, W, 3)`` uint8 frames after what a platform does to a shared clip: resized by ``scale`` (bicubic),
+    encoded with H.264 (libx264, 4:2:0) at ``crf`` (ffmpeg's default is 23; larger is worse) and decoded. Needs
+    PyAV (the ``video`` extra).
+
+    Example:
+        >>> h264(np.zeros((4, 64, 64, 3), np.uint8), scale=0.5).shape  # doctest: +SKIP
+        (4, 32, 32, 3)
+    """
+    import av
+
+    height, width = frames.shape[1:3]
+    w, h = round(width * scale) // 2 * 2, round(height * scale) // 2 * 2
+    buf = io.BytesIO()
+    with av.open(buf, "w", format="mp4") as out:
+        stream = out.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+        stream.options = {"crf": str(crf)}
+        for frame in frames:
+            im = Image.fromarray(frame).resize((w, h), Image.Resampling.BICUBIC)
+            out.mux(stream.encode(av.VideoFrame.from_image(im)))
+        out.mux(stream.encode())
+    buf.seek(0)
+    with av.open(buf) as inp:
+        return np.stack([f.to_ndarray(format="rgb24") for f in inp.decode(video=0)])
 
 
 def speechlike(seconds: float, rate: int, *, seed: int) -> np.ndarray[Any, Any]:

@@ -16,8 +16,8 @@ image of at least 32 pixels a side can be resampled to, before and after a resiz
    :data:`ITERATIONS` times.
 
 The change is a smooth pattern of at most about 14 cycles across the image; PSNR about 39 dB. The detector
-repeats step 1-2 and reads 48 soft bits. Frames of a clip carry the same key; the detector averages their soft
-bits. Images that are nearly flat (or clipped at black or white) cannot carry it.
+repeats step 1-2 and reads 48 soft bits. Frames of a clip carry the same key; the detector takes each bit's
+circular mean phase over the frames. Images that are nearly flat (or clipped at black or white) cannot carry it.
 
 Example:
     >>> from PIL import Image
@@ -86,8 +86,13 @@ def _projections(rgb: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
     return (coefficients * _DIRECTIONS).sum(axis=1)  # type: ignore[no-any-return]
 
 
+def _phases(rgb: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+    """Each projection's phase on its bit's lattice, in radians: 0 on a 0-bit point, pi on a 1-bit point."""
+    return 2 * np.pi * (_projections(rgb) - _DITHER * DELTA) / DELTA  # type: ignore[no-any-return]
+
+
 def _soft(rgb: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
-    return np.cos(2 * np.pi * (_projections(rgb) - _DITHER * DELTA) / DELTA)
+    return np.cos(_phases(rgb))
 
 
 def _embed_rgb(rgb: np.ndarray[Any, Any], bits: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
@@ -152,7 +157,15 @@ def embed_frames(frames: np.ndarray[Any, Any], key: str) -> np.ndarray[Any, Any]
 
 
 def detect_frames(frames: np.ndarray[Any, Any]) -> Detection:
-    """Read the watermark of a clip ``(T, H, W, 3)``: the soft bits averaged over its frames."""
+    """Read the watermark of a clip ``(T, H, W, 3)``: each bit's soft value is the cosine of the circular mean of
+    its phase over the frames.
+
+    Every frame carries the same bits, so after re-encoding (H.264 quantises each frame differently) the phases
+    scatter around the same lattice point and their circular mean lies near it. Averaging the cosines instead
+    would shrink every soft bit towards 0 with the scatter, below the key-free threshold, which is set for one
+    image. Without a watermark the mean phase is uniform, like one image's, so the same threshold holds.
+    """
     _check_size(frames.shape[2], frames.shape[1])
-    soft = np.mean([_soft(frame.astype(np.float64)) for frame in frames], axis=0)
-    return decode(soft, METHOD)
+    phases = np.stack([_phases(frame.astype(np.float64)) for frame in frames])  # (T, BITS)
+    mean = np.angle(np.exp(1j * phases).mean(axis=0))  # (BITS,) circular mean
+    return decode(np.cos(mean), METHOD)

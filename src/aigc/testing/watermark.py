@@ -75,7 +75,7 @@ def drifting_clip(image: Image.Image, *, frames: int = 8, step: int = 2, seed: i
     base = np.asarray(image.convert("RGB"))
     clip = np.stack([np.roll(base, step * t, axis=1) for t in range(frames)])  # (T, H, W, 3)
     clip = clip + rng.integers(0, 3, clip.shape)
-    return clip.clip(0, 255).astype(np.uint8)  # type: ignore[no-any-return]
+    return clip.clip(0, 255).astype(np.uint8)
 
 
 def h264(frames: np.ndarray[Any, Any], *, crf: int = 23, scale: float = 1.0, fps: int = 8) -> np.ndarray[Any, Any]:
@@ -87,8 +87,9 @@ def h264(frames: np.ndarray[Any, Any], *, crf: int = 23, scale: float = 1.0, fps
         >>> h264(np.zeros((4, 64, 64, 3), np.uint8), scale=0.5).shape  # doctest: +SKIP
         (4, 32, 32, 3)
     """
-    import av
+    import av as _av
 
+    av: Any = _av  # PyAV's annotations are partial
     height, width = frames.shape[1:3]
     w, h = round(width * scale) // 2 * 2, round(height * scale) // 2 * 2
     buf = io.BytesIO()
@@ -98,7 +99,7 @@ def h264(frames: np.ndarray[Any, Any], *, crf: int = 23, scale: float = 1.0, fps
         stream.options = {"crf": str(crf)}
         for frame in frames:
             im = Image.fromarray(frame).resize((w, h), Image.Resampling.BICUBIC)
-            out.mux(stream.encode(av.VideoFrame.from_image(im)))
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(np.asarray(im), format="rgb24")))
         out.mux(stream.encode())
     buf.seek(0)
     with av.open(buf) as inp:

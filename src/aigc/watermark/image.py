@@ -88,11 +88,11 @@ def _projections(rgb: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
 
 def _phases(rgb: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
     """Each projection's phase on its bit's lattice, in radians: 0 on a 0-bit point, pi on a 1-bit point."""
-    return 2 * np.pi * (_projections(rgb) - _DITHER * DELTA) / DELTA  # type: ignore[no-any-return]
+    return 2 * np.pi * (_projections(rgb) - _DITHER * DELTA) / DELTA
 
 
 def _soft(rgb: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
-    return np.cos(_phases(rgb))
+    return np.cos(_phases(rgb))  # type: ignore[no-any-return]
 
 
 def _embed_rgb(rgb: np.ndarray[Any, Any], bits: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:

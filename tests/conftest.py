@@ -76,3 +76,15 @@ def sd_dir(models_dir: Path) -> Path:
     from aigc.testing import tiny_stable_diffusion
 
     return tiny_stable_diffusion(models_dir / "sd")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """``heavy`` tests run only when ``-m`` names them (a ``-m`` of its own, such as the quick tier's
+    ``-m "not slow"``, must not bring them back)."""
+    if "heavy" in (config.getoption("markexpr") or ""):
+        return
+    heavy = [item for item in items if item.get_closest_marker("heavy")]
+    if heavy:
+        config.hook.pytest_deselected(items=heavy)
+        items[:] = [item for item in items if not item.get_closest_marker("heavy")]
+

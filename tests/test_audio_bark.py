@@ -39,6 +39,7 @@ def differ(a: np.ndarray, b: np.ndarray) -> bool:
     return a.shape != b.shape or float(np.abs(a[:, :n] - b[:, :n]).max()) > 1e-3 * float(np.abs(a).max())
 
 
+@pytest.mark.slow
 def test_detected_loaded_and_contract(bark_dir: Path) -> None:
     from aigc._backends.audio_transformers import TransformersAudioGenerator
 
@@ -131,6 +132,7 @@ def test_generation_config_must_hold_bark_settings(bark_dir: Path, tmp_path: Pat
         load(copy)
 
 
+@pytest.mark.slow
 def test_lengths_vary_and_an_empty_utterance_is_an_error(bark_dir: Path) -> None:
     gen = load(bark_dir, cache=False)  # its weights are changed below
     head = gen.model.semantic.lm_head.weight  # type: ignore[attr-defined]

@@ -8,10 +8,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 
 import aigc
 
 
+@pytest.mark.slow
 def test_eight_threads_load_four_models_text_and_image(gpt2_dir: Path, llama_dir: Path, t5_dir: Path,
                                                        sd_dir: Path) -> None:
     models = [("text", gpt2_dir), ("text", llama_dir), ("image", sd_dir), ("text", t5_dir)]

@@ -7,7 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 
+
+@pytest.mark.slow
 def test_audio_video_example_runs(tmp_path: Path) -> None:
     script = Path(__file__).resolve().parents[1] / "examples" / "audio_video.py"
     done = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=300)

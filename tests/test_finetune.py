@@ -200,6 +200,7 @@ def _squares() -> list[tuple[Image.Image, str]]:
             (Image.new("RGB", (32, 40), (0, 0, 255)), "a blue square")]
 
 
+@pytest.mark.slow
 def test_sd_lora_trains_saves_loads_and_combines(sd_dir: Path, tmp_path: Path) -> None:
     kw: dict[str, Any] = {"steps": 4, "lr": 1e-2, "batch_size": 2, "progress": False}
     rng = torch.get_rng_state()

@@ -34,6 +34,7 @@ def test_past_failures_stay_fixed(env: FuzzEnv, case: dict[str, Any]) -> None:
     assert report.errors == {case["expect"]: 1} if case["expect"] != "ok" else report.outcomes == {"ok": 1}
 
 
+@pytest.mark.slow
 def test_300_random_calls_fail_only_with_aigc_errors(env: FuzzEnv) -> None:
     before = sorted(p.name for p in Path.cwd().iterdir())
     report = fuzz(env, calls=300, seed=2024, timeout_s=30)

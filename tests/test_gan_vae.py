@@ -306,6 +306,7 @@ def _interrupted(recipe: object, data: object, out: Path, *, at_step: int, **kw:
 _TINY_GAN = StyleGANConfig(resolution=8, widths=(16, 16), z_dim=8, w_dim=16, mapping_layers=2, num_classes=2)
 
 
+@pytest.mark.slow
 def test_gan_training_moves_samples_towards_the_data(tmp_path: Path) -> None:
     from aigc.train import train_gan
 
@@ -485,6 +486,7 @@ def test_a_walk_through_the_shipped_gan() -> None:
     assert clip.record.backend == "walk" and clip.frames.shape == (8, 32, 32, 3)
 
 
+@pytest.mark.slow
 def test_example_script_runs(tmp_path: Path) -> None:
     import subprocess
     import sys

@@ -142,6 +142,7 @@ def test_resource_options_need_the_caller(gpt2_dir: Path, tmp_path: Path, option
     assert f"{option}={value!r}" in str(e.value) and flag in str(e.value)
 
 
+@pytest.mark.slow
 def test_a_backend_unsafe_option_replays_when_passed(gpt2_dir: Path, tmp_path: Path) -> None:
     gen = aigc.load("text", gpt2_dir, device="cpu", max_batch_size=2)
     res = gen.generate("Hi", max_new_tokens=3, seed=5, num_outputs=3)
@@ -204,6 +205,7 @@ def test_postprocess_steps_are_checked_before_loading(gpt2_dir: Path, tmp_path: 
             aigc.replay(_as_json(data, tmp_path / "steps"))
 
 
+@pytest.mark.slow
 def test_other_weights_are_refused_or_warned(gpt2_dir: Path, tmp_path: Path) -> None:
     res = aigc.load("text", gpt2_dir, device="cpu").generate("Hi", max_new_tokens=4, seed=5)
     path = res.save(tmp_path / "r.json")[0]

@@ -23,7 +23,7 @@ def test_text_save_json_and_txt_with_record(gpt2: aigc.Generator[aigc.TextReques
     assert doc["aigc"]["sample_index"] == 1 and doc["aigc"]["seeds"] == [5, 6]
     one = gpt2.generate("Hello", seed=5, max_new_tokens=6)
     txt = one.save(tmp_path / "one.txt")
-    assert [p.name for p in txt] == ["one.txt", "one.txt.json"]
+    assert [p.name for p in txt] == ["one.txt"] and [p.name for p in txt.sidecars] == ["one.txt.json"]
     assert txt[0].read_text() == one.text
     with pytest.raises(InvalidRequest, match="path"):
         one.save(tmp_path / "x.docx")

@@ -419,6 +419,7 @@ def test_step_generators_never_repeat_the_initial_noise() -> None:
     assert torch.equal(old, x_t)
 
 
+@pytest.mark.slow
 def test_own_decode_loop_example_runs(tmp_path: object) -> None:
     import subprocess
     import sys

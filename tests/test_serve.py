@@ -443,6 +443,7 @@ def test_requests_over_the_time_limit_are_cancelled(gpt2_local: aigc.Generator[a
         assert late.value.status_code == 504 and late.value.code == "timeout"
 
 
+@pytest.mark.slow
 def test_the_client_example_runs(server: RunningServer, tmp_path: Path) -> None:
     import subprocess
     import sys
@@ -475,6 +476,7 @@ def test_cors_is_off_unless_origins_are_given(server: RunningServer,
         assert http("GET", open_to_app.base_url + "/models", headers={"Origin": origin}).status == 401
 
 
+@pytest.mark.slow
 def test_the_command_line_serves_until_interrupted(long_gpt2_dir: Path, tmp_path: Path) -> None:
     import signal
     import socket

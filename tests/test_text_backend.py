@@ -65,6 +65,7 @@ def test_same_seed_same_text_across_calls(gpt2: aigc.Generator[aigc.TextRequest,
     assert len(set(a.texts)) == 3  # different seeds, different samples
 
 
+@pytest.mark.slow
 def test_same_seed_same_text_across_processes(gpt2_dir: Path,
                                               gpt2: aigc.Generator[aigc.TextRequest, aigc.TextResult]) -> None:
     code = ("import aigc, json, sys; g = aigc.load('text', sys.argv[1], device='cpu');"
@@ -321,6 +322,7 @@ class _CountingBackend:
         return gm.forward
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["gpt2", "llama"])
 def test_compiled_static_cache_path_equals_transformers_and_the_eager_path(name: str,
                                                                          request: pytest.FixtureRequest) -> None:
@@ -339,6 +341,7 @@ def test_compiled_static_cache_path_equals_transformers_and_the_eager_path(name:
     assert "compile" not in compiled.generate("x", max_new_tokens=1).record.options  # type: ignore[union-attr]
 
 
+@pytest.mark.slow
 def test_compiled_path_does_not_recompile_for_each_batch_size_and_prompt_length(gpt2_dir: Path) -> None:
     backend = _CountingBackend()
     gen = aigc.load("text", gpt2_dir, device="cpu", compile=backend, cache=False)

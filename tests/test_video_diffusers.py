@@ -226,6 +226,7 @@ def test_load_options(t2v_dir: Path) -> None:
     assert np.abs(frames01(a.videos[1]) - frames01(b.videos[1])).max() <= TOL
 
 
+@pytest.mark.slow
 def test_image_to_video(svd_dir: Path, still: Path) -> None:
     gen = aigc.load("video", svd_dir, device="cpu")  # Stable Video Diffusion, detected
     assert type(gen.pipe).__name__ == "StableVideoDiffusionPipeline"  # type: ignore[attr-defined]

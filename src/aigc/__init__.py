@@ -14,13 +14,23 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from aigc import errors, limits
-from aigc._api import generate, load, replay
+from aigc._api import generate, load, replay, wrap
 from aigc._generator import Generator, GeneratorInfo, LoadOptions
 from aigc._options import BackendOptions
 from aigc._registry import BackendInfo, backends, register_backend
-from aigc._results import AudioResult, FinishReason, ImageResult, Record, Result, TextResult, VideoResult
+from aigc._results import (
+    AudioResult,
+    FinishReason,
+    ImageResult,
+    Record,
+    Result,
+    SavedPaths,
+    TextResult,
+    VideoResult,
+)
 from aigc._runtime.cache import model_cache as cache
 from aigc._runtime.events import EventEmitter
+from aigc._runtime.quiet import set_verbosity
 from aigc._types import (
     AudioRequest,
     Event,
@@ -55,6 +65,7 @@ __all__ = [
     "Record",
     "Request",
     "Result",
+    "SavedPaths",
     "TextRequest",
     "TextResult",
     "VideoRequest",
@@ -73,10 +84,12 @@ __all__ = [
     "replay",
     "sampling",
     "serve",
+    "set_verbosity",
     "testing",
     "train",
     "verify",
     "watermark",
+    "wrap",
 ]
 
 # Submodules that import torch load on first attribute access.

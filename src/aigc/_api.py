@@ -13,8 +13,19 @@ from aigc._options import BackendOptions
 from aigc._registry import DEFAULT_BACKENDS, _registry
 from aigc._results import RESULT_TYPES, AudioResult, ImageResult, Record, Result, TextResult, VideoResult
 from aigc._runtime.device import check_device_spec, check_dtype_spec, dtype_name, resolve_device, resolve_dtype
+from aigc._runtime.hub import HUB_ARGS, RECORDED_HUB_ARGS, hub_args
+from aigc._runtime.quiet import quiet
 from aigc._seeds import use_sampler_version
-from aigc._types import AudioRequest, EventCallback, ImageRequest, Modality, TextRequest, VideoRequest, check_modality
+from aigc._types import (
+    MODALITIES,
+    AudioRequest,
+    EventCallback,
+    ImageRequest,
+    Modality,
+    TextRequest,
+    VideoRequest,
+    check_modality,
+)
 from aigc.errors import AigcError, InvalidRequest, ModelNotFound, OutOfMemory, ProvenanceError, ProvenanceWarning
 
 if TYPE_CHECKING:
@@ -164,7 +175,9 @@ def load(
         allow_pickle: allow pickle weight files (``.bin``/``.pt``), which can run code when loaded.
         trust_remote_code: allow Python code shipped with a hub model to run.
         cache: share the loaded model through ``aigc.cache`` (loading it again returns the same object).
-        **options: backend-specific options (each backend documents its own; unknown names are rejected).
+        **options: backend-specific options (each backend documents its own; unknown names are rejected), and
+            for Hugging Face models the download keywords of ``from_pretrained``: ``token``, ``cache_dir``,
+            ``local_files_only`` and ``variant`` (a record keeps only ``variant``; a token is never saved).
 
     Returns:
         A generator; ``aigc.load("text", ...)`` is typed ``Generator[TextRequest, TextResult]``.
@@ -189,21 +202,29 @@ def load(
             raise InvalidRequest(name, flag, "must be True or False", f"pass {name}=True or {name}=False")
     if revision is not None and not isinstance(revision, str):
         raise InvalidRequest("revision", revision, "must be a string", "pass a branch, tag or commit hash")
+    hub = hub_args(options)
+    options = {k: v for k, v in options.items() if k not in HUB_ARGS}
     model_id, backend = _resolve_model(modality, model, backend)
 
     # 2. Which backend, and does it take these options?
     cls = _pick_backend(modality, model_id, backend)
+    if hub and not cls.hub_models:
+        name = next(iter(hub))
+        raise InvalidRequest(name, "<hidden>" if name == "token" else hub[name],
+                             f"the {cls.backend_name} {cls.modality} backend loads aigc's own model files, not Hugging "
+                             "Face models", "leave it out")
     typed = _check_options(cls, options)
 
     # 3. Resolve device and dtype (imports torch), then load or hit the cache.
     dev = resolve_device(device)
     dt = resolve_dtype(dtype, dev)
     load_options = LoadOptions(device=dev, dtype=dt, revision=revision, allow_pickle=allow_pickle,
-                               trust_remote_code=trust_remote_code, offload=offload, extra=dict(options),
-                               backend=typed)
+                               trust_remote_code=trust_remote_code, offload=offload,
+                               extra={**options, **{k: v for k, v in hub.items() if k in RECORDED_HUB_ARGS}},
+                               backend=typed, hub=hub)
 
     def do_load() -> Generator[Any, Any]:
-        with LOAD_LOCK:
+        with LOAD_LOCK, quiet():
             try:
                 return cls.load(model_id, options=load_options)
             except (MemoryError, RuntimeError, OSError) as e:
@@ -222,7 +243,8 @@ def load(
         modality=modality, backend=cls.backend_name, model=model_id, revision=revision, device=str(dev),
         dtype=dtype_name(dt),
         options=(("allow_pickle", allow_pickle), ("offload", offload), ("trust_remote_code", trust_remote_code),
-                 *sorted((k, _hashable(v)) for k, v in options.items())),
+                 *sorted((k, _hashable(v)) for k, v in options.items()),
+                 *sorted((k, _hashable(v)) for k, v in hub.items() if k != "token")),  # a token: where from
     )
     return model_cache.get_or_load(key, do_load)
 
@@ -276,11 +298,64 @@ def generate(
     from aigc._types import REQUEST_TYPES, Request
 
     modality = check_modality(modality)
-    # Validate the request before loading anything.
-    if not isinstance(prompt, Request):
-        REQUEST_TYPES[modality].from_params(prompt, **params)
+    # Validate the request before loading anything: its values, then what the model's own files allow.
+    request = prompt if isinstance(prompt, Request) else REQUEST_TYPES[modality].from_params(prompt, **params)
+    precheck(modality, model, request, backend=backend)
     gen = load(modality, model, backend=backend, device=device, dtype=dtype)
     return gen.generate(prompt, on_event=on_event, progress=progress, **params)
+
+
+def wrap(obj: Any, tokenizer: Any = None, *, modality: Modality | None = None) -> Generator[Any, Any]:
+    """Make a :class:`~aigc.Generator` of a model object you already have: a transformers causal or seq2seq
+    language model (with its tokenizer), or a diffusers pipeline (text-to-image, audio, video).
+
+    The object is used as it is (its device and dtype; nothing is copied or moved) and is not put in
+    ``aigc.cache``. Results get aigc's seeds, events, saving and records; a record names the object's
+    ``name_or_path``, so :func:`aigc.replay` reloads it from there. Backends (plugins too) take part by
+    overriding :meth:`Generator.wraps` and :meth:`Generator.wrap`.
+
+    Args:
+        obj: the model or pipeline.
+        tokenizer: the language model's tokenizer (required for one; refused for a pipeline, which has its own).
+        modality: only ask this modality's backends (by default, all).
+
+    Raises:
+        InvalidRequest: no backend can wrap ``obj``, or the tokenizer is missing.
+
+    Example:
+        >>> lm = transformers.AutoModelForCausalLM.from_pretrained("gpt2")  # doctest: +SKIP
+        >>> tok = transformers.AutoTokenizer.from_pretrained("gpt2")  # doctest: +SKIP
+        >>> gen = aigc.wrap(lm, tok)  # doctest: +SKIP
+        >>> gen.generate("Hello", seed=0, max_new_tokens=5).text  # doctest: +SKIP
+    """
+    modalities = [check_modality(modality)] if modality is not None else list(MODALITIES)
+    for mod in modalities:
+        for info in _registry.infos(mod):
+            if info.status == "error":
+                continue
+            cls = _registry.get(mod, info.name)
+            if cls.wraps(obj):
+                return cls.wrap(obj, tokenizer=tokenizer)
+    raise InvalidRequest("obj", f"<{type(obj).__module__}.{type(obj).__name__}>", "no backend can wrap this object",
+                         "pass a transformers causal or seq2seq language model (with tokenizer=), or a diffusers "
+                         "text-to-image, audio or video pipeline; or load a folder with aigc.load")
+
+
+def precheck(modality: Modality, model: str | os.PathLike[str] | None, request: Any, *,
+             backend: str | None = None) -> None:
+    """Check ``request`` against what the model's files say (class names, step limits, sizes) before any weights
+    load: the backend's :meth:`Generator.precheck` on the model's folder. A model that is not a local folder or a
+    built-in name is checked after it loads, as before.
+
+    Example:
+        >>> precheck("image", "default", aigc.ImageRequest(prompt="a car"))  # doctest: +SKIP
+        Traceback (most recent call last):
+        aigc.errors.InvalidRequest: prompt='a car': names none of the 20 classes this model draws ...
+    """
+    model_id, backend = _resolve_model(modality, model, backend)
+    cls = _pick_backend(modality, model_id, backend)
+    if os.path.isdir(model_id) or model_id in cls.builtin_models:
+        cls.precheck(model_id, request)
 
 
 #: Load arguments replay never takes from a record, whatever the backend: they decide what code runs, which

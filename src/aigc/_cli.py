@@ -18,16 +18,60 @@ Errors print one line (``aigc: error: ...``) and exit with status 1; bad usage e
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 import logging
+import re
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 import aigc
 from aigc.errors import AigcError, InvalidRequest
 
 __all__ = ["main"]
+
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with the fixes a first-time user needs: an unknown option gets its closest match and the usage
+    of the command it was given to (not the top-level one), a bad choice its closest match."""
+
+    def error(self, message: str) -> NoReturn:
+        match = re.match(r"argument (\S+): invalid choice: '([^']*)'", message)
+        if match:
+            choices = re.findall(r"'([^']*)'", message.split("choose from", 1)[-1])
+            close = difflib.get_close_matches(match.group(2), choices, n=1)
+            if close:
+                message = f"argument {match.group(1)}: invalid choice: {match.group(2)!r} (did you mean {close[0]!r}?)"
+        self.print_usage(sys.stderr)
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+    def unknown(self, extras: list[str]) -> NoReturn:
+        """Refuse options this command does not take, naming the closest one it does."""
+        known = sorted({o for a in self._actions for o in a.option_strings if o.startswith("--")})
+        hints = []
+        for item in extras:
+            name = item.split("=", 1)[0]
+            close = difflib.get_close_matches(name, known, n=1) if name.startswith("-") else []
+            hints += [f"{name}: did you mean {close[0]}?"] if close else []
+        self.error(f"unrecognized arguments: {' '.join(extras)}" + ("" if not hints else f" ({'; '.join(hints)})"))
+
+
+def _subparser(args: argparse.Namespace, parser: argparse.ArgumentParser) -> _Parser:
+    """The parser of the command ``args`` ran (for its usage and options)."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            found = action.choices.get(getattr(args, "command", None) or "")
+            if isinstance(found, _Parser):
+                sub = getattr(args, "train_command", None) or getattr(args, "eval_command", None)
+                for inner in found._actions:
+                    if isinstance(inner, argparse._SubParsersAction) and sub in inner.choices:
+                        nested = inner.choices[sub]
+                        return nested if isinstance(nested, _Parser) else found
+                return found
+    assert isinstance(parser, _Parser)
+    return parser
 
 # CLI flag -> request field; a flag left out is not sent, so each backend keeps its own defaults.
 _PARAM_FLAGS: list[tuple[str, str, Any, str]] = [
@@ -57,12 +101,12 @@ _PARAM_FLAGS: list[tuple[str, str, Any, str]] = [
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="aigc", description="Multimodal generation, offline first.")
+    parser = _Parser(prog="aigc", description="Multimodal generation, offline first.")
     parser.add_argument("--version", action="version", version=f"aigc {aigc.__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log progress and library messages")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
 
-    gen = sub.add_parser("generate", help="generate text, images, audio or video")
+    gen = sub.add_parser("generate", help="generate text, images, audio or video",
+                         usage="aigc generate {text,image,audio,video} PROMPT [options]  (see aigc generate -h)")
     gen.add_argument("modality", choices=["text", "image", "audio", "video"])
     gen.add_argument("prompt", help="the prompt")
     gen.add_argument("--model", "-m", help="model directory, hub id or built-in name (default: embedded model)")
@@ -105,8 +149,10 @@ def _parser() -> argparse.ArgumentParser:
     init.add_argument("--days", type=int, default=365, help="validity in days (default 365)")
     init.add_argument("--force", action="store_true", help="replace credentials already in the folder")
 
-    sub.add_parser("backends", help="list registered backends").add_argument("--json", action="store_true")
-    sub.add_parser("info", help="versions, devices and the model cache").add_argument("--json", action="store_true")
+    sub.add_parser("backends", help="list registered backends").add_argument(
+        "--json", action="store_true")
+    sub.add_parser("info", help="versions, devices and the model cache").add_argument(
+        "--json", action="store_true")
 
     rep = sub.add_parser("replay", help="regenerate a saved output from its embedded provenance",
                          description="Regenerate a saved output. The file's record is data from a stranger: it "
@@ -139,7 +185,20 @@ def _parser() -> argparse.ArgumentParser:
     from aigc.serve.cli import add_serve_parser
 
     add_serve_parser(sub)
+    _add_verbose(parser)
     return parser
+
+
+def _add_verbose(parser: argparse.ArgumentParser) -> None:
+    """Give every command and subcommand ``-v`` (those defined in other modules too), so it works before or after
+    the command; a parser that does not see it leaves the other's value (``SUPPRESS``)."""
+    if not any("--verbose" in a.option_strings for a in parser._actions):
+        parser.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                            help="log progress and the libraries' own messages")
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in set(action.choices.values()):
+                _add_verbose(child)
 
 
 def _params(args: argparse.Namespace) -> dict[str, Any]:
@@ -169,6 +228,13 @@ def _generate(args: argparse.Namespace) -> int:
 
     request = REQUEST_TYPES[args.modality].from_params(args.prompt, **params)  # bad values fail before loading
     _check_audio_flags(args)
+    if args.output:
+        from aigc._media.outputs import check_output
+
+        check_output(args.modality, args.output, field="--output")  # the format and its package, before any work
+    from aigc._api import precheck
+
+    precheck(args.modality, args.model, request, backend=args.backend)
     gen = aigc.load(args.modality, args.model, backend=args.backend, device=args.device, dtype=args.dtype)
     if args.stream:
         for piece in gen.stream(request):
@@ -183,7 +249,8 @@ def _generate(args: argparse.Namespace) -> int:
         if args.loudness is not None:
             result = result.normalize(args.loudness)
     if args.output:
-        for path in result.save(args.output, credentials=args.credentials):
+        saved = result.save(args.output, credentials=args.credentials)
+        for path in saved.all:
             print(path)
     elif isinstance(result, aigc.TextResult):
         for i, (seed, text) in enumerate(zip(result.seeds, result.texts, strict=True)):
@@ -215,33 +282,59 @@ def _backends(args: argparse.Namespace) -> int:
     return 0
 
 
+_INFO_PACKAGES = ("torch", "torchaudio", "transformers", "diffusers", "accelerate", "safetensors", "tokenizers",
+                  "huggingface-hub", "numpy", "pillow", "soundfile", "av", "peft", "starlette", "uvicorn", "ray")
+
+
 def _info(args: argparse.Namespace) -> int:
+    import importlib.metadata
     import platform
 
     import torch
-    import transformers  # noqa: F401  (imported so that its version is reported)
 
-    from aigc._generator import library_versions
     from aigc._runtime.device import dtype_name, resolve_device, resolve_dtype
 
+    versions: dict[str, str | None] = {}
+    for name in _INFO_PACKAGES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = None
     device = resolve_device("auto")
+    # The JSON keeps its machine-readable shape (numbers in bytes, the keys of earlier versions); the text view
+    # below is for people.
     info: dict[str, Any] = {
         "aigc": aigc.__version__,
         "python": platform.python_version(),
-        "versions": library_versions(),
+        "platform": platform.platform(),
+        "versions": versions,
         "cuda": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())],
         "mps": bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()),
         "auto_device": str(device),
         "auto_dtype": dtype_name(resolve_dtype("auto", device)),
+        "torch_threads": torch.get_num_threads(),
         "cache": {"budget_bytes": aigc.cache.budget_bytes, "used_bytes": aigc.cache.used_bytes,
                   "models": [e.key.model for e in aigc.cache.entries()]},
-        "backends": [f"{b.modality}.{b.name}" for b in aigc.backends()],
+        "backends": [f"{b.modality}.{b.name}" + ("" if b.status == "available" else f" ({b.status})")
+                     for b in aigc.backends()],
     }
     if args.json:
         print(json.dumps(info, indent=2))
         return 0
-    for key, value in info.items():
-        print(f"{key:<12} {value}")
+    print(f"aigc {info['aigc']} on Python {info['python']} ({info['platform']})")
+    print("\npackages")
+    for name, version in versions.items():
+        print(f"  {name:<16} {version or 'not installed'}")
+    print("\ndevices")
+    print(f"  {'cuda':<16} {', '.join(info['cuda']) or 'none'}")
+    print(f"  {'mps':<16} {'available' if info['mps'] else 'none'}")
+    print(f"  {'device=auto':<16} {info['auto_device']} ({info['auto_dtype']})")
+    print(f"  {'torch threads':<16} {info['torch_threads']}")
+    cache = info["cache"]
+    print(f"\nmodel cache\n  {'budget':<16} {cache['budget_bytes'] / 2**30:.1f} GiB"
+          f"\n  {'used':<16} {cache['used_bytes'] / 2**20:.1f} MiB\n  {'models':<16} {len(cache['models'])}")
+    print(f"\nbackends ({len(info['backends'])}; `aigc backends` for details)")
+    print("  " + ", ".join(info["backends"]))
     return 0
 
 
@@ -285,7 +378,8 @@ def _replay(args: argparse.Namespace) -> int:
                          offload=args.offload, cache=args.cache, strict=args.strict,
                          **_key_values("--option", args.option, "max_batch_size=8"))
     if args.output:
-        for path in result.save(args.output):
+        saved = result.save(args.output)
+        for path in saved.all:
             print(path)
     elif isinstance(result, aigc.TextResult):
         print(result.text)
@@ -294,15 +388,56 @@ def _replay(args: argparse.Namespace) -> int:
     return 0
 
 
+_FLAG_OF = {dest: flag for flag, dest, _, _ in _PARAM_FLAGS} | {"num_outputs": "-n", "stop": "--stop"}
+
+
+def _cli_words(error: AigcError) -> str:
+    """An error from the Python API said in the command line's words: ``temperature=0`` -> ``--temperature 0``,
+    ``do_sample=False`` -> ``--greedy``.
+
+    Example:
+        >>> _cli_words(InvalidRequest("temperature", 0, "too small", "pass temperature=0.7, or do_sample=False"))
+        '--temperature 0: too small. Fix: pass --temperature 0.7, or --greedy'
+    """
+    if isinstance(error, InvalidRequest) and error.field in _FLAG_OF:
+        text = f"{_FLAG_OF[error.field]} {error.value}: {error.problem}. Fix: {error.fix}"
+    else:
+        text = str(error)
+    text = text.replace("do_sample=False", "--greedy")
+
+    def flag(match: re.Match[str]) -> str:
+        return f"{_FLAG_OF[match.group(1)]} {match.group(2)}"
+
+    names = "|".join(map(re.escape, _FLAG_OF))
+    text = re.sub(r"\b(" + names + r")=([^\s,;)]+)", flag, text)
+    return re.sub(r"\bpass (" + names + r")\b", lambda m: f"pass {_FLAG_OF[m.group(1)]}", text)
+
+
+def _configure_logging(verbose: bool) -> None:
+    """aigc's own messages through one handler on the ``aigc`` logger (not the root logger, so other libraries'
+    handlers do not print them twice); with ``-v`` also the libraries' own progress and messages."""
+    logger = logging.getLogger("aigc")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        logger.addHandler(handler)
+        logger.propagate = False
+    logger.setLevel(logging.INFO if verbose else logging.WARNING)
+    aigc.set_verbosity("info" if verbose else "warning")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; return the exit status.
 
     Example:
         >>> main(["backends"])  # doctest: +SKIP
     """
-    args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
+    parser = _parser()
+    args, extras = parser.parse_known_args(argv)
+    if extras:
+        _subparser(args, parser).unknown(extras)
+    verbose = bool(getattr(args, "verbose", False))
+    _configure_logging(verbose)
     from aigc.evaluate.cli import run_eval
     from aigc.serve.cli import run_serve
     from aigc.train.cli import run_train
@@ -312,7 +447,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return handlers[args.command](args)
     except AigcError as e:
-        print(f"aigc: error: {e}", file=sys.stderr)
+        print(f"aigc: error: {_cli_words(e) if args.command == 'generate' else e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("aigc: interrupted", file=sys.stderr)

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, TypeVar
 from aigc._options import BackendOptions
 from aigc._results import Record, Result
 from aigc._runtime.events import EventEmitter
+from aigc._runtime.quiet import quiet
 from aigc._runtime.weights import fingerprint_files
 from aigc._seeds import resolve_seeds
 from aigc._types import EventCallback, Modality, Request, _jsonable
@@ -51,6 +52,8 @@ class LoadOptions:
         extra: the backend-specific options as the user passed them (what a record stores).
         backend: the same, typed and checked: an instance of the backend's ``options_type``
             (``MyOptions.of(options)`` returns it), or ``None`` for a backend that declares only names.
+        hub: Hugging Face's download keywords the caller passed (``token``, ``cache_dir``, ``local_files_only``,
+            ``variant``; see :mod:`aigc._runtime.hub`), for ``from_pretrained``.
     """
 
     device: torch.device
@@ -61,6 +64,7 @@ class LoadOptions:
     offload: Offload = "none"
     extra: Mapping[str, Any] = field(default_factory=dict)
     backend: BackendOptions | None = None
+    hub: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -107,6 +111,8 @@ class Generator(abc.ABC, Generic[ReqT, ResT]):
             unless the caller passes it. Options that define the output (a LoRA directory, a scale) are safe.
         builtin_models: model names the backend loads from inside the package (``"default"``); replay loads a
             recorded name only if it is one of these or a local directory (anything else could be a download).
+        hub_models: whether the backend loads Hugging Face models through ``from_pretrained`` (and so takes the
+            download keywords ``token``, ``cache_dir``, ``local_files_only``, ``variant``).
 
     Example:
         >>> gen = aigc.load("text", "path/to/gpt2-dir")  # doctest: +SKIP
@@ -121,6 +127,7 @@ class Generator(abc.ABC, Generic[ReqT, ResT]):
     options_type: ClassVar[type[BackendOptions] | None] = None
     unsafe_load_options: ClassVar[frozenset[str]] = frozenset({"max_batch_size"})  # memory, not the output
     builtin_models: ClassVar[frozenset[str]] = frozenset()
+    hub_models: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -154,6 +161,22 @@ class Generator(abc.ABC, Generic[ReqT, ResT]):
     def detect(cls, path: Path) -> bool:
         """Whether this backend can load the model directory ``path`` (cheap: look at file names/config)."""
         return False
+
+    @classmethod
+    def wraps(cls, obj: Any) -> bool:
+        """Whether :meth:`wrap` can make a generator of ``obj``, an object the user already has (a transformers
+        model, a diffusers pipeline, ...). Cheap; must not import anything ``obj``'s own library did not."""
+        return False
+
+    @classmethod
+    def wrap(cls, obj: Any, *, tokenizer: Any = None) -> Self:
+        """A generator around ``obj`` (see :func:`aigc.wrap`); backends that can wrap objects override it."""
+        raise NotImplementedError(f"the {cls.backend_name} {cls.modality} backend cannot wrap objects")
+
+    @classmethod
+    def precheck(cls, model: str, request: Any) -> None:
+        """Check ``request`` against the model's files before its weights load (``model``: a local folder or one of
+        ``builtin_models``); cheap -- read a config, never weights. Default: nothing to check."""
 
     @classmethod
     @abc.abstractmethod
@@ -222,7 +245,7 @@ class Generator(abc.ABC, Generic[ReqT, ResT]):
         req = self._build_request(request, params)
         seeds = resolve_seeds(req.seed, req.total_samples)
         started = time.perf_counter()
-        with self._emitter(on_event, progress, req) as events, self._out_of_memory(req):
+        with self._emitter(on_event, progress, req) as events, self._out_of_memory(req), quiet():
             result = self._generate(req, seeds, events)
         result.record = self._record(req, seeds, time.perf_counter() - started, flags=result.flags)
         return self._watermark(result, req)  # type: ignore[return-value]
@@ -251,7 +274,7 @@ class Generator(abc.ABC, Generic[ReqT, ResT]):
         seeds = resolve_seeds(req.seed, 1)
 
         def pieces() -> Iterator[str]:
-            with self._emitter(on_event, False, req) as events, self._out_of_memory(req):
+            with self._emitter(on_event, False, req) as events, self._out_of_memory(req), quiet():
                 yield from self._stream(req, seeds, events)
 
         return pieces()

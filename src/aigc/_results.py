@@ -20,12 +20,34 @@ if TYPE_CHECKING:
     import numpy as np
     from PIL import Image
 
-__all__ = ["AudioResult", "FinishReason", "ImageResult", "Record", "Result", "TextResult", "VideoResult"]
+__all__ = ["AudioResult", "FinishReason", "ImageResult", "Record", "Result", "SavedPaths", "TextResult", "VideoResult"]
 
 FinishReason = Literal["stop", "length", "cancelled"]
 
 #: Signs a file written to a temporary path before a save commits it (a C2PA manifest).
 Finish = Callable[[Path], None]
+
+
+class SavedPaths(list[Path]):
+    """What ``Result.save`` returns: the saved files, one per sample in sample order (``paths[i]`` is sample
+    ``i``'s; for a clip saved as PNG frames, its folder), and in ``sidecars`` the ``.json`` provenance files
+    written beside those formats that cannot hold the record themselves (``.txt``, and images or videos whose
+    metadata did not keep it).
+
+    Example:
+        >>> paths = aigc.TextResult(texts=["a", "b"], seeds=[1, 2]).save("story.txt")  # doctest: +SKIP
+        >>> [p.name for p in paths], [p.name for p in paths.sidecars]  # doctest: +SKIP
+        (['story-0.txt', 'story-1.txt'], ['story-0.txt.json', 'story-1.txt.json'])
+    """
+
+    def __init__(self, files: list[Path], *, sidecars: list[Path] | None = None) -> None:
+        super().__init__(files)
+        self.sidecars: list[Path] = list(sidecars or [])
+
+    @property
+    def all(self) -> list[Path]:
+        """Every path written: the files, then the sidecars."""
+        return [*self, *self.sidecars]
 
 
 @dataclass(kw_only=True)
@@ -62,8 +84,9 @@ class Result:
     def _save_each(
         self, path: str | os.PathLike[str], write: Callable[[int, Path, str | None, Finish | None], list[Path]],
         *, credentials: Any = None, remember: bool = True,
-    ) -> list[Path]:
-        """Call ``write(sample index, file name, that sample's record as JSON, finish)`` per sample; collect paths.
+    ) -> SavedPaths:
+        """Call ``write(sample index, file name, that sample's record as JSON, finish)`` per sample (it returns the
+        file, then any sidecar it wrote); the files in sample order, the sidecars apart.
 
         ``finish`` (``None`` when not signing) signs a written temporary file with a C2PA manifest before the save
         commits it. Each watermarked sample's record then goes into the local record store (``remember``).
@@ -77,17 +100,23 @@ class Result:
         signing = [resolve_credentials(credentials, target) for target in targets]  # checked before writing
         for target in targets:
             check_save_path(target, folder=self._saves_folders(target))
-        written: list[Path] = []
+        files: list[Path] = []
+        sidecars: list[Path] = []
         for i, target in enumerate(targets):
             record = self.record.for_sample(i).to_json() if self.record else None
             creds = signing[i]
             finish = None if creds is None else (
                 lambda tmp, record=record, creds=creds, name=target.name: sign_file(tmp, record=record,
                                                                                      credentials=creds, title=name))
-            written += write(i, target, record, finish)
+            written = write(i, target, record, finish)
+            if self._saves_folders(target):  # a folder of frames with its record.json: the folder is the sample
+                files.append(target)
+            else:
+                files.append(written[0])
+                sidecars += written[1:]
         if remember:
             self._remember()
-        return written
+        return SavedPaths(files, sidecars=sidecars)
 
     def _remember(self) -> None:
         """Put each watermarked sample's record into the local record store (:mod:`aigc.provenance.store`)."""
@@ -111,8 +140,9 @@ class Result:
     def _sample_text(self, index: int) -> str | None:
         return None
 
-    def save(self, path: str | os.PathLike[str], *, credentials: Any = None, remember: bool = True) -> list[Path]:
-        """Save every sample (one file each) with its provenance; return the paths written.
+    def save(self, path: str | os.PathLike[str], *, credentials: Any = None, remember: bool = True) -> SavedPaths:
+        """Save every sample (one file each) with its provenance; return the files, ``paths[i]`` being sample
+        ``i``'s (sidecars, where a format needed one, in ``paths.sidecars``).
 
         Args:
             path: the file name; several samples get ``name-0.ext``, ``name-1.ext``, ...
@@ -218,7 +248,7 @@ class TextResult(Result):
     def _sample_text(self, index: int) -> str | None:
         return self.texts[index]
 
-    def save(self, path: str | os.PathLike[str], *, credentials: Any = None, remember: bool = True) -> list[Path]:
+    def save(self, path: str | os.PathLike[str], *, credentials: Any = None, remember: bool = True) -> SavedPaths:
         """Save each sample as ``.txt`` (with a ``.txt.json`` provenance sidecar) or ``.json``.
 
         C2PA does not cover plain text here: ``credentials`` must be ``None`` or ``False``. ``remember`` as in
@@ -301,7 +331,7 @@ class ImageResult(Result):
         """The first sample's image."""
         return self.images[0]
 
-    def save(self, path: str | os.PathLike[str], *, credentials: Any = None, remember: bool = True) -> list[Path]:
+    def save(self, path: str | os.PathLike[str], *, credentials: Any = None, remember: bool = True) -> SavedPaths:
         """Save each image as PNG, WebP or JPEG (by suffix) with its record; see :meth:`Result.save`.
 
         Example:
@@ -361,7 +391,7 @@ class AudioResult(Result):
     def durations_s(self) -> list[float]:
         return [w.shape[-1] / self.sample_rate for w in self.waveforms]
 
-    def save(self, path: str | os.PathLike[str], *, credentials: Any = None, remember: bool = True) -> list[Path]:
+    def save(self, path: str | os.PathLike[str], *, credentials: Any = None, remember: bool = True) -> SavedPaths:
         """Save each clip as WAV, FLAC or OGG (by suffix) with its record; C2PA signs WAV. See :meth:`Result.save`.
 
         Example:
@@ -479,7 +509,7 @@ class VideoResult(Result):
     def _saves_folders(self, target: Path) -> bool:
         return target.suffix == "" or target.is_dir()
 
-    def save(self, path: str | os.PathLike[str], *, credentials: Any = None, remember: bool = True) -> list[Path]:
+    def save(self, path: str | os.PathLike[str], *, credentials: Any = None, remember: bool = True) -> SavedPaths:
         """Save each clip as MP4, GIF, WebP or a PNG frame folder with its record; C2PA signs MP4. See
         :meth:`Result.save`.
 

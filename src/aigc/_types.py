@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal, TypedDict, TypeVar, get_args
 
+from aigc._aliases import translate
 from aigc._checks import check_int, check_number, check_optional_int
 from aigc._checks import is_int as _is_int
 from aigc._events import Event, EventCallback
@@ -129,12 +130,14 @@ class Request:
 
     @classmethod
     def from_params(cls: type[R], prompt: Any = None, /, **params: Any) -> R:
-        """Build a request from keyword parameters, rejecting unknown names with a suggestion.
+        """Build a request from keyword parameters, rejecting unknown names with a suggestion. Hugging Face's names
+        are understood (``num_inference_steps`` for ``steps``, ...; see :mod:`aigc._aliases`).
 
         Example:
             >>> TextRequest.from_params("Hi", max_new_tokens=5).max_new_tokens
             5
         """
+        params = translate(params, cls.field_names())
         cls.check_param_names(params)
         if prompt is not None:
             if "prompt" in params:
@@ -155,6 +158,7 @@ class Request:
 
     def replace(self: R, **changes: Any) -> R:
         """Return a copy with some fields changed (validated again)."""
+        changes = translate(changes, self.field_names())
         self.check_param_names(changes)
         return dataclasses.replace(self, **changes)
 
@@ -532,6 +536,7 @@ def _friendly_init(cls: type[R]) -> type[R]:
 
     @functools.wraps(init)
     def checked_init(self: Request, *args: Any, **kwargs: Any) -> None:
+        kwargs = translate(kwargs, type(self).field_names())
         type(self).check_param_names(kwargs)
         init(self, *args, **kwargs)
 

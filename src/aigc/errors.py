@@ -47,6 +47,7 @@ __all__ = [
     "ModelNotFound",
     "OutOfMemory",
     "PluginError",
+    "PromptWarning",
     "ProvenanceError",
     "ProvenanceWarning",
     "TrainingDiverged",
@@ -149,6 +150,11 @@ class ProvenanceError(AigcError):
     never takes from a file (``trust_remote_code``, ``allow_pickle``, ...; the message names the argument to
     pass), and for weights that differ from those that made the file.
     """
+
+
+class PromptWarning(AigcWarning):
+    """Part of a prompt names something the model cannot draw (a class-conditional model draws its classes,
+    not colours or scenes); the warning names the words it ignored."""
 
 
 class ProvenanceWarning(AigcWarning):

@@ -18,13 +18,17 @@ import re
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
 
 from aigc._generator import Generator, LoadOptions, ReqT, ResT
 from aigc._options import BackendOptions, BatchOptions
 from aigc._runtime.assets import read_json_object
+from aigc._runtime.hub import check_available
 from aigc._runtime.weights import pretrained_errors, weight_files
 from aigc.errors import InvalidRequest
 
@@ -110,6 +114,7 @@ class PipelineGenerator(Generator[ReqT, ResT]):
     """
 
     options_type: ClassVar[type[BackendOptions] | None] = PipelineOptions
+    hub_models = True
     #: memory-saving switches and the batch size decide resources, not the output: never taken from a record
     unsafe_load_options = frozenset({"attention_slicing", "vae_tiling", "max_batch_size"})
 
@@ -131,6 +136,16 @@ class PipelineGenerator(Generator[ReqT, ResT]):
         return typed
 
     @classmethod
+    def precheck(cls, model: str, request: Any) -> None:
+        """``steps`` against the number of steps of the model's noise schedule, read from its scheduler config."""
+        steps = getattr(request, "steps", None)
+        config = read_json_object(Path(model) / "scheduler" / "scheduler_config.json")
+        train = config.get("num_train_timesteps") if config is not None else None
+        if isinstance(steps, int) and isinstance(train, int) and steps > train:
+            raise InvalidRequest("steps", steps, f"more than the {train} steps of the model's noise schedule",
+                                 f"pass steps <= {train} (20 to 50 is typical)")
+
+    @classmethod
     def check_load_options(cls, options: LoadOptions) -> None:
         """The backend's typed options and ``offload``, before anything loads."""
         cls._options(options)
@@ -143,14 +158,37 @@ class PipelineGenerator(Generator[ReqT, ResT]):
         """``from_pretrained`` keywords: dtype, revision, safetensors only unless ``allow_pickle``, remote code."""
         return {"dtype": options.dtype, "revision": options.revision,
                 "use_safetensors": None if options.allow_pickle else True,
-                "trust_remote_code": options.trust_remote_code}
+                "trust_remote_code": options.trust_remote_code, **options.hub}
 
     @staticmethod
     def loading_errors(model: str, options: LoadOptions, kind: str) -> contextlib.AbstractContextManager[None]:
         """Turn what ``from_pretrained`` raises into aigc's errors; ``kind`` says what was expected, e.g.
-        ``"a video pipeline"``."""
+        ``"a video pipeline"``. A hub id that is neither cached nor reachable fails here, at once."""
+        check_available(model, "model_index.json", options.hub, options.revision)
         return pretrained_errors(model, allow_pickle=options.allow_pickle, what="a loadable diffusers pipeline",
                                  value_error=kind)
+
+    @classmethod
+    def accepts_pipeline(cls, class_name: str) -> bool:
+        """Whether this backend drives a pipeline of this class (``detect`` and ``wraps`` ask)."""
+        return False
+
+    @classmethod
+    def wraps(cls, obj: Any) -> bool:
+        return (type(obj).__module__.startswith("diffusers.") and hasattr(obj, "components")
+                and cls.accepts_pipeline(type(obj).__name__))
+
+    @classmethod
+    def wrap(cls, obj: Any, *, tokenizer: Any = None) -> Self:
+        """The pipeline as it is (its device, dtype and components); its own progress bar is turned off, since
+        aigc's reports the steps."""
+        if tokenizer is not None:
+            raise InvalidRequest("tokenizer", type(tokenizer).__name__, "a diffusers pipeline brings its own "
+                                 "tokenizer", "leave tokenizer out")
+        options = LoadOptions(device=obj.device, dtype=obj.dtype)
+        name = getattr(obj, "name_or_path", None) or getattr(obj.config, "_name_or_path", None) or "wrapped"
+        obj.set_progress_bar_config(disable=True)
+        return cls(pipe=obj, model_id=str(name), options=options, weights=None)  # type: ignore[call-arg]
 
     @classmethod
     def place(cls, pipe: Any, options: LoadOptions) -> None:

@@ -56,7 +56,8 @@ class LatentModel:
         """One class id per prompt (``None`` for an unconditional model), or InvalidRequest naming the classes."""
         if self.table is None:
             return [None] * len(request.prompts())
-        return list(self.table.prompt_ids(request.prompts(), single=isinstance(request.prompt, str)))
+        return list(self.table.prompt_ids(request.prompts(), single=isinstance(request.prompt, str),
+                                          warn_ignored=True))
 
     def draw(self, seeds: list[int], device: torch.device) -> torch.Tensor:
         """z (B, z_dim): row i is the first ``z_dim`` normals of ``seeds[i]``'s own CPU generator."""

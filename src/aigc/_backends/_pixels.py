@@ -85,7 +85,9 @@ def upscaled_size(request: Any, size: int, what: str = "images") -> tuple[int, i
     height = request.height or request.width or size
     for field, value in (("width", width), ("height", height)):
         if value % size:
-            raise InvalidRequest(field, value, f"the model draws {size}x{size} {what} and upscales by whole "
+            # name the side the user set: with only height=33, width=33 is derived from it
+            named = field if getattr(request, field) else ("height" if field == "width" else "width")
+            raise InvalidRequest(named, value, f"the model draws {size}x{size} {what} and upscales by whole "
                                  "factors", f"pass a multiple of {size} (e.g. {size * 4})")
     check_pixels(width, height, field="width" if request.width else "height")
     return width, height

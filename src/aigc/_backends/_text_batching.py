@@ -229,7 +229,8 @@ class ContinuousBatcher:
                  max_rows: int, make_record: Callable[[TextRequest, list[int], float], Any]) -> None:
         if max_rows < 1:
             raise ValueError(f"max_rows must be >= 1, not {max_rows}")
-        params = inspect.signature(model.forward).parameters
+        base = model.get_base_model() if hasattr(model, "get_base_model") else model  # through a PEFT wrapper
+        params = inspect.signature(base.forward).parameters
         self.model = model
         self.encode = encode
         self.decode = decode

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from aigc._generator import Generator, LoadOptions, ReqT, ResT
+from aigc._runtime.hub import check_available
 from aigc._runtime.weights import fingerprint_files, pretrained_errors, weight_files
 from aigc.errors import InvalidRequest, ModelNotFound
 
@@ -26,6 +27,8 @@ __all__ = ["TransformersGenerator"]
 
 class TransformersGenerator(Generator[ReqT, ResT]):
     """Base of the backends whose models load through transformers' ``from_pretrained``."""
+
+    hub_models = True
 
     @classmethod
     def refuse_offload(cls, options: LoadOptions, fix: str = "pass offload='none'") -> None:
@@ -36,8 +39,9 @@ class TransformersGenerator(Generator[ReqT, ResT]):
 
     @staticmethod
     def common_kwargs(options: LoadOptions) -> dict[str, Any]:
-        """The keywords every ``from_pretrained`` call gets: the revision and the remote-code switch."""
-        return {"revision": options.revision, "trust_remote_code": options.trust_remote_code}
+        """The keywords every ``from_pretrained`` call gets: the revision, the remote-code switch and the caller's
+        download keywords (``token``, ``cache_dir``, ``local_files_only``, ``variant``)."""
+        return {"revision": options.revision, "trust_remote_code": options.trust_remote_code, **options.hub}
 
     @staticmethod
     def safetensors_only(options: LoadOptions) -> bool | None:
@@ -53,6 +57,7 @@ class TransformersGenerator(Generator[ReqT, ResT]):
     @classmethod
     def load_config(cls, model: str, options: LoadOptions) -> Any:
         """``AutoConfig.from_pretrained``, or ModelNotFound saying whether the hub was asked."""
+        check_available(model, "config.json", options.hub, options.revision)  # fail fast offline
         import transformers
 
         try:

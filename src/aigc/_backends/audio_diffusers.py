@@ -91,6 +91,10 @@ class DiffusersAudioGenerator(PipelineGenerator[AudioRequest, AudioResult]):
         return pipeline_class(path) in AUDIO_PIPELINES
 
     @classmethod
+    def accepts_pipeline(cls, class_name: str) -> bool:
+        return class_name in AUDIO_PIPELINES
+
+    @classmethod
     def load(cls, model: str, *, options: LoadOptions) -> DiffusersAudioGenerator:
         cls.check_load_options(options)
         weights = None

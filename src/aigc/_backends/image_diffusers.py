@@ -149,7 +149,11 @@ class DiffusersImageGenerator(PipelineGenerator[ImageRequest, ImageResult]):
     @classmethod
     def detect(cls, path: Path) -> bool:
         name = pipeline_class(path)  # a pipeline folder, and not one of the audio or video backends' kinds
-        return name is not None and not is_video_pipeline(name) and not is_audio_pipeline(name)
+        return name is not None and cls.accepts_pipeline(name)
+
+    @classmethod
+    def accepts_pipeline(cls, class_name: str) -> bool:
+        return not is_video_pipeline(class_name) and not is_audio_pipeline(class_name)
 
     @classmethod
     def load(cls, model: str, *, options: LoadOptions) -> DiffusersImageGenerator:

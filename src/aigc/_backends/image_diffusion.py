@@ -39,7 +39,7 @@ import torch
 from aigc._backends._pixels import UpscalingGenerator, to_images, upscaled_size
 from aigc._generator import LoadOptions
 from aigc._results import ImageResult
-from aigc._runtime.assets import model_dir
+from aigc._runtime.assets import model_dir, read_json_object
 from aigc._runtime.events import EventEmitter
 from aigc._types import ImageRequest
 from aigc.errors import InvalidRequest
@@ -125,6 +125,21 @@ class ClassDiffusionGenerator(UpscalingGenerator[ImageRequest, ImageResult]):
         return cls(unet=loaded.unet, scheduler_config=loaded.scheduler_config, table=loaded.table,
                    settings=loaded.settings, model_id=model, options=options, weights=loaded.weights)
 
+    @classmethod
+    def precheck(cls, model: str, request: Any) -> None:
+        """Classes, steps and size from ``aigc_classes.json`` and the schedule, before the UNet loads."""
+        path = _model_dir(model)
+        settings = read_json_object(path / CLASSES_FILE)
+        if settings is None:
+            return  # load says what is wrong with the folder
+        ClassTable.from_json(settings).prompt_ids(request.prompts(), single=isinstance(request.prompt, str))
+        schedule = read_json_object(path / "scheduler" / "scheduler_config.json") or {}
+        train = int(schedule.get("num_train_timesteps", 1000))
+        if request.steps is not None and request.steps > train:
+            raise InvalidRequest("steps", request.steps, f"more than the {train} steps the model was trained with",
+                                 f"pass steps <= {train} (50 is plenty)")
+        upscaled_size(request, int(settings.get("image_size", 32)))
+
     # -- Generator hooks -------------------------------------------------------------------------
     def _modules(self) -> list[torch.nn.Module]:
         return [self.unet]
@@ -138,7 +153,7 @@ class ClassDiffusionGenerator(UpscalingGenerator[ImageRequest, ImageResult]):
     # -- the stages ------------------------------------------------------------------------------
     def _classes(self, request: ImageRequest) -> list[int]:
         """1a. One class id per prompt, or InvalidRequest naming the prompt and the classes."""
-        return self.table.prompt_ids(request.prompts(), single=isinstance(request.prompt, str))
+        return self.table.prompt_ids(request.prompts(), single=isinstance(request.prompt, str), warn_ignored=True)
 
     def _settings(self, request: ImageRequest) -> tuple[int, float, str, tuple[int, int]]:
         """1b. Steps, guidance, scheduler name and output (width, height), with the model's defaults."""

@@ -161,7 +161,11 @@ class DiffusersVideoGenerator(PipelineGenerator[VideoRequest, VideoResult]):
     @classmethod
     def detect(cls, path: Path) -> bool:
         name = pipeline_class(path)
-        return name is not None and is_video_pipeline(name)
+        return name is not None and cls.accepts_pipeline(name)
+
+    @classmethod
+    def accepts_pipeline(cls, class_name: str) -> bool:
+        return is_video_pipeline(class_name)
 
     @classmethod
     def load(cls, model: str, *, options: LoadOptions) -> DiffusersVideoGenerator:

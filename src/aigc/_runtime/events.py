@@ -21,6 +21,18 @@ def progress_default() -> bool:
     return bool(getattr(stream, "isatty", None) and stream.isatty())
 
 
+def progress_bar_class() -> Any:
+    """tqdm's notebook bar where it can draw (ipywidgets installed: ``pip install 'aigc[jupyter]'``), else its
+    text bar -- never ``tqdm.auto``'s fallback with its ``TqdmWarning: IProgress not found``."""
+    import importlib.util
+
+    if importlib.util.find_spec("ipywidgets") is not None:
+        from tqdm.auto import tqdm
+    else:
+        from tqdm.std import tqdm
+    return tqdm
+
+
 class EventEmitter:
     """Sends :class:`~aigc.Event` objects to a callback, drives a progress bar, and carries cancellation.
 
@@ -37,9 +49,7 @@ class EventEmitter:
         if progress is None:
             progress = progress_default()
         if progress:
-            from tqdm.auto import tqdm
-
-            self._bar = tqdm(total=total, desc=desc, leave=False)
+            self._bar = progress_bar_class()(total=total, desc=desc, leave=False)
 
     def set_total(self, total: int | None) -> None:
         """Change the progress bar's total (e.g. steps x chunks, once a backend knows how it will batch)."""
@@ -75,7 +85,10 @@ class EventEmitter:
         preview: Any = None,
         advance: int = 0,
     ) -> None:
-        """Send one event; ``advance`` moves the progress bar by that many steps."""
+        """Send one event; ``advance`` moves the progress bar by that many steps. A ``"start"`` event's total
+        becomes the bar's when it had none (a backend's default step count, unknown before it ran)."""
+        if kind == "start" and total is not None and self._bar is not None and self._bar.total is None:
+            self.set_total(total)
         if self._bar is not None and advance:
             self._bar.update(advance)
         if self._callback is not None:

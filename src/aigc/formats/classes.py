@@ -22,6 +22,9 @@ from typing import Any
 __all__ = ["ClassTable", "entries", "words"]
 
 _ARTICLES = frozenset({"a", "an", "the"})
+#: Words a prompt may hold around a class name without asking for anything the model could be missing.
+_FILLER = frozenset({"of", "photo", "picture", "image", "drawing", "sketch", "one", "some", "single", "please",
+                     "draw", "make", "generate", "show", "me", "my", "this", "that", "in", "on", "with", "and"})
 
 
 def words(text: str) -> tuple[str, ...]:
@@ -100,10 +103,22 @@ class ClassTable:
         """Words in the longest phrase."""
         return max(map(len, self.phrases), default=0)
 
+    def ignored_words(self, prompt: str, cid: int) -> list[str]:
+        """The words of ``prompt`` that are neither in a phrase of class ``cid`` nor filler ("a photo of").
+
+        Example:
+            >>> ClassTable.from_entries(entries(["sneaker"])).ignored_words("a red sneaker, please", 0)
+            ['red']
+        """
+        used = {w for phrase, c in self.phrases.items() if c == cid for w in phrase}
+        return [w for w in words(prompt) if w not in used and w not in _FILLER]
+
     def prompt_ids(self, prompts: Sequence[str], *, single: bool, what: str = "classes this model draws",
-                   example: str | None = None) -> list[int]:
+                   example: str | None = None, warn_ignored: bool = False) -> list[int]:
         """One class id per prompt, or :class:`~aigc.errors.InvalidRequest` naming the prompt (``prompt`` when the
-        request has a ``single`` prompt, else ``prompt[i]``) and the classes to choose from.
+        request has a ``single`` prompt, else ``prompt[i]``) and the classes to choose from. With
+        ``warn_ignored``, a prompt with words the model cannot honour ("a *red* sneaker") gets a
+        :class:`~aigc.errors.PromptWarning` naming them.
 
         Example:
             >>> ClassTable.from_entries(entries(["cat", "dog"])).prompt_ids(["a dog", "the cat"], single=False)
@@ -119,6 +134,15 @@ class ClassTable:
                 raise InvalidRequest("prompt" if single else f"prompt[{i}]", prompt,
                                      f"names none of the {len(self.names)} {what} (or more than one)", hint)
             ids.append(cid)
+            ignored = self.ignored_words(prompt, cid) if warn_ignored else []
+            if ignored:
+                import warnings
+
+                from aigc.errors import PromptWarning
+
+                warnings.warn(PromptWarning(
+                    f"{'prompt' if single else f'prompt[{i}]'}={prompt!r}: this model draws its classes only "
+                    f"({self.names[cid]!r} here); ignored: {', '.join(repr(w) for w in ignored)}"), stacklevel=2)
         return ids
 
     def listing(self) -> str:

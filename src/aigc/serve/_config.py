@@ -80,8 +80,10 @@ class ModelSpec:
         options: backend load options (as ``aigc.load``'s keywords).
 
     Example:
-        >>> ModelSpec(modality="text", model="/models/gpt2").served_id
-        'gpt2'
+        >>> ModelSpec(modality="text", model="sshleifer/tiny-gpt2").served_id  # not a folder here: a hub id
+        'sshleifer/tiny-gpt2'
+        >>> ModelSpec(modality="image").served_id
+        'image-default'
     """
 
     modality: Modality

@@ -23,7 +23,7 @@ def encode(result: Result, suffix: str) -> list[bytes]:
     file saved locally), through a private temporary directory."""
     with tempfile.TemporaryDirectory(prefix="aigc-serve-") as tmp:
         paths = result.save(Path(tmp) / f"out{suffix}")
-        return [p.read_bytes() for p in paths if p.suffix == suffix]
+        return [p.read_bytes() for p in paths]
 
 
 def image_size(png: bytes) -> str | None:

@@ -30,13 +30,14 @@ Example, a complete run (a regression fitted by a custom step function)::
     >>> import torch
     >>> from aigc.train import RunOptions, TrainState, train_loop
     >>> model = torch.nn.Linear(1, 1)
+    >>> _ = torch.nn.init.zeros_(model.weight), torch.nn.init.zeros_(model.bias)  # no global RNG
     >>> def step(ctx):
     ...     x = torch.randn(16, 1, generator=ctx.generator())
     ...     return torch.nn.functional.mse_loss(model(x), 3 * x)
     >>> run = RunOptions(steps=200, lr=0.1, schedule="cosine", progress=False).start("runs/line")
     >>> out = train_loop(run, step, TrainState(params=list(model.named_parameters())), config={})
-    >>> out.losses["loss"][-1] < 1e-6, round(float(model.weight.detach()), 3)
-    (True, 3.0)
+    >>> out.losses["loss"][-1] < 1e-4, abs(float(model.weight.detach()) - 3) < 0.01
+    (True, True)
 """
 
 from __future__ import annotations
@@ -117,6 +118,7 @@ class EMA(Generic[M]):
         decay_at: the decay of 0-based step ``s`` (e.g. ``lambda s: min(0.998, (1 + s) / (10 + s))``).
 
     Example:
+        >>> import torch
         >>> net = torch.nn.Linear(2, 2)
         >>> ema = EMA(net, decay_at=lambda s: 0.9)
         >>> ema.update(0)  # after an optimizer step of net

@@ -202,30 +202,38 @@ class TransformersTextGenerator(TransformersGenerator[TextRequest, TextResult]):
             (getattr(model.config, k) for k in ("max_position_embeddings", "n_positions")
              if isinstance(getattr(model.config, k, None), int)), None)
 
+    @property
+    def model(self) -> Any:
+        """The transformers model itself (an escape hatch, as ``gen.pipe`` is for diffusers backends; the same
+        object as ``gen.lm``). Changing its weights changes what the generator makes and what records claim."""
+        return self.lm
+
     # -- loading ---------------------------------------------------------------------------------
     @classmethod
     def detect(cls, path: Path) -> bool:
         data = read_json_object(path / "config.json")
         if data is None or (path / "model_index.json").exists():
             return False
-        from transformers.models.auto.modeling_auto import (
-            MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
-            MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES,
-            MODEL_FOR_TEXT_TO_SPECTROGRAM_MAPPING_NAMES,
-            MODEL_FOR_TEXT_TO_WAVEFORM_MAPPING_NAMES,
-        )
+        return _is_language_model(data.get("model_type"), data.get("architectures") or [])
 
-        model_type = data.get("model_type")
-        if model_type in MODEL_FOR_TEXT_TO_WAVEFORM_MAPPING_NAMES or (
-                model_type in MODEL_FOR_TEXT_TO_SPECTROGRAM_MAPPING_NAMES):
-            return False  # MusicGen, Bark, SpeechT5, ...: the audio backend's ("...ForConditionalGeneration" too)
-        archs = data.get("architectures") or []
-        if any(str(a).endswith(_LM_ARCH_SUFFIXES) for a in archs):
-            return True
-        if not model_type:
+    @classmethod
+    def wraps(cls, obj: Any) -> bool:
+        config = getattr(obj, "config", None)
+        if not type(obj).__module__.startswith(("transformers.", "peft.")) or config is None:
             return False
-        return model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES or (
-            model_type in MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES)
+        return _is_language_model(getattr(config, "model_type", None), getattr(config, "architectures", None) or [
+            type(obj).__name__])
+
+    @classmethod
+    def wrap(cls, obj: Any, *, tokenizer: Any = None) -> TransformersTextGenerator:
+        if tokenizer is None:
+            raise InvalidRequest("tokenizer", None, "a transformers language model needs its tokenizer to read "
+                                 "prompts", "pass tokenizer=AutoTokenizer.from_pretrained(...) (the model's own)")
+        param = next(obj.parameters())
+        options = LoadOptions(device=param.device, dtype=param.dtype)
+        return cls(model=obj.eval(), tokenizer=tokenizer, model_id=str(getattr(obj, "name_or_path", "") or "wrapped"),
+                   options=options, weights=None, revision=getattr(obj.config, "_commit_hash", None))
+
 
     @classmethod
     def load(cls, model: str, *, options: LoadOptions) -> TransformersTextGenerator:
@@ -453,3 +461,24 @@ class TransformersTextGenerator(TransformersGenerator[TextRequest, TextResult]):
             return str(tok.decode(ids, skip_special_tokens=True, clean_up_tokenization_spaces=False))
 
         return decode
+
+
+def _is_language_model(model_type: Any, archs: list[Any]) -> bool:
+    """Whether a transformers config (its ``model_type`` and ``architectures``) is a causal or seq2seq LM that this
+    backend drives (not an audio model)."""
+    from transformers.models.auto.modeling_auto import (
+        MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
+        MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES,
+        MODEL_FOR_TEXT_TO_SPECTROGRAM_MAPPING_NAMES,
+        MODEL_FOR_TEXT_TO_WAVEFORM_MAPPING_NAMES,
+    )
+
+    if model_type in MODEL_FOR_TEXT_TO_WAVEFORM_MAPPING_NAMES or (
+            model_type in MODEL_FOR_TEXT_TO_SPECTROGRAM_MAPPING_NAMES):
+        return False  # MusicGen, Bark, SpeechT5, ...: the audio backend's ("...ForConditionalGeneration" too)
+    if any(str(a).endswith(_LM_ARCH_SUFFIXES) for a in archs):
+        return True
+    if not model_type:
+        return False
+    return model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES or (
+        model_type in MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES)

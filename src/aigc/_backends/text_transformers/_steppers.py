@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import inspect
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -62,12 +63,19 @@ def slot_cache(model: Any, capacity: int) -> Any:
     return cache
 
 
+def forward_params(model: Any) -> Mapping[str, inspect.Parameter]:
+    """The keyword parameters of the model's own ``forward`` (through a PEFT wrapper, whose ``forward`` takes
+    ``**kwargs``): which cache keyword (``cache``, or the older ``past_key_values``), positions, logits_to_keep."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return inspect.signature(base.forward).parameters
+
+
 class CausalStepper:
     """A decoder-only model with a KV cache (:func:`_slot_cache`); left padding handled with the mask and
     position ids."""
 
     def __init__(self, model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor, max_new_tokens: int) -> None:
-        params = inspect.signature(model.forward).parameters
+        params = forward_params(model)
         self.model = model
         self.input_ids = input_ids
         self.mask = attention_mask  # (B, T), 1 for real tokens
@@ -76,31 +84,30 @@ class CausalStepper:
         self.use_positions = "position_ids" in params
         self.keep_kw = "logits_to_keep" in params
         self.positions = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)  # (B, T)
-        # Without padding the model's own defaults (a full mask, positions 0..T-1) are the same thing;
-        # leaving them out saves a mask concatenation and the model's mask checks at every step.
+        # Without padding the model's default positions (0..T-1) are the same thing; the mask is always passed
+        # (a model that sees its pad token in the input without one warns that results may be wrong).
         self.padded = bool((attention_mask == 0).any())
         self.length = int(input_ids.shape[1])  # tokens in the cache after the next forward's input is added
-        if self.padded:  # the whole mask, allocated once: step t reads its first T + t + 1 columns
-            self.full_mask = torch.cat([attention_mask, attention_mask.new_ones(
-                (attention_mask.shape[0], max_new_tokens))], dim=1)
+        # the whole mask, allocated once: step t reads its first T + t + 1 columns
+        self.full_mask = torch.cat([attention_mask, attention_mask.new_ones(
+            (attention_mask.shape[0], max_new_tokens))], dim=1)
 
-    def _forward(self, ids: torch.Tensor, positions: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        kwargs: dict[str, Any] = {"input_ids": ids, self.cache_kw: self.cache, "use_cache": True}
-        if mask is not None:
-            kwargs["attention_mask"] = mask
-            if self.use_positions:
-                kwargs["position_ids"] = positions
+    def _forward(self, ids: torch.Tensor, positions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        kwargs: dict[str, Any] = {"input_ids": ids, self.cache_kw: self.cache, "use_cache": True,
+                                  "attention_mask": mask}
+        if self.padded and self.use_positions:
+            kwargs["position_ids"] = positions
         if self.keep_kw:
             kwargs["logits_to_keep"] = 1
         return self.model(**kwargs).logits[:, -1, :]  # type: ignore[no-any-return]
 
     def prefill(self) -> torch.Tensor:
-        return self._forward(self.input_ids, self.positions, self.mask if self.padded else None)
+        return self._forward(self.input_ids, self.positions, self.mask)
 
     def step(self, tokens: torch.Tensor) -> torch.Tensor:
         self.positions = self.positions[:, -1:] + 1  # (B, 1)
         self.length += 1
-        return self._forward(tokens[:, None], self.positions, self.full_mask[:, :self.length] if self.padded else None)
+        return self._forward(tokens[:, None], self.positions, self.full_mask[:, :self.length])
 
 
 def bucket(n: int, minimum: int) -> int:
@@ -134,7 +141,7 @@ class StaticStepper:
         self.mask = torch.cat([attention_mask, attention_mask.new_ones((batch, length - width))], dim=1)  # (Bb, L)
         self.positions = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)  # (Bb, T)
         self.cache = gen._static_cache(batch, length)
-        self.params = inspect.signature(gen.lm.forward).parameters
+        self.params = forward_params(gen.lm)
 
     def _kwargs(self, ids: torch.Tensor, positions: torch.Tensor) -> dict[str, Any]:
         kwargs: dict[str, Any] = {"input_ids": ids, "attention_mask": self.mask, "use_cache": True,
@@ -163,7 +170,7 @@ class Seq2SeqStepper:
     def __init__(self, model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor, start_id: int) -> None:
         from transformers import DynamicCache, EncoderDecoderCache
 
-        params = inspect.signature(model.forward).parameters
+        params = forward_params(model)
         self.model = model
         self.mask = attention_mask
         self.cache_kw = "cache" if "cache" in params else "past_key_values"

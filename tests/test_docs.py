@@ -3,7 +3,7 @@
 Blocks of one page run in order, in one namespace, in a fresh working folder (so ``out/...`` paths are the page's
 own). A block preceded by ``<!-- not run: REASON -->`` is skipped (the network, a GPU, a model the tests cannot
 have); the reason must be given. A page whose blocks take long (training) is marked ``<!-- docs: slow -->`` and
-runs with the slow tests.
+runs with the slow tests (in the default run and CI; not in the quick tier).
 """
 
 from __future__ import annotations
@@ -91,7 +91,7 @@ def _mkdocs(tmp_path: Path, config: Path) -> subprocess.CompletedProcess[str]:
 
 def test_site_builds_strictly(tmp_path: Path) -> None:
     """No broken link, no missing reference, no docstring mkdocstrings cannot render, every page and the API
-    reference there. The notebook is rendered as it is stored (``test_notebook`` executes it; the slow test below
+    reference there. The notebook is rendered as it is stored (``test_notebook`` executes it; the heavy test below
     builds the site as published, with the notebook executed)."""
     import yaml
 
@@ -114,7 +114,7 @@ def test_site_builds_strictly(tmp_path: Path) -> None:
     assert "aigc.replay" in api and "aigc.verify" in api and "Regenerate a saved output" in api
 
 
-@pytest.mark.slow
+@pytest.mark.heavy  # the notebook's execution is test_notebook's (slow); this adds only mkdocs-jupyter's run of it
 def test_published_site_builds_with_the_notebook_executed(tmp_path: Path) -> None:
     out = _mkdocs(tmp_path, ROOT / "mkdocs.yml")
     assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-4000:]

@@ -11,6 +11,21 @@ import aigc
 from aigc.testing import tiny_gpt2, tiny_llama, tiny_t5
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _record_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Saves add watermarked records to a store: a temporary one, never the user's (~/.local/share/aigc)."""
+    import os
+
+    path = tmp_path_factory.mktemp("record-store")
+    old = os.environ.get("AIGC_RECORD_STORE")
+    os.environ["AIGC_RECORD_STORE"] = str(path)
+    yield path
+    if old is None:
+        os.environ.pop("AIGC_RECORD_STORE", None)
+    else:
+        os.environ["AIGC_RECORD_STORE"] = old
+
+
 @pytest.fixture(scope="session")
 def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("models")

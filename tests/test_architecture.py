@@ -107,6 +107,15 @@ LOWER_LAYERS = {
                     "aigc.train", "aigc.evaluate", "aigc.serve", "aigc.ray"),
     "aigc.models": ("aigc._generator", "aigc._api", "aigc._registry", "aigc._media", "aigc.formats",
                     "aigc.train", "aigc.evaluate", "aigc.serve", "aigc.ray"),
+    "aigc._record": ("aigc._generator", "aigc._api", "aigc._registry", "aigc._runtime", "aigc.sampling",
+                     "aigc.formats", "aigc.provenance", "aigc.watermark", "aigc.train", "aigc.evaluate", "aigc.serve",
+                     "aigc.ray"),
+    "aigc.watermark": ("aigc._generator", "aigc._api", "aigc._registry", "aigc._media", "aigc.formats",
+                       "aigc.provenance", "aigc.train", "aigc.evaluate", "aigc.serve",
+                     "aigc.ray"),
+    "aigc.provenance": ("aigc._generator", "aigc._api", "aigc._registry", "aigc.formats", "aigc.train",
+                        "aigc.evaluate", "aigc.serve",
+                     "aigc.ray"),
 }
 
 

@@ -44,7 +44,8 @@ from aigc._types import (
 from aigc._version import __version__ as __version__
 
 if TYPE_CHECKING:
-    from aigc import evaluate, formats, models, ray, sampling, serve, testing, train
+    from aigc import evaluate, formats, models, provenance, ray, sampling, serve, testing, train, watermark
+    from aigc.provenance.verify import verify
 
 __all__ = [
     "AudioRequest",
@@ -78,6 +79,7 @@ __all__ = [
     "limits",
     "load",
     "models",
+    "provenance",
     "ray",
     "register_backend",
     "replay",
@@ -86,16 +88,23 @@ __all__ = [
     "set_verbosity",
     "testing",
     "train",
+    "verify",
+    "watermark",
     "wrap",
 ]
 
 # Submodules that import torch load on first attribute access.
-_LAZY_SUBMODULES = frozenset({"evaluate", "formats", "models", "ray", "sampling", "serve", "testing", "train"})
+    "provenance",
+    "ray",
 
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY_SUBMODULES:
         return importlib.import_module(f"aigc.{name}")
+    if name == "verify":  # its detectors import numpy: loaded on first use, then an attribute like any other
+        value = importlib.import_module("aigc.provenance.verify").verify
+        globals()["verify"] = value
+        return value
     raise AttributeError(f"module 'aigc' has no attribute {name!r}")
 
 

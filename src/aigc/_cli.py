@@ -5,6 +5,8 @@
     aigc backends
     aigc info
     aigc replay boot.png -o again.png
+    aigc verify boot-shared.jpg
+    aigc credentials init my-credentials
     aigc eval bleu --hyp hyp.txt --ref ref.txt
     aigc train finetune-text MODEL DATA -o OUT
     aigc train finetune-image MODEL DATA -o OUT
@@ -128,6 +130,28 @@ def _parser() -> argparse.ArgumentParser:
                      help="audio: resample the result to this rate (Hz) before saving")
     gen.add_argument("--loudness", type=float, metavar="LUFS",
                      help="audio: normalise each sample to this integrated loudness, e.g. -23 (EBU R 128)")
+    gen.add_argument("--watermark", dest="watermark", action="store_true", default=None,
+                     help="watermark wherever it fits (default: where cheap and robust)")
+    gen.add_argument("--no-watermark", dest="watermark", action="store_false", help="no invisible watermark")
+    gen.add_argument("--credentials", metavar="DIR",
+                     help="sign the saved files with a C2PA manifest (a folder made by `aigc credentials init`)")
+
+    ver = sub.add_parser("verify", help="check a file's provenance: metadata record, C2PA manifest, watermark",
+                         description="Check a file's provenance. Exit status 0 when aigc's record, a valid C2PA "
+                         "manifest or an aigc watermark was found, 3 when none was.")
+    ver.add_argument("file")
+    ver.add_argument("--json", action="store_true", help="print the result as JSON")
+    ver.add_argument("--store", help="the record store to look watermark keys up in (default: $AIGC_RECORD_STORE "
+                     "or ~/.local/share/aigc/records)")
+
+    cred = sub.add_parser("credentials", help="C2PA signing credentials")
+    cred_sub = cred.add_subparsers(dest="action", required=True, metavar="ACTION")
+    init = cred_sub.add_parser("init", help="make a self-signed development key and certificate (not trusted by "
+                               "C2PA readers: for trying signing out)")
+    init.add_argument("folder")
+    init.add_argument("--name", default="aigc development signer", help="the certificate's common name")
+    init.add_argument("--days", type=int, default=365, help="validity in days (default 365)")
+    init.add_argument("--force", action="store_true", help="replace credentials already in the folder")
 
     sub.add_parser("backends", help="list registered backends").add_argument(
         "--json", action="store_true")
@@ -202,6 +226,8 @@ def _params(args: argparse.Namespace) -> dict[str, Any]:
         params["stop"] = args.stop
     if args.greedy:
         params["do_sample"] = False
+    if args.watermark is not None:
+        params["watermark"] = args.watermark
     params.update(_key_values("--param", args.param, "strength=0.6"))
     return params
 
@@ -237,7 +263,7 @@ def _generate(args: argparse.Namespace) -> int:
         if args.loudness is not None:
             result = result.normalize(args.loudness)
     if args.output:
-        saved = result.save(args.output)
+        saved = result.save(args.output, credentials=args.credentials)
         for path in saved.all:
             print(path)
     elif isinstance(result, aigc.TextResult):
@@ -363,6 +389,26 @@ def _cpu_threads(threads: int | None, model: str | None, device: str) -> None:
     torch.set_num_threads(threads)
 
 
+def _verify(args: argparse.Namespace) -> int:
+    from aigc.provenance.store import RecordStore
+
+    report = aigc.verify(args.file, store=RecordStore(args.store) if args.store else None)
+    print(json.dumps(report.to_dict(), indent=2, ensure_ascii=False) if args.json else report)
+    found = report.metadata is not None or (report.c2pa is not None and report.c2pa.valid) or (
+        report.watermark is not None and report.watermark.present)
+    return 0 if found else 3
+
+
+def _credentials(args: argparse.Namespace) -> int:
+    from aigc.provenance.c2pa import init_credentials
+
+    init_credentials(args.folder, name=args.name, days=args.days, overwrite=args.force)
+    print(f"wrote {args.folder}/chain.pem, key.pem (keep it private) and ca.pem: a development signer under a "
+          "throw-away CA, which C2PA readers report as untrusted. Sign with: aigc generate ... --credentials "
+          f"{args.folder}, or result.save(path, credentials={args.folder!r})")
+    return 0
+
+
 def _replay(args: argparse.Namespace) -> int:
     if args.threads is not None or "OMP_NUM_THREADS" not in os.environ:
         recorded = args.model
@@ -442,7 +488,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from aigc.train.cli import run_train
 
     handlers = {"generate": _generate, "backends": _backends, "info": _info, "replay": _replay, "eval": run_eval,
-                "train": run_train, "serve": run_serve, "batch": _batch}
+                "train": run_train, "serve": run_serve, "batch": _batch, "verify": _verify,
+                "credentials": _credentials}
     try:
         return handlers[args.command](args)
     except AigcError as e:

@@ -39,6 +39,8 @@ MAX_SEED = 2**63 - 1
 #: logits divided by the value overflow in half precision, and sampling is greedy decoding in all but name.
 MIN_TEMPERATURE = 1e-2
 PENALTY_RANGE = (1e-2, 1e2)
+#: What ``ImageRequest.safety`` may be: keep and report, blank flagged images, or do not check.
+SAFETY_MODES = ("flag", "blank", "off")
 #: Frame rates a clip may have: a GIF stores frame times in 10 ms units (at most 655.35 s per frame).
 FPS_RANGE = (1e-2, 240.0)
 
@@ -107,6 +109,10 @@ class Request:
         num_outputs: samples per prompt. ``None`` means 1, or ``len(seed) / len(prompts)`` for a seed list.
         deterministic: run every sample on its own, so that sample *i* of a batch is bit-identical to a
             single run with its seed (slower than batching; batching is equal within a stated tolerance).
+        watermark: mark the output with aigc's invisible watermark, which carries a key to the output's record
+            (see ``docs/concepts/provenance.md``). ``None`` (the default) marks it where that is cheap and robust:
+            sampled text, images and video frames of at least 64 pixels a side, audio of at least 1 s;
+            ``True`` marks it wherever it fits at all (and raises where it cannot); ``False`` never.
     """
 
     modality: ClassVar[Modality]
@@ -115,6 +121,7 @@ class Request:
     seed: int | Sequence[int] | None = None
     num_outputs: int | None = None
     deterministic: bool = False
+    watermark: bool | None = None
 
     # -- construction ------------------------------------------------------------------------
     @classmethod
@@ -164,6 +171,9 @@ class Request:
                      "samples in one call")
         if not isinstance(self.deterministic, bool):
             raise InvalidRequest("deterministic", self.deterministic, "must be True or False", "pass a bool")
+        if self.watermark is not None and not isinstance(self.watermark, bool):
+            raise InvalidRequest("watermark", self.watermark, "must be True, False or None",
+                                 "pass watermark=False to turn it off, or leave it out")
         seed = self.seed
         if seed is None:
             pass
@@ -329,6 +339,9 @@ class TextRequest(Request):
         check_int("min_new_tokens", self.min_new_tokens, minimum=0)
         if not isinstance(self.do_sample, bool):
             raise InvalidRequest("do_sample", self.do_sample, "must be True or False", "pass a bool")
+        if self.watermark is True and not self.do_sample:
+            raise InvalidRequest("watermark", True, "greedy decoding (do_sample=False) draws nothing, so it cannot "
+                                 "carry the text watermark", "sample (do_sample=True), or leave watermark out")
         if self.do_sample:
             check_number("temperature", self.temperature, low=MIN_TEMPERATURE,
                          fix=f"pass a temperature >= {MIN_TEMPERATURE:g} (smaller values overflow the logits), or "
@@ -397,6 +410,9 @@ class ImageRequest(_VisualRequest):
             the average image for every seed); ``None`` is the model's default.
         mix_seed, mix_layer: GAN style mixing: layers ``mix_layer`` onwards take their style from the latent
             of ``mix_seed`` (the same for every sample).
+        safety: what to do with a pipeline's safety checker (Stable Diffusion's): ``"flag"`` (the default) keeps
+            every image and reports the checker's verdict in ``result.flags`` and the record; ``"blank"`` also
+            replaces flagged images with black ones (diffusers' behaviour); ``"off"`` does not run the checker.
 
     Example:
         >>> ImageRequest(prompt="a cat", width=512, height=512, seed=[1, 2]).total_samples
@@ -412,9 +428,13 @@ class ImageRequest(_VisualRequest):
     truncation: float | None = None
     mix_seed: int | None = None
     mix_layer: int | None = None
+    safety: str = "flag"
 
     def _check(self) -> None:
         super()._check()
+        if self.safety not in SAFETY_MODES:
+            raise InvalidRequest("safety", self.safety, "unknown safety mode",
+                                 'pass "flag" (keep images, report verdicts), "blank" or "off"')
         check_number("strength", self.strength, low=0.0, high=1.0, fix="pass strength in [0, 1]")
         _check_truncation(self.truncation)
         check_optional_int("mix_seed", self.mix_seed, minimum=0)

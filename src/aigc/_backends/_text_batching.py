@@ -47,7 +47,7 @@ import torch
 from aigc._types import TextRequest
 from aigc.errors import AigcError
 from aigc.sampling.decode import TextAssembler
-from aigc.sampling.sampler import SamplingParams, TokenSampler
+from aigc.sampling.sampler import SamplingParams, TokenSampler, text_watermark_on
 
 __all__ = ["ContinuousBatcher", "RowSink", "supports_continuous_batching"]
 
@@ -298,7 +298,8 @@ class ContinuousBatcher:
                 ids.append(row_ids)
                 # One sampler per row, primed with the row's own prompt (no padding), then joined: exactly the
                 # state the row has when it runs alone.
-                sampler = TokenSampler([params], [seed] if params.do_sample else None, eos_token_ids=self.eos)
+                sampler = TokenSampler([params], [seed] if params.do_sample else None, eos_token_ids=self.eos,
+                                       watermark=text_watermark_on(request))
                 samplers.append(sampler)
         if not rows:
             return None

@@ -18,6 +18,7 @@ import base64
 import io
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -254,7 +255,8 @@ def _write_audio(
 
 
 def save_audio(
-    waveform: np.ndarray[Any, Any], sample_rate: int, path: str | os.PathLike[str], record: str | None
+    waveform: np.ndarray[Any, Any], sample_rate: int, path: str | os.PathLike[str], record: str | None, *,
+    finish: Callable[[Path], None] | None = None,
 ) -> list[Path]:
     """Save a waveform atomically with its provenance record; the format follows the suffix.
 
@@ -263,6 +265,7 @@ def save_audio(
         sample_rate: samples per second.
         path: a ``.wav`` (32-bit float), ``.flac`` (16-bit) or ``.ogg`` (Vorbis) file name.
         record: the provenance record (JSON text), or ``None``.
+        finish: called with the written temporary file before it replaces ``path`` (C2PA signing).
 
     Returns:
         The paths written: the audio file, then its ``.json`` sidecar if the record needed one.
@@ -293,6 +296,8 @@ def save_audio(
         if pending.embedded and read_audio_record(pending.tmp) != record:
             logger.info("the record did not fit in %s's comment; moving it to a sidecar", path.name)
             pending.embedded = _write_audio(data, rate, pending.tmp, fmt, None, name=path)
+        if finish is not None:
+            finish(pending.tmp)
     return pending.written
 
 

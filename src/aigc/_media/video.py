@@ -35,6 +35,7 @@ import logging
 import math
 import os
 import re
+from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -377,7 +378,8 @@ def _write_file(
 
 
 def save_video(
-    frames: np.ndarray[Any, Any], fps: float, path: str | os.PathLike[str], record: str | None
+    frames: np.ndarray[Any, Any], fps: float, path: str | os.PathLike[str], record: str | None, *,
+    finish: Callable[[Path], None] | None = None,
 ) -> list[Path]:
     """Save a clip atomically with its provenance record; the format follows the suffix.
 
@@ -386,6 +388,7 @@ def save_video(
         fps: frames per second.
         path: ``.mp4``, ``.gif``, ``.webp``, or a name without a suffix for a folder of PNG frames.
         record: the provenance record (JSON text), or ``None``.
+        finish: called with the written temporary file before it replaces ``path`` (C2PA signing; not for folders).
 
     Returns:
         The paths written: the file and its ``.json`` sidecar if the record needed one; for a folder,
@@ -412,6 +415,8 @@ def save_video(
         if pending.embedded and read_video_record(pending.tmp) != record:
             logger.info("the record did not read back from %s; moving it to a sidecar", path.name)
             pending.embedded = _write_file(data, rate, kind, pending.tmp, None)
+        if finish is not None:
+            finish(pending.tmp)
     return pending.written
 
 

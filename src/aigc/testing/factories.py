@@ -112,11 +112,15 @@ def tiny_t5(path: str | os.PathLike[str], *, seed: int = 0) -> Path:
     return _save(T5ForConditionalGeneration, config, path, seed)
 
 
-def tiny_stable_diffusion(path: str | os.PathLike[str], *, seed: int = 0, sample_size: int = 16) -> Path:
+def tiny_stable_diffusion(path: str | os.PathLike[str], *, seed: int = 0, sample_size: int = 16,
+                          safety_checker: bool | None = None) -> Path:
     """A random Stable Diffusion pipeline (UNet, VAE, CLIP text encoder and tokenizer, DDIM), saved to ``path``.
 
     The UNet works on ``sample_size`` latents and the VAE has a scale factor of 2, so images are
     ``2 * sample_size`` pixels square (32x32 by default): fast on a CPU, the real code path throughout.
+    ``safety_checker``: ``None`` for none (the default); ``True`` adds a tiny random ``StableDiffusionSafetyChecker``
+    (and its CLIP image processor) whose thresholds flag every image, ``False`` one that flags none -- the real
+    checker code either way.
     """
     import string
 
@@ -148,11 +152,39 @@ def tiny_stable_diffusion(path: str | os.PathLike[str], *, seed: int = 0, sample
         ))
     scheduler = DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
                               clip_sample=False, set_alpha_to_one=False, steps_offset=1)
+    checker = extractor = None
+    if safety_checker is not None:
+        checker, extractor = _tiny_safety_checker(seed, flag_all=safety_checker)
     pipe = StableDiffusionPipeline(unet=unet, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer,
-                                   scheduler=scheduler, safety_checker=None, feature_extractor=None,
+                                   scheduler=scheduler, safety_checker=checker, feature_extractor=extractor,
                                    requires_safety_checker=False)
     pipe.save_pretrained(os.fspath(path))
     return Path(path)
+
+
+def _tiny_safety_checker(seed: int, *, flag_all: bool) -> tuple[Any, Any]:
+    """A random StableDiffusionSafetyChecker (a 2-layer CLIP vision tower) whose concept thresholds flag every
+    image (``flag_all``) or none: a cosine distance is in [-1, 1], the thresholds -2 or 2."""
+    import torch
+    from diffusers.pipelines.stable_diffusion.safety_checker import StableDiffusionSafetyChecker
+    from transformers import CLIPConfig, CLIPImageProcessor
+
+    config = CLIPConfig(
+        text_config={"hidden_size": 32, "intermediate_size": 37, "num_attention_heads": 4, "num_hidden_layers": 2,
+                     "vocab_size": 64, "max_position_embeddings": 16},
+        vision_config={"hidden_size": 32, "intermediate_size": 37, "num_attention_heads": 4, "num_hidden_layers": 2,
+                       "image_size": 32, "patch_size": 8},
+        projection_dim=16,
+    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed + 1)
+        checker = StableDiffusionSafetyChecker(config)
+    with torch.no_grad():
+        threshold = -2.0 if flag_all else 2.0
+        checker.concept_embeds_weights.fill_(threshold)
+        checker.special_care_embeds_weights.fill_(threshold)
+    extractor = CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
+    return checker, extractor
 
 
 _TINY_CLASSES = ("circle", "square", "cross")

@@ -162,7 +162,7 @@ class TransformersTextGenerator(TransformersGenerator[TextRequest, TextResult]):
     request_type = TextRequest
     supported_params = frozenset(
         {"max_new_tokens", "min_new_tokens", "do_sample", "temperature", "top_k", "top_p", "min_p",
-         "repetition_penalty", "stop"}
+         "repetition_penalty", "stop", "watermark"}  # watermark: make_sampler applies it
     )
     options_type = TextOptions
     builtin_models = frozenset(BUILTIN_MODELS)

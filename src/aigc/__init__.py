@@ -94,8 +94,9 @@ __all__ = [
 ]
 
 # Submodules that import torch load on first attribute access.
-    "provenance",
-    "ray",
+_LAZY_SUBMODULES = frozenset(
+    {"evaluate", "formats", "models", "provenance", "ray", "sampling", "serve", "testing", "train", "watermark"}
+)
 
 
 def __getattr__(name: str) -> Any:

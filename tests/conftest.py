@@ -97,7 +97,8 @@ def ray_local() -> Iterator[None]:
     import ray
     import ray.data
 
-    ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
+    if not ray.is_initialized():  # a docs page or an earlier test may have started it
+        ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
     ray.data.DataContext.get_current().enable_progress_bars = False
     yield
     ray.shutdown()

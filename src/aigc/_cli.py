@@ -226,7 +226,7 @@ def _params(args: argparse.Namespace) -> dict[str, Any]:
         params["stop"] = args.stop
     if args.greedy:
         params["do_sample"] = False
-    if args.watermark is not None:
+    if getattr(args, "watermark", None) is not None:  # generate's flag (aigc batch has none)
         params["watermark"] = args.watermark
     params.update(_key_values("--param", args.param, "strength=0.6"))
     return params

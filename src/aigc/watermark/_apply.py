@@ -77,47 +77,43 @@ def apply(result: Result, request: Request, record: Record) -> Result:
     from aigc.watermark import audio, image
 
     flag = request.watermark
-    marks: list[dict[str, Any] | None] = []
     if isinstance(result, TextResult):
         return result
+
+    def mark(samples: list[Any], method: str, check: Any, embed: Any) -> list[Any]:
+        """Each sample embedded with its key where ``check(sample)`` -> (fits, robust, what, fix) says so."""
+        out = []
+        for i, sample in enumerate(samples):
+            if _wanted(flag, *check(sample)):
+                key = sample_key_of(record, i)
+                out.append(embed(sample, key))
+                marks.append({"method": method, "key": key})
+            else:
+                out.append(sample)
+                marks.append(None)
+        return out
+
+    marks: list[dict[str, Any] | None] = []
+    side_fix = f"of at least {image.ROBUST_SIDE} pixels, or pass watermark=False"
     if isinstance(result, ImageResult):
-        images = list(result.images)
-        for i, im in enumerate(images):
-            side = min(im.size)
-            if _wanted(flag, side >= image.MIN_SIDE, side >= image.ROBUST_SIDE, f"a {im.width}x{im.height} image",
-                       f"generate at least {image.ROBUST_SIDE}x{image.ROBUST_SIDE}, or pass watermark=False"):
-                key = sample_key_of(record, i)
-                images[i] = image.embed(im, key)
-                marks.append({"method": image.METHOD, "key": key})
-            else:
-                marks.append(None)
-        result.images = images
+        result.images = mark(list(result.images), image.METHOD, lambda im: (
+            min(im.size) >= image.MIN_SIDE, min(im.size) >= image.ROBUST_SIDE, f"a {im.width}x{im.height} image",
+            f"generate images {side_fix}"), image.embed)
     elif isinstance(result, VideoResult):
-        videos = list(result.videos)
-        for i, clip in enumerate(videos):
-            side = min(clip.shape[1], clip.shape[2])
-            if _wanted(flag, side >= image.MIN_SIDE, side >= image.ROBUST_SIDE, f"{clip.shape[2]}x{clip.shape[1]} "
-                       "frames", f"generate frames of at least {image.ROBUST_SIDE} pixels, or pass watermark=False"):
-                key = sample_key_of(record, i)
-                videos[i] = image.embed_frames(clip, key)
-                marks.append({"method": image.METHOD, "key": key})
-            else:
-                marks.append(None)
-        result.videos = videos
+        result.videos = mark(list(result.videos), image.METHOD, lambda clip: (
+            min(clip.shape[1:3]) >= image.MIN_SIDE, min(clip.shape[1:3]) >= image.ROBUST_SIDE,
+            f"{clip.shape[2]}x{clip.shape[1]} frames", f"generate frames {side_fix}"), image.embed_frames)
     elif isinstance(result, AudioResult):
-        waves = list(result.waveforms)
         rate = result.sample_rate
-        for i, wave in enumerate(waves):
+
+        def audio_check(wave: Any) -> tuple[bool, bool, str, str]:
             seconds = wave.shape[-1] / rate
             fits = seconds >= audio.MIN_S and rate >= 2 * 3400
-            if _wanted(flag, fits, fits and seconds >= audio.ROBUST_S, f"a {seconds:.2f} s clip at {rate} Hz",
-                       f"generate at least {audio.ROBUST_S:g} s (at 8 kHz or more), or pass watermark=False"):
-                key = sample_key_of(record, i)
-                waves[i] = audio.embed(wave, rate, key)
-                marks.append({"method": audio.METHOD, "key": key})
-            else:
-                marks.append(None)
-        result.waveforms = waves
+            return (fits, fits and seconds >= audio.ROBUST_S, f"a {seconds:.2f} s clip at {rate} Hz",
+                    f"generate at least {audio.ROBUST_S:g} s (at 8 kHz or more), or pass watermark=False")
+
+        result.waveforms = mark(list(result.waveforms), audio.METHOD, audio_check,
+                                lambda wave, key: audio.embed(wave, rate, key))
     if any(m is not None for m in marks):
         import dataclasses
 

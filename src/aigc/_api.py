@@ -472,7 +472,8 @@ def _replay_options(path: str | os.PathLike[str], record: Record, cls: type[Gene
         if name in _NOT_OPTIONS:
             raise ProvenanceError(f"{path}: malformed record: its options set {name}={value!r}, which a record keeps "
                                   f"in a field of its own")
-        if name not in UNSAFE_LOAD_ARGS and name not in cls.load_options:
+        recorded_hub = cls.hub_models and name in RECORDED_HUB_ARGS  # e.g. variant: which weights made it
+        if name not in UNSAFE_LOAD_ARGS and name not in cls.load_options and not recorded_hub:
             raise ProvenanceError(f"{path}: the record's options name {name!r}, which the {cls.backend_name} "
                                   f"{cls.modality} backend does not take")
         if name in unsafe and name not in given and name not in options:

@@ -297,3 +297,25 @@ def test_bert2bert_ids_follow_the_convention_where_the_config_names_none(b2b_dir
     with pytest.raises(InvalidRequest, match="max_new_tokens <= 64") as e:
         gen.generate("今天天气真好", max_new_tokens=65)
     assert e.value.field == "max_new_tokens"
+
+
+def test_the_command_line_lists_the_fills(bert_dir: Path, pipe: transformers.Pipeline,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    from aigc._cli import main
+
+    assert main(["generate", "text", PROMPT, "--model", str(bert_dir), "--device", "cpu", "--num-fills", "3"]) == 0
+    expected = pipe(PROMPT, top_k=3)
+    assert capsys.readouterr().out.splitlines() == [
+        f"{e['score']:.4f}\t{PROMPT.replace('[MASK]', _piece(pipe, e['token']))}" for e in expected]
+
+
+@pytest.mark.slow
+def test_the_example_runs(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    script = Path(__file__).resolve().parents[1] / "examples" / "bert_fill_mask.py"
+    done = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "sample 2 alone gives the same fill: True" in done.stdout and "replayed: True" in done.stdout
+    assert done.stdout.count("今天天气真") == 5 + 4

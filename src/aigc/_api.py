@@ -306,8 +306,8 @@ def generate(
 
 
 def wrap(obj: Any, tokenizer: Any = None, *, modality: Modality | None = None) -> Generator[Any, Any]:
-    """Make a :class:`~aigc.Generator` of a model object you already have: a transformers causal or seq2seq
-    language model (with its tokenizer), or a diffusers pipeline (text-to-image, audio, video).
+    """Make a :class:`~aigc.Generator` of a model object you already have: a transformers causal, seq2seq or
+    masked language model (with its tokenizer), or a diffusers pipeline (text-to-image, audio, video).
 
     The object is used as it is (its device and dtype; nothing is copied or moved) and is not put in
     ``aigc.cache``. Results get aigc's seeds, events, saving and records; a record names the object's

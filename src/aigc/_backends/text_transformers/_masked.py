@@ -144,8 +144,9 @@ class TransformersMaskedLMGenerator(TransformersTextGenerator):
         check_has_mask(prompt, self.mask_token, field=field)
         text = prompt.replace(MASK, self.mask_token) if self.mask_token != MASK else prompt
         ids = [int(i) for i in self.tokenizer(text)["input_ids"]]
-        if self.mask_id not in ids:  # the tokenizer did not keep the mask token whole
-            check_has_mask("", self.mask_token, field=field)
+        if self.mask_id not in ids:  # the tokenizer did not read the mask as its token (e.g. glued to a word)
+            raise InvalidRequest(field, prompt, f"the tokenizer does not read a {MASK} in it as its mask token",
+                                 f"write {MASK} as a word of its own, e.g. '今天天气真{MASK}。'")
         if self.max_positions is not None and len(ids) > self.max_positions:
             raise InvalidRequest(field, f"<{len(ids)} tokens>", f"the model reads at most {self.max_positions} "
                                  "tokens", "pass a shorter prompt")
@@ -163,8 +164,9 @@ class TransformersMaskedLMGenerator(TransformersTextGenerator):
                                  "listed is num_fills", f"pass num_fills={request.top_k}")
         if request.num_fills is not None:
             if 1 not in masks:
-                raise InvalidRequest("num_fills", request.num_fills, f"lists the fills of a prompt's one mask, and "
-                                     f"the prompt has {masks[0]}", "write one mask, or leave num_fills out")
+                counts = ", ".join(str(m) for m in sorted(set(masks)))
+                raise InvalidRequest("num_fills", request.num_fills, f"lists the fills of a prompt with one mask, and "
+                                     f"the prompts have {counts}", "write one mask, or leave num_fills out")
             if request.num_fills > self.vocab_size:
                 raise InvalidRequest("num_fills", request.num_fills, f"the model knows {self.vocab_size} tokens",
                                      f"pass num_fills <= {self.vocab_size}")

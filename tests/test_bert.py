@@ -16,7 +16,7 @@ import torch
 import transformers
 
 import aigc
-from aigc.errors import InvalidRequest
+from aigc.errors import InvalidRequest, UnsafeModelFile
 from aigc.sampling import draws
 from aigc.testing import check_generator, tiny_bert, tiny_bert2bert, tiny_wordpiece_tokenizer
 
@@ -227,6 +227,19 @@ def test_causal_models_refuse_num_fills(gpt2_dir: Path) -> None:
     with pytest.raises(InvalidRequest) as e:
         aigc.load("text", gpt2_dir, device="cpu").generate("Hi", num_fills=3, max_new_tokens=2)
     assert e.value.field == "num_fills"
+
+
+@pytest.mark.parametrize("which", ["bert", "bert2bert"])
+def test_pickle_only_weights_are_refused(which: str, bert_dir: Path, b2b_dir: Path, tmp_path: Path) -> None:
+    source = bert_dir if which == "bert" else b2b_dir
+    folder = tmp_path / which
+    shutil.copytree(source, folder)
+    from safetensors.torch import load_file
+
+    torch.save(load_file(folder / "model.safetensors"), folder / "pytorch_model.bin")
+    (folder / "model.safetensors").unlink()
+    with pytest.raises(UnsafeModelFile, match="allow_pickle=True"):
+        aigc.load("text", folder, device="cpu")
 
 
 # -- records, saving and replay -----------------------------------------------------------------------

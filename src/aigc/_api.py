@@ -337,8 +337,8 @@ def wrap(obj: Any, tokenizer: Any = None, *, modality: Modality | None = None) -
             if cls.wraps(obj):
                 return cls.wrap(obj, tokenizer=tokenizer)
     raise InvalidRequest("obj", f"<{type(obj).__module__}.{type(obj).__name__}>", "no backend can wrap this object",
-                         "pass a transformers causal or seq2seq language model (with tokenizer=), or a diffusers "
-                         "text-to-image, audio or video pipeline; or load a folder with aigc.load")
+                         "pass a transformers causal, seq2seq or masked language model (with tokenizer=), or a "
+                         "diffusers text-to-image, audio or video pipeline; or load a folder with aigc.load")
 
 
 def precheck(modality: Modality, model: str | os.PathLike[str] | None, request: Any, *,

@@ -1,4 +1,4 @@
-"""Text backend ``transformers``: causal and seq2seq language models, decoded by aigc's own seeded loop.
+"""Text backend ``transformers``: causal, seq2seq and masked language models, sampled by aigc's own seeded loops.
 
 The model runs through transformers (``AutoModelForCausalLM`` / ``AutoModelForSeq2SeqLM``, BERT2BERT's
 ``EncoderDecoderModel`` among them) with its KV cache; token choice, seeds, stop sequences and streaming are
@@ -154,7 +154,9 @@ class TransformersTextGenerator(TransformersGenerator[TextRequest, TextResult]):
     """Causal and seq2seq language models through ``transformers``.
 
     Loads any local directory or hub id that ``AutoModelForCausalLM`` or ``AutoModelForSeq2SeqLM`` loads,
-    with safetensors only unless ``allow_pickle=True`` and ``trust_remote_code=False`` unless given.
+    with safetensors only unless ``allow_pickle=True`` and ``trust_remote_code=False`` unless given. For a masked
+    LM (``AutoModelForMaskedLM``), :meth:`load` and :meth:`wrap` return its subclass
+    :class:`~aigc._backends.text_transformers._masked.TransformersMaskedLMGenerator`.
 
     Example:
         >>> gen = aigc.load("text", "path/to/gpt2-dir")  # doctest: +SKIP

@@ -150,9 +150,12 @@ def test_seeded_sampling_is_reproducible_and_batch_invariant(
     for i in (0, 4):
         alone = bert.generate(TWO_MASKS, do_sample=True, seed=11 + i)
         assert (alone.texts[0], alone.token_ids[0]) == (batch.texts[i], batch.token_ids[i])
-    mixed = bert.generate(["the quick brown [MASK] jumps over the [MASK] dog.", TWO_MASKS], do_sample=True,
-                          seed=[5, 13])  # another prompt (longer, padded with it) beside it
+    three = "[MASK] quick brown [MASK] jumps over the [MASK] dog."
+    mixed = bert.generate([three, TWO_MASKS, PROMPT], do_sample=True, seed=[5, 13, 6])  # 3, 2 and 1 masks, padded
     assert mixed.token_ids[1] == batch.token_ids[2]
+    assert [len(t) for t in mixed.token_ids] == [3, 2, 1]
+    assert mixed.token_ids[0] == bert.generate(three, do_sample=True, seed=5).token_ids[0]
+    assert mixed.token_ids[2] == bert.generate(PROMPT, do_sample=True, seed=6).token_ids[0]
     det = bert.generate(TWO_MASKS, do_sample=True, seed=11, num_outputs=6, deterministic=True)
     assert det.token_ids == batch.token_ids
     # each score is the model's probability of that fill, whatever drew it

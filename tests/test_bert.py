@@ -195,7 +195,7 @@ def test_masked_sampling_passes_the_contract_suite(bert: aigc.Generator[aigc.Tex
     ({"repetition_penalty": 1.2}, "repetition_penalty", "in place"),
     ({"watermark": True, "do_sample": True}, "watermark", "watermark"),
     ({"num_fills": 3, "do_sample": True}, "num_fills", "do_sample=False"),
-    ({"prompt": TWO_MASKS, "num_fills": 3}, "num_fills", "has 2"),
+    ({"prompt": TWO_MASKS, "num_fills": 3}, "num_fills", "prompts have 2"),
     ({"num_fills": 200}, "num_fills", "num_fills <= "),  # the vocabulary has 159 tokens
     ({"top_k": 3}, "top_k", "num_fills=3"),
 ])

@@ -16,7 +16,7 @@ import torch
 import transformers
 
 import aigc
-from aigc.errors import InvalidRequest, UnsafeModelFile
+from aigc.errors import GenerationCancelled, InvalidRequest, UnsafeModelFile
 from aigc.sampling import draws
 from aigc.testing import check_generator, tiny_bert, tiny_bert2bert, tiny_wordpiece_tokenizer
 
@@ -224,6 +224,20 @@ def test_streaming_a_masked_lm_is_a_typed_error(bert: aigc.Generator[aigc.TextRe
         list(bert.stream(PROMPT))
     assert e.value.field == "stream"
     assert bert.continuous_batcher() is None  # type: ignore[attr-defined]  # served one request at a time
+
+
+def test_progress_events_and_cancellation(bert: aigc.Generator[aigc.TextRequest, aigc.TextResult]) -> None:
+    seen: list[tuple[str, int, int | None]] = []
+    bert.generate(TWO_MASKS, do_sample=True, seed=1, on_event=lambda e: seen.append((e.kind, e.step, e.total)))
+    assert seen == [("start", 0, 2), ("step", 1, 2), ("step", 2, 2), ("end", 2, 2)]  # one step per mask
+
+    def cancel(event: aigc.Event) -> None:
+        if event.kind == "step":
+            event.cancel()
+
+    with pytest.raises(GenerationCancelled, match="after 1 of 2 fill steps"):
+        bert.generate(TWO_MASKS, do_sample=True, seed=1, on_event=cancel)
+    assert bert.generate(PROMPT).texts  # still usable
 
 
 def test_causal_models_refuse_num_fills(gpt2_dir: Path) -> None:

@@ -119,7 +119,7 @@ def test_bradley_terry_bootstrap_is_seeded_and_covers_the_fit() -> None:
     assert a == b and a != c
     wins = [[0, 6, 4], [2, 0, 5], [1, 3, 0]]
     fit, _ = human.bradley_terry(wins)
-    for (lo, hi), s in zip(a, fit):
+    for (lo, hi), s in zip(a, fit, strict=True):
         assert lo < s < hi
 
 
@@ -188,9 +188,9 @@ def test_bad_folders_get_typed_errors(image_systems: list[Path], tmp_path: Path)
 
 def test_cli_errors_name_the_argument(image_systems: list[Path], tmp_path: Path,
                                       capsys: pytest.CaptureFixture[str]) -> None:
-    from aigc._cli import main
-
     import socket
+
+    from aigc._cli import main
 
     taken = socket.socket()
     taken.bind(("127.0.0.1", 0))
@@ -479,10 +479,8 @@ def test_browser_votes_with_the_keyboard(browser: Any, image_systems: list[Path]
         _log_in(browser, url, "bob")
         for n in range(12):
             shown = study.shown("bob", study.order("bob")[n])
-            if "vae" in (shown.left, shown.right):
-                choice = "both_bad"
-            else:
-                choice = "left" if shown.left == "gan" else "right"
+            gan_side = "left" if shown.left == "gan" else "right"
+            choice = "both_bad" if "vae" in (shown.left, shown.right) else gan_side
             _press(browser, keys[choice], n + 1)
             pressed.append((study.order("bob")[n], choice))
         assert browser.execute_script("return document.title") == "aigc human evaluation"

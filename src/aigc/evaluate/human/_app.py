@@ -42,7 +42,7 @@ _MEDIA_TYPES = {".flac": "audio/flac", ".wav": "audio/wav", ".ogg": "audio/ogg",
 
 
 def _static(name: str) -> str:
-    return resources.files("aigc.evaluate.human").joinpath("static", name).read_text(encoding="utf-8")
+    return resources.files("aigc.evaluate.human").joinpath("static").joinpath(name).read_text(encoding="utf-8")
 
 
 def build_app(study: Study, *, host: str = "127.0.0.1") -> Any:

@@ -167,8 +167,8 @@ def _report(question: str, votes: list[Vote], systems: list[str], *, resamples: 
     regularised = False
     if len(systems) >= 3 and decisive:
         wins = [[0] * len(systems) for _ in systems]
-        for w, l in decisive:
-            wins[w][l] += 1
+        for i_won, i_lost in decisive:
+            wins[i_won][i_lost] += 1
         try:
             bt, regularised = bradley_terry(wins)
             bt_ci = bradley_terry_bootstrap(decisive, len(systems), resamples=resamples, seed=seed)

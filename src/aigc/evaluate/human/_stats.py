@@ -69,7 +69,7 @@ def _fit(wins: list[list[float]], *, max_iter: int = 10_000, tol: float = 1e-10)
             new.append(won[i] / denom if denom > 0 else p[i])
         g = math.exp(sum(math.log(x) for x in new) / k)  # geometric mean 1: the scale is not identified
         new = [x / g for x in new]
-        change = max(abs(math.log(a) - math.log(b)) for a, b in zip(new, p))
+        change = max(abs(math.log(a) - math.log(b)) for a, b in zip(new, p, strict=True))
         p = new
         if change < tol:
             break
@@ -162,7 +162,7 @@ def cohen_kappa(first: Sequence[str], second: Sequence[str]) -> float:
         raise InvalidRequest("second", len(second), f"needs as many labels as first ({len(first)}), at least one",
                              "pass both raters' labels of the same items, in the same order")
     n = len(first)
-    observed = sum(a == b for a, b in zip(first, second)) / n
+    observed = sum(a == b for a, b in zip(first, second, strict=True)) / n
     labels = set(first) | set(second)
     expected = sum((first.count(c) / n) * (second.count(c) / n) for c in labels)
     if expected == 1:

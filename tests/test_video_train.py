@@ -62,7 +62,7 @@ def test_sprites_classes_and_classifier() -> None:
     raw = torch.zeros(3, 28, 28, dtype=torch.uint8)
     raw[:, 10:18, 10:18] = 255
     sprites = make_sprites(raw.numpy())
-    assert sprites.shape == (3, 16, 16) and 0 <= float(sprites.min()) and float(sprites.max()) == 1.0
+    assert sprites.shape == (3, 16, 16) and float(sprites.min()) >= 0 and float(sprites.max()) == 1.0
     assert [c["name"] for c in digit_classes()][:2] == ["digit 0", "digit 1"]
     state = torch.get_rng_state()
     a = train_frame_classifier(*_digits(size=16), steps=2, seed=3)
@@ -97,7 +97,8 @@ def test_resume_equals_an_uninterrupted_run(tmp_path: Path) -> None:
     assert not (tmp_path / "cut" / "model.safetensors").exists()
     resumed = _train(tmp_path / "cut", guidance=1.0, checkpoint_every=3, resume=True)
     assert resumed.resumed_from == 3 and resumed.train_losses == full.train_losses
-    assert (tmp_path / "cut" / "model.safetensors").read_bytes() == (tmp_path / "full" / "model.safetensors").read_bytes()
+    weights = [(tmp_path / run / "model.safetensors").read_bytes() for run in ("cut", "full")]
+    assert weights[0] == weights[1]
 
 
 def test_export_loads_through_the_sprites_backend(tmp_path: Path) -> None:

@@ -67,7 +67,9 @@ def test_shapes_of_generators_discriminator_and_pool() -> None:
     rgb = CycleGANConfig(resolution=32, channels=3, ngf=4, n_blocks=2, ndf=4)
     assert CycleGANGenerators(rgb).translate(torch.zeros(2, 3, 32, 32), "b2a").shape == (2, 3, 32, 32)
     assert PatchDiscriminator(rgb)(torch.zeros(2, 3, 32, 32)).shape == (2, 1, 6, 6)
-    for bad in ({"resolution": 12}, {"resolution": 8}, {"ngf": 0}, {"n_blocks": True}):
+    skip = ResnetGenerator(CycleGANConfig(resolution=16, ngf=4, n_blocks=1, input_skip=True))
+    assert g.skip is None and skip.skip is not None and skip(x).shape == (3, 1, 16, 16)
+    for bad in ({"resolution": 12}, {"resolution": 8}, {"ngf": 0}, {"n_blocks": True}, {"input_skip": 1}):
         with pytest.raises(InvalidRequest, match="config"):
             CycleGANConfig(**bad)  # type: ignore[arg-type]
     with pytest.raises(InvalidRequest, match="direction"):
@@ -132,6 +134,7 @@ class _Stop(Exception):
     pass
 
 
+@pytest.mark.slow
 def test_resume_continues_exactly(tmp_path: Path) -> None:
     from aigc.train import train_cyclegan
 
@@ -164,6 +167,7 @@ def test_recipe_refuses_bad_arguments_before_training(tmp_path: Path) -> None:
         ({"phrases": {"y": ["x"]}}, "phrases"),  # a phrase naming both domains
         ({"lambda_cycle": 0.0}, "lambda_cycle"),
         ({"pool_size": -1}, "pool_size"),
+        ({"lambda_self": -1.0}, "lambda_self"),
         ({"ema_decay": 1.0}, "ema_decay"),
         ({"export_dtype": "int8"}, "export_dtype"),
         ({"weight_decay": 0.1}, "weight_decay"),
@@ -299,16 +303,21 @@ def _classify(img: Image.Image) -> int:
         return int(clf(clf.preprocess([img])).argmax())
 
 
-def test_shipped_model_turns_a_sneaker_into_a_boot_and_back() -> None:
-    sneaker, boot = Image.open(DATA / "sneaker.png"), Image.open(DATA / "ankle_boot.png")
-    assert (_classify(sneaker), _classify(boot)) == (7, 9)  # the judge: sneaker = 7, ankle boot = 9
+def test_shipped_model_turns_sneakers_into_boots_and_back() -> None:
+    # tests/data/shoes.png: the first 8 Fashion-MNIST test sneakers (top row) and ankle boots (bottom row) that the
+    # judge labels right (it misses 3.7% of real ones), padded to 32x32
+    grid = Image.open(DATA / "shoes.png")
+    shoes = [[grid.crop((32 * c, 32 * r, 32 * c + 32, 32 * r + 32)) for c in range(8)] for r in range(2)]
+    assert [_classify(s) for s in shoes[0]] == [7] * 8 and [_classify(b) for b in shoes[1]] == [9] * 8  # the judge
     gen = aigc.load("image", "default", backend="cyclegan")
     assert [d.name for d in gen.cyclegan.domains] == ["sneaker", "ankle boot"]
-    to_boot = gen.generate("an ankle boot", init_image=sneaker).images[0]
-    to_sneaker = gen.generate("a sneaker", init_image=boot).images[0]
-    assert (_classify(to_boot), _classify(to_sneaker)) == (9, 7)
-    cycled = gen.generate("a sneaker", init_image=to_boot).images[0]
-    assert np.abs(_pixels(cycled) - _pixels(sneaker)).mean() < np.abs(_pixels(to_boot) - _pixels(sneaker)).mean()
+    for row, prompt, back, target in ((0, "an ankle boot", "a sneaker", 9), (1, "a sneaker", "an ankle boot", 7)):
+        moved = [gen.generate(prompt, init_image=img).images[0] for img in shoes[row]]
+        assert sum(_classify(m) == target for m in moved) >= 6  # the model card: 98.8% and 89.6% on 1,000 each
+        cycle = [np.abs(_pixels(gen.generate(back, init_image=m).images[0]) - _pixels(img)).mean()
+                 for img, m in zip(shoes[row], moved, strict=True)]
+        change = [np.abs(_pixels(m) - _pixels(img)).mean() for img, m in zip(shoes[row], moved, strict=True)]
+        assert np.mean(cycle) <= 12.75 < np.mean(change), (cycle, change)  # the card's cycle gate (0-255 scale)
     card = (Path(aigc.__file__).parent / "assets" / "cyclegan_default" / "MODEL_CARD.md").read_text()
     assert "target accuracy" in card.lower()
 

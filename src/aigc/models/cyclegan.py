@@ -74,8 +74,9 @@ class CycleGANConfig(ConfigDict):
         ndf: discriminator width of the first layer.
         d_layers: stride-2 layers of the discriminator (the paper's 70x70 PatchGAN has 3).
         input_skip: add the input, times a learned scalar (1 at the start), to the generator's output before the
-            tanh, so a generator starts near the identity and only has to learn what changes (the paper has no
-            such skip; it keeps the translation of a small model close to its own input).
+            tanh, so a generator starts near the identity and only has to learn what changes (default False, as
+            the paper; with strong identity and self-regularisation losses a generator may then never leave the
+            identity).
 
     Example:
         >>> CycleGANConfig(resolution=32, ngf=16, n_blocks=4).bottom
@@ -89,7 +90,7 @@ class CycleGANConfig(ConfigDict):
     n_blocks: int = 4
     ndf: int = 32
     d_layers: int = 2
-    input_skip: bool = True
+    input_skip: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.input_skip, bool):

@@ -5,7 +5,8 @@
 1. sneakers from the embedded GAN, saved as files, translated into ankle boots and back (a grid: inputs, boots,
    cycled back), and one of them replayed from its provenance record;
 2. a latent-walk video of sneakers translated into boots, frame by frame, with and without shared normalisation
-   statistics across the frames (``temporal``), and how much each flickers.
+   statistics across the frames (``temporal``), and the mean change between consecutive frames of each (which
+   mixes the walk's own motion with flicker; ``docs/style_transfer.md`` measures flicker alone).
 """
 
 from __future__ import annotations

@@ -20,6 +20,7 @@ from aigc._options import BackendOptions
 from aigc._registry import BackendInfo, backends, register_backend
 from aigc._results import (
     AudioResult,
+    Fill,
     FinishReason,
     ImageResult,
     Record,
@@ -54,6 +55,7 @@ __all__ = [
     "BackendOptions",
     "Event",
     "EventEmitter",
+    "Fill",
     "FinishReason",
     "Generator",
     "GeneratorInfo",

@@ -85,6 +85,7 @@ _PARAM_FLAGS: list[tuple[str, str, Any, str]] = [
     ("--top-p", "top_p", float, "text: nucleus sampling mass"),
     ("--min-p", "min_p", float, "text: min-p sampling threshold"),
     ("--repetition-penalty", "repetition_penalty", float, "text: > 1 discourages repeats"),
+    ("--num-fills", "num_fills", int, "text: masked LMs (BERT), the best fills of the [MASK] to list (default 5)"),
     ("--steps", "steps", int, "image/audio/video: denoising steps"),
     ("--guidance", "guidance", float, "image/audio/video: guidance scale"),
     ("--width", "width", int, "image/video: width in pixels"),
@@ -253,6 +254,9 @@ def _generate(args: argparse.Namespace) -> int:
     precheck(args.modality, args.model, request, backend=args.backend)
     _cpu_threads(args.threads, args.model, args.device)
     gen = aigc.load(args.modality, args.model, backend=args.backend, device=args.device, dtype=args.dtype)
+    defaults = {k: v for k, v in gen.request_defaults.items() if k not in params}  # the model's, for flags left out
+    if defaults:
+        request = request.replace(**defaults)
     if args.stream:
         for piece in gen.stream(request):
             sys.stdout.write(piece)
@@ -273,7 +277,12 @@ def _generate(args: argparse.Namespace) -> int:
         for i, (seed, text) in enumerate(zip(result.seeds, result.texts, strict=True)):
             if len(result) > 1:
                 print(f"--- sample {i} (seed {seed}) ---")
-            print(text)
+            fills = result.fills[i] if result.fills else []
+            if fills:  # a masked LM's best fills, with their probabilities
+                for fill in fills:
+                    print(f"{fill.score:.4f}\t{fill.text}")
+            else:
+                print(text)
     return 0
 
 

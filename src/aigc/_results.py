@@ -20,7 +20,9 @@ if TYPE_CHECKING:
     import numpy as np
     from PIL import Image
 
-__all__ = ["AudioResult", "FinishReason", "ImageResult", "Record", "Result", "SavedPaths", "TextResult", "VideoResult"]
+__all__ = [
+    "AudioResult", "Fill", "FinishReason", "ImageResult", "Record", "Result", "SavedPaths", "TextResult", "VideoResult",
+]
 
 FinishReason = Literal["stop", "length", "cancelled"]
 
@@ -209,6 +211,28 @@ class Result:
         return result
 
 
+@dataclass(frozen=True)
+class Fill:
+    """One candidate for the mask of a masked language model's prompt (``TextResult.fills``).
+
+    Attributes:
+        text: the prompt with the mask replaced by this token.
+        token: the token as text (``tokenizer.decode([token_id])``, as the ``fill-mask`` pipeline's ``token_str``).
+        token_id: the token's id.
+        score: its probability under the model (softmax over the vocabulary at the mask).
+
+    Example:
+        >>> res = aigc.generate("text", "今天天气真[MASK]。", model=bert_dir, num_fills=3)  # doctest: +SKIP
+        >>> [(f.token, round(f.score, 3)) for f in res.fills[0]]  # doctest: +SKIP
+        [('好', 0.412), ('冷', 0.103), ('热', 0.087)]
+    """
+
+    text: str
+    token: str
+    token_id: int
+    score: float
+
+
 @dataclass(kw_only=True)
 class TextResult(Result):
     """Generated texts.
@@ -220,6 +244,11 @@ class TextResult(Result):
             or ``"cancelled"``.
         token_ids: the generated token ids of each sample.
         prompt_index: which prompt each sample continues.
+        scores: masked language models: per sample, the model's probability of its fill (the product over its
+            masks, each conditioned on the fills before it); empty for other models.
+        fills: masked language models without sampling: per sample, the ``num_fills`` most likely fills of the
+            prompt's one mask, most likely first (:class:`Fill`; ``texts[i]`` is ``fills[i][0].text``); empty
+            otherwise.
 
     Example:
         >>> res = gen.generate("Hello", seed=42, num_outputs=2)  # doctest: +SKIP
@@ -234,6 +263,8 @@ class TextResult(Result):
     finish_reasons: list[FinishReason] = field(default_factory=list)
     token_ids: list[list[int]] = field(default_factory=list)
     prompt_index: list[int] = field(default_factory=list)
+    scores: list[float] = field(default_factory=list)
+    fills: list[list[Fill]] = field(default_factory=list)
 
     @property
     def text(self) -> str:
@@ -272,17 +303,21 @@ class TextResult(Result):
                 with save_with_record(target, record) as pending:
                     pending.tmp.write_bytes(self.texts[i].encode("utf-8"))
                 return pending.written
-            for name in ("finish_reasons", "token_ids"):
+            for name in ("finish_reasons", "token_ids", "scores", "fills"):
                 value = getattr(self, name)
                 if value and (not isinstance(value, list) or len(value) != len(self.texts)):
                     raise InvalidRequest(name, value, "needs one entry per text, or none", f"pass {name}=[]")
-            doc = {
+            doc: dict[str, Any] = {
                 "text": self.texts[i],
                 "seed": self.seeds[i],
                 "finish_reason": self.finish_reasons[i] if self.finish_reasons else None,
                 "token_ids": self.token_ids[i] if self.token_ids else None,
-                "aigc": json.loads(record) if record else None,
             }
+            if self.scores:  # masked LMs only: other results keep the format they always had
+                doc["score"] = self.scores[i]
+            if self.fills:
+                doc["fills"] = [dataclasses.asdict(f) if isinstance(f, Fill) else f for f in self.fills[i]]
+            doc["aigc"] = json.loads(record) if record else None
             try:
                 text = json.dumps(doc, ensure_ascii=False, indent=2)
             except (TypeError, ValueError) as e:

@@ -291,6 +291,9 @@ class TextRequest(Request):
         min_p: drop tokens less likely than ``min_p`` times the most likely one (0: off).
         repetition_penalty: > 1 discourages tokens already in the prompt or the output (CTRL, eq. 1).
         stop: stop sequences; generation of a sample stops *before* the first one it produces.
+        num_fills: masked language models (BERT) without sampling: how many of the most likely fills of the
+            prompt's one mask each sample lists in ``TextResult.fills`` (``None``: 5, as transformers'
+            ``fill-mask`` pipeline). Other models take no such field.
 
     Example:
         >>> req = TextRequest(prompt="Once upon a time", max_new_tokens=20, seed=1, num_outputs=2)
@@ -310,6 +313,7 @@ class TextRequest(Request):
     min_p: float = 0.0
     repetition_penalty: float = 1.0
     stop: Sequence[str] = ()
+    num_fills: int | None = None
 
     def _check_prompt(self) -> None:
         prompt: Any = self.prompt
@@ -362,6 +366,9 @@ class TextRequest(Request):
         if not isinstance(stop, Sequence) or not all(isinstance(s, str) and s for s in stop):
             raise InvalidRequest("stop", self.stop, "must be a list of non-empty strings", 'pass stop=["\\n\\n"]')
         object.__setattr__(self, "stop", list(stop))
+        check_optional_int("num_fills", self.num_fills, minimum=1)
+        if self.num_fills is not None:
+            exceeded("num_fills", self.num_fills, self.num_fills, "max_samples", "fills listed per sample")
 
 
 @dataclass(frozen=True, kw_only=True)

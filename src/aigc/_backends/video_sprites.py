@@ -48,6 +48,8 @@ __all__ = ["SpriteVideoGenerator", "SpriteVideoModel", "load_sprite_video"]
 
 CONFIG_FILE = "config.json"
 BUILTIN_MODELS = {"default": "video_default"}  # built-in name -> folder under aigc/assets
+
+
 @dataclass(frozen=True, kw_only=True)
 class SpriteOptions(UpscaleOptions):
     """As :class:`UpscaleOptions`, 16 clips per network call by default."""

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import soundfile as sf
 
+from aigc._checks import check_ndarray
 from aigc._media.provenance import save_with_record
 from aigc.errors import InvalidRequest
 from aigc.limits import exceeded
@@ -44,29 +45,16 @@ def check_waveform(waveform: Any) -> np.ndarray[Any, Any]:
     Raises:
         InvalidRequest: not a 1-D or 2-D floating-point array of finite values with at least one sample.
     """
-    if not isinstance(waveform, np.ndarray):
-        raise InvalidRequest(
-            "waveform",
-            type(waveform).__name__,
-            "not a numpy array",
-            "pass a float32 array (channels, samples)",
-        )
+    check_ndarray("waveform", waveform, fix="pass a float32 array (channels, samples)")
+    assert isinstance(waveform, np.ndarray)
     if waveform.dtype.kind != "f":
-        raise InvalidRequest(
-            "waveform",
-            f"dtype {waveform.dtype}",
-            "audio must be floating point in [-1, 1]",
-            "convert it, e.g. pcm.astype(np.float32) / 32768 for int16 samples",
-        )
+        raise InvalidRequest("waveform", f"dtype {waveform.dtype}", "audio must be floating point in [-1, 1]",
+                             "convert it, e.g. pcm.astype(np.float32) / 32768 for int16 samples")
     if waveform.ndim == 1:
         waveform = waveform[None, :]
     if waveform.ndim != 2 or waveform.shape[1] == 0 or waveform.shape[0] == 0:
-        raise InvalidRequest(
-            "waveform",
-            f"shape {waveform.shape}",
-            "expected (samples,) or (channels, samples) with samples",
-            "pass a 1-D or 2-D array",
-        )
+        raise InvalidRequest("waveform", f"shape {waveform.shape}",
+                             "expected (samples,) or (channels, samples) with samples", "pass a 1-D or 2-D array")
     if waveform.shape[0] > max(_MAX_CHANNELS.values()):
         raise InvalidRequest(
             "waveform",

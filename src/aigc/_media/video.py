@@ -44,6 +44,7 @@ import numpy as np
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
+from aigc._checks import check_ndarray
 from aigc._media.atomic import atomic_directory
 from aigc._media.image import exif_record, exif_with_record
 from aigc._media.provenance import save_with_record
@@ -95,27 +96,15 @@ def check_frames(frames: Any) -> np.ndarray[Any, Any]:
     Raises:
         InvalidRequest: anything else.
     """
-    if not isinstance(frames, np.ndarray):
-        raise InvalidRequest(
-            "frames",
-            type(frames).__name__,
-            "not a numpy array",
-            "pass a uint8 array (frames, height, width, 3)",
-        )
+    check_ndarray("frames", frames, fix="pass a uint8 array (frames, height, width, 3)")
+    assert isinstance(frames, np.ndarray)
     if frames.dtype != np.uint8:
-        raise InvalidRequest(
-            "frames",
-            f"dtype {frames.dtype}",
-            "video frames must be uint8",
-            "convert floats in [0, 1] with (frames * 255).round().astype(np.uint8)",
-        )
+        raise InvalidRequest("frames", f"dtype {frames.dtype}", "video frames must be uint8",
+                             "convert floats in [0, 1] with (frames * 255).round().astype(np.uint8)")
     if frames.ndim != 4 or frames.shape[3] != 3 or min(frames.shape[:3]) == 0:
-        raise InvalidRequest(
-            "frames",
-            f"shape {frames.shape}",
-            "expected (frames, height, width, 3) with at least one frame",
-            "stack RGB frames along a new first axis",
-        )
+        raise InvalidRequest("frames", f"shape {frames.shape}",
+                             "expected (frames, height, width, 3) with at least one frame",
+                             "stack RGB frames along a new first axis")
     return np.ascontiguousarray(frames)
 
 

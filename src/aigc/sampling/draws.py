@@ -58,7 +58,8 @@ _M2 = 0x94D049BB133111EB
 
 #: Stream ids: one per use of randomness, so no use ever repeats another's numbers.
 PURPOSES: dict[str, int] = {
-    "tokens": 1,  # text token draws (one uniform per row and generated token; index = codebook for MusicGen)
+    "tokens": 1,  # text token draws (one uniform per row and generated token, or per masked-LM fill; index =
+    # codebook for MusicGen)
     "step-noise": 2,  # noise a diffusion scheduler adds at each denoising step
     "latents": 3,  # initial latents, where a backend draws them counter-based
     "prosody": 4,  # speaker/prosody variation in audio models

@@ -61,12 +61,13 @@ NASTY: list[Any] = [
 ]
 # Plausible values per request field: most calls should get deep into the code before something is wrong.
 GOOD: dict[str, list[Any]] = {
-    "prompt": ["an ankle boot", "a 3 moving left", "say seven", "Hi", ["a boot", "a bag"],
+    "prompt": ["an ankle boot", "a 3 moving left", "say seven", "Hi", ["a boot", "a bag"], "今天天气真[MASK]。",
+               ["[MASK][MASK] boot", "a [MASK]"],
                [{"role": "user", "content": "hi"}], "a photo of a " + "very " * 50 + "nice ankle boot"],
     "seed": [0, 1, 42, [1, 2], 2**63 - 2], "num_outputs": [None, 1, 2, 4, 5], "deterministic": [False, True],
     "max_new_tokens": [1, 4, 12, 13], "min_new_tokens": [0, 2, 50], "do_sample": [True, False],
     "temperature": [0.5, 1.0, 0.01, 5.0], "top_k": [None, 0, 5], "top_p": [0.9, 1.0, 0.01], "min_p": [0.0, 0.1, 1.0],
-    "repetition_penalty": [1.0, 1.3, 100.0, 0.01], "stop": [[], ["\n"], ["e"], "a"],
+    "repetition_penalty": [1.0, 1.3, 100.0, 0.01], "stop": [[], ["\n"], ["e"], "a"], "num_fills": [None, 1, 3, 200],
     "width": [None, 32, 64, 96, 33, 128], "height": [None, 32, 64, 96], "steps": [None, 1, 2, 3, 4],
     "guidance": [None, 0.0, 1.0, 3.0], "scheduler": [None, "ddim", "euler", "dpm", "bogus"],
     "negative_prompt": [None, "a bag"], "strength": [0.0, 0.5, 1.0], "init_image": [None, "@png"], "mask": [None],
@@ -77,7 +78,7 @@ GOOD: dict[str, list[Any]] = {
 }
 _FIELDS = {
     "text": ["max_new_tokens", "min_new_tokens", "do_sample", "temperature", "top_k", "top_p", "min_p",
-             "repetition_penalty", "stop"],
+             "repetition_penalty", "stop", "num_fills"],
     "image": ["negative_prompt", "width", "height", "steps", "guidance", "scheduler", "init_image", "strength",
               "mask", "truncation", "mix_seed", "mix_layer"],
     "audio": ["duration_s", "voice", "negative_prompt", "steps", "guidance"],
@@ -120,7 +121,7 @@ class FuzzEnv:
 
     Attributes:
         root: the working folder; every file a call writes goes under it.
-        models: name -> model directory (``"gpt2"``, ``"sd"``: tiny random models).
+        models: name -> model directory (``"gpt2"``, ``"sd"``, ``"bert"``: tiny random models).
         files: genuine saved outputs by kind (``"json"``, ``"txt"``, ``"png"``, ``"wav"``, ``"gif"``, ``"folder"``).
     """
 
@@ -132,11 +133,12 @@ class FuzzEnv:
     @classmethod
     def create(cls, root: str | os.PathLike[str]) -> FuzzEnv:
         """Build the tiny models and save one genuine output per modality (a few seconds on a CPU)."""
-        from aigc.testing import tiny_gpt2, tiny_stable_diffusion
+        from aigc.testing import tiny_bert, tiny_gpt2, tiny_stable_diffusion
 
         env = cls(Path(root))
         env.root.mkdir(parents=True, exist_ok=True)
-        env.models = {"gpt2": tiny_gpt2(env.root / "gpt2"), "sd": tiny_stable_diffusion(env.root / "sd")}
+        env.models = {"gpt2": tiny_gpt2(env.root / "gpt2"), "sd": tiny_stable_diffusion(env.root / "sd"),
+                      "bert": tiny_bert(env.root / "bert")}
         with aigc.limits.override(**FUZZ_LIMITS):
             text = aigc.load("text", env.models["gpt2"], device="cpu").generate("Hi", max_new_tokens=4, seed=1)
             image = aigc.generate("image", "an ankle boot", steps=2, seed=1, device="cpu")
@@ -177,7 +179,7 @@ def _params(rng: random.Random, modality: str) -> dict[str, Any]:
 def _model(rng: random.Random, modality: str) -> tuple[Any, Any]:
     """(model, backend) for a generate/load call: mostly the embedded ones and the tiny models."""
     choices: dict[str, list[tuple[Any, Any]]] = {
-        "text": [(None, None), ("@gpt2", None), ("default", None)],
+        "text": [(None, None), ("@gpt2", None), ("default", None), ("@bert", None)],
         "image": [(None, None), ("default", "gan"), ("default", "vae"), ("@sd", None)],
         "audio": [(None, None)],
         "video": [(None, None), ("default", "walk"), ("gan", "walk")],

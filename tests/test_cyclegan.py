@@ -18,6 +18,9 @@ from aigc.errors import InvalidRequest, ModelNotFound, ProvenanceError
 from aigc.formats import cyclegan as cyclegan_format
 from aigc.models import CycleGANConfig, CycleGANGenerators, ImagePool, PatchDiscriminator, ResnetGenerator
 
+# the networks are small: one torch thread is several times faster than two contending on a shared CPU
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 DATA = Path(__file__).parent / "data"
 TINY = CycleGANConfig(resolution=16, ngf=4, n_down=2, n_blocks=1, ndf=4, d_layers=2)
 
@@ -112,7 +115,6 @@ def test_image_pool_fills_then_swaps_from_its_generator() -> None:
 
 
 # -- the recipe --------------------------------------------------------------------------------------------
-@pytest.mark.slow
 def test_a_few_steps_reduce_the_cycle_loss_and_the_export_loads(tmp_path: Path) -> None:
     from aigc.train import train_cyclegan
 
@@ -134,7 +136,6 @@ class _Stop(Exception):
     pass
 
 
-@pytest.mark.slow
 def test_resume_continues_exactly(tmp_path: Path) -> None:
     from aigc.train import train_cyclegan
 

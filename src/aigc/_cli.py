@@ -101,6 +101,9 @@ _PARAM_FLAGS: list[tuple[str, str, Any, str]] = [
     ("--mix-layer", "mix_layer", int, "gan: first layer styled by the donor"),
     ("--keyframes", "keyframes", int, "walk: seeds the latent walk passes through"),
     ("--interpolation", "interpolation", str, "walk: z (spherical) or w (linear, GAN)"),
+    ("--init-image", "init_image", str, "image/video: an input image file (image-to-image; cyclegan translates it)"),
+    ("--init-video", "init_video", str, "video: an input clip (.mp4/.gif/.webp or a frame folder) that cyclegan "
+     "translates frame by frame"),
 ]
 
 

@@ -140,7 +140,7 @@ class Record:
         params = dict(self.request)
         for name, value in params.items():
             if isinstance(value, dict) and IN_MEMORY in value:
-                raise ProvenanceError(f"the record's {name} was an image passed in memory ({value[IN_MEMORY]}), "
+                raise ProvenanceError(f"the record's {name} was passed in memory ({value[IN_MEMORY]}), "
                                       f"which a record cannot hold. Fix: save it and pass {name}= the file's path")
         params = {k: v for k, v in params.items() if k in request_type.field_names()}
         # The watermark and the safety mode are output-defining: replay makes what the record says was made.

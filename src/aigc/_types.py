@@ -262,6 +262,10 @@ def _jsonable(value: Any) -> Any:
         return os.path.abspath(os.fspath(value))
     if hasattr(value, "getbbox") and hasattr(value, "mode"):  # a PIL image: record what it was, not its pixels
         return {IN_MEMORY: f"{value.mode} {value.width}x{value.height}"}
+    if hasattr(value, "shape") and hasattr(value, "dtype"):  # frames as an array: their shape, not their pixels
+        return {IN_MEMORY: f"array {tuple(value.shape)} {value.dtype}"}
+    if isinstance(value, (list, tuple)) and value and all(hasattr(v, "getbbox") for v in value):  # PIL frames
+        return {IN_MEMORY: f"{len(value)} images {value[0].mode} {value[0].width}x{value[0].height}"}
     if isinstance(value, Mapping):
         return {str(k): _jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
@@ -498,6 +502,9 @@ class VideoRequest(_VisualRequest):
         num_frames: frames per clip; ``None`` is the model's default.
         fps: frames per second of the result.
         init_image: a PIL image or path, for image-to-video.
+        init_video: an input clip, for video-to-video (``backend="cyclegan"``): a video file or frame folder
+            (``.mp4``, ``.gif``, ``.webp``, a folder of frames -- what ``VideoResult.save`` writes), a uint8 array
+            (frames, height, width) or (frames, height, width, 3), or a list of PIL images.
         scheduler: a scheduler's short name (``"ddim"``, ``"euler"``, ...), where the backend has several.
         keyframes: latent walks: how many seeds the walk passes through (``seed``, ``seed + 1``, ...).
         interpolation: latent walks: ``"z"`` (spherical, in the input latent) or ``"w"`` (linear, in a GAN's
@@ -515,6 +522,7 @@ class VideoRequest(_VisualRequest):
     num_frames: int | None = None
     fps: float | None = None
     init_image: Any = None
+    init_video: Any = None
     keyframes: int | None = None
     interpolation: str | None = None
     truncation: float | None = None
@@ -532,9 +540,40 @@ class VideoRequest(_VisualRequest):
                                  'pass "z" (spherical in z) or "w" (linear in w)')
         _check_truncation(self.truncation)
         check_image_path(self, "init_image")
+        _check_init_video(self)
         if self.fps is not None:
             check_number("fps", self.fps, low=FPS_RANGE[0], high=FPS_RANGE[1],
                          fix=f"pass fps between {FPS_RANGE[0]:g} and {FPS_RANGE[1]:g}, e.g. fps=8")
+
+
+def _check_init_video(request: VideoRequest) -> None:
+    """``init_video`` is a path that exists (stored absolute, so a record can replay it), frames as a uint8 array
+    (T, H, W) / (T, H, W, 3), or a non-empty list of PIL images; at most ``max_frames`` frames where countable."""
+    value = request.init_video
+    if value is None:
+        return
+    if isinstance(value, (str, os.PathLike)):
+        path = os.path.abspath(os.path.expanduser(os.fspath(value)))
+        if not os.path.exists(path):
+            raise InvalidRequest("init_video", os.fspath(value), "no such video file or frame folder",
+                                 "pass an existing .mp4/.gif/.webp file or a folder of frames")
+        object.__setattr__(request, "init_video", path)
+        return
+    shape = getattr(value, "shape", None)
+    if shape is not None and hasattr(value, "dtype"):
+        if str(value.dtype) != "uint8" or len(shape) not in (3, 4) or (len(shape) == 4 and shape[3] != 3) \
+                or 0 in tuple(shape):
+            raise InvalidRequest("init_video", f"array {tuple(shape)} {value.dtype}",
+                                 "frames must be a uint8 array (T, H, W) or (T, H, W, 3) with at least one frame",
+                                 "stack 8-bit frames along a new first axis")
+        count = int(shape[0])
+    elif isinstance(value, (list, tuple)) and value and all(hasattr(v, "getbbox") and hasattr(v, "mode")
+                                                             for v in value):
+        count = len(value)
+    else:
+        raise InvalidRequest("init_video", type(value).__name__, "must be a video path, a uint8 frame array or a "
+                             "list of PIL images", "pass init_video='clip.mp4'")
+    exceeded("init_video", f"<{count} frames>", count, "max_frames", "frames per clip")
 
 
 def _friendly_init(cls: type[R]) -> type[R]:

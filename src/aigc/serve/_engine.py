@@ -34,20 +34,13 @@ from aigc._types import Request
 from aigc.errors import GenerationCancelled, InvalidRequest
 from aigc.serve._errors import APIError
 from aigc.serve._jobs import (
-    Cancelled,
-    Done,
-    Failed,
     Finished,
     Job,
-    JobEvent,
-    Piece,
-    Progress,
     batched_events,
 )
 from aigc.serve._metrics import Metrics
 
-__all__ = ["Cancelled", "Done", "Failed", "Finished", "Job", "JobEvent", "MediaWorker", "Piece", "Progress",
-           "TextWorker", "Worker", "batch_key", "make_worker"]
+__all__ = ["MediaWorker", "TextWorker", "Worker", "batch_key", "make_worker"]
 
 logger = logging.getLogger("aigc.serve")
 

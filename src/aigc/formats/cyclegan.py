@@ -92,7 +92,7 @@ def domain_entries(names: Sequence[str], phrases: Mapping[str, Sequence[str]] | 
 
 
 @dataclass
-class CycleGANFile:
+class CycleGANFile(_folder.NetShape):
     """A loaded CycleGAN.
 
     Attributes:
@@ -104,14 +104,6 @@ class CycleGANFile:
     net: CycleGANGenerators
     domains: tuple[Domain, Domain]
     weights: str = ""
-
-    @property
-    def resolution(self) -> int:
-        return int(self.net.cfg.resolution)
-
-    @property
-    def channels(self) -> int:
-        return int(self.net.cfg.channels)
 
     def direction_to(self, prompt: str) -> Direction | None:
         """The direction whose target domain ``prompt`` names (``"a2b"`` for domain B), or ``None``."""

@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 from aigc.errors import InvalidRequest
-from aigc.train._checks import check_float, check_int
+from aigc.train._checks import check_export_dtype, check_float, check_int, export_torch_dtype
 from aigc.train._loop import EMA, StepContext, TrainState, train_loop
 from aigc.train._pretrain import pretrain_result
 from aigc.train._result import PretrainResult, write_result
@@ -124,8 +124,7 @@ def train_cyclegan(
     check_float("ema_decay", ema_decay, low=0.0, high=1.0, fix="pass ema_decay=0.999 (0 exports the last weights)")
     if ema_decay == 1.0:
         raise InvalidRequest("ema_decay", ema_decay, "would never move the average", "pass ema_decay=0.999")
-    if export_dtype not in ("float32", "float16"):
-        raise InvalidRequest("export_dtype", export_dtype, "unknown dtype", "pass 'float32' or 'float16'")
+    check_export_dtype(export_dtype)
     if config is not None and not isinstance(config, CycleGANConfig):
         raise InvalidRequest("config", type(config).__name__, "must be a CycleGANConfig",
                              "pass aigc.models.CycleGANConfig(...) or None")
@@ -214,7 +213,7 @@ def train_cyclegan(
     outcome = train_loop(run, step_fn, state, config=run_config, desc="train cyclegan", diverged_fix=fix,
                          series=("g_loss", "gan", "cycle", "identity", "self_reg", "d_a", "d_b"),
                          show=("cycle", "gan", "d_b"))
-    dtype = torch.float16 if export_dtype == "float16" else torch.float32
+    dtype = export_torch_dtype(export_dtype)
     cyclegan_format.save(run.out, ema.model, domains=domains, dtype=dtype)
     result = pretrain_result(run, "cyclegan", outcome, main="g_loss",
                              train_examples=int(pixels_a.shape[0] + pixels_b.shape[0]))

@@ -17,7 +17,7 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from aigc.errors import InvalidRequest
-from aigc.train._checks import check_float, check_int
+from aigc.train._checks import check_export_dtype, check_float, check_int, export_torch_dtype
 from aigc.train._loop import StepContext, TrainState, train_loop
 from aigc.train._pretrain import pretrain_result
 from aigc.train._result import PretrainResult, write_result
@@ -157,8 +157,7 @@ def train_sprite_video(
     check_int("classifier_steps", classifier_steps, minimum=1, fix="pass classifier_steps=800")
     check_float("truncation", truncation, low=0.0, high=2.0, fix="pass truncation=0.5")
     check_float("fps", fps, low=0.0, low_open=True, high=240.0, fix="pass fps=8.0")
-    if export_dtype not in ("float16", "float32"):
-        raise InvalidRequest("export_dtype", export_dtype, "unknown dtype", "pass 'float16' or 'float32'")
+    check_export_dtype(export_dtype)
     sprites, labels = _digits("data", data, config.num_classes)
     if sprites.shape[-1] >= config.resolution:
         raise InvalidRequest("data", tuple(sprites.shape), f"sprites must be smaller than the canvas "
@@ -233,7 +232,7 @@ def train_sprite_video(
     model.eval()
     sprite_format.save(run.out, model, classes=table, directions=clips_data.direction_entries(),
                        defaults={"fps": float(fps), "truncation": float(truncation)},
-                       dtype=torch.float16 if export_dtype == "float16" else torch.float32)
+                       dtype=export_torch_dtype(export_dtype))
     result = pretrain_result(run, "sprite_video", outcome, main="loss", train_examples=len(sprites),
                              eval_examples=len(held[0]) if held is not None else 0)
     write_result(run.out, result, run_config)

@@ -427,10 +427,15 @@ class TransformersTextGenerator(TransformersGenerator[TextRequest, TextResult]):
         rows = [ids for ids in encoded for _ in range(n)]
         return rows, [i for i in range(len(encoded)) for _ in range(n)]
 
+    @property
+    def _pads_left(self) -> bool:
+        """Decoders pad on the left, so every row ends at the last column; encoders on the right."""
+        return not self.is_seq2seq
+
     def _batch(self, rows: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Pad rows into (input_ids, attention_mask, context_ids with -1 at padding)."""
         width = max(len(r) for r in rows)
-        left = not self.is_seq2seq  # decoders pad on the left so every row ends at the last column
+        left = self._pads_left
         ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
         mask = torch.zeros((len(rows), width), dtype=torch.long)
         for i, r in enumerate(rows):

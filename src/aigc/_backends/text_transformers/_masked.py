@@ -171,16 +171,14 @@ class TransformersMaskedLMGenerator(TransformersTextGenerator):
                 raise InvalidRequest("num_fills", request.num_fills, f"the model knows {self.vocab_size} tokens",
                                      f"pass num_fills <= {self.vocab_size}")
 
+    @property
+    def _pads_left(self) -> bool:
+        return False  # an encoder: rows start at position 0, padding after them
+
     def _masked_batch(self, rows: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Right-padded ``(input_ids, attention_mask, masked)``, on the model's device."""
-        width = max(len(r) for r in rows)
-        ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
-        attention = torch.zeros((len(rows), width), dtype=torch.long)
-        for i, r in enumerate(rows):
-            ids[i, :len(r)] = torch.tensor(r, dtype=torch.long)
-            attention[i, :len(r)] = 1
-        masked = (ids == self.mask_id) & (attention == 1)
-        return ids.to(self.device), attention.to(self.device), masked.to(self.device)
+        ids, attention, _ = self._batch(rows)
+        return ids, attention, (ids == self.mask_id) & (attention == 1)
 
     def _forward(self, ids: torch.Tensor, attention: torch.Tensor) -> torch.Tensor:
         return self.lm(input_ids=ids, attention_mask=attention).logits  # type: ignore[no-any-return]  # (B, T, V)

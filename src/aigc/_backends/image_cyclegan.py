@@ -168,6 +168,17 @@ class _CycleGANGenerator(UpscalingGenerator[ReqT, ResT]):
                               for i in range(0, x.shape[0], chunk)])
 
 
+    def _each_direction(self, x: torch.Tensor, directions: list[Direction], events: EventEmitter, *, shared: bool,
+                        chunk: int, unit: str) -> dict[Direction, torch.Tensor]:
+        """``x`` translated once per distinct direction (one progress step each), by direction."""
+        distinct = list(dict.fromkeys(directions))
+        done: dict[Direction, torch.Tensor] = {}
+        for part in self._chunks(len(distinct), events, size=1, unit=unit):
+            d = distinct[part.start]
+            done[d] = self._translate(x, d, shared=shared, chunk=chunk)
+        return done
+
+
 class CycleGANImageGenerator(_CycleGANGenerator[ImageRequest, ImageResult]):
     """Image-to-image translation by a CycleGAN trained with :func:`aigc.train.train_cyclegan`;
     ``backend="cyclegan"``.
@@ -195,10 +206,7 @@ class CycleGANImageGenerator(_CycleGANGenerator[ImageRequest, ImageResult]):
         # 2. The input.
         x = self._pixels("init_image", [open_image("init_image", request.init_image, "RGB")])  # (1, C, R, R)
         # 3. One translation per distinct direction (deterministic: every sample of a prompt is the same image).
-        done: dict[Direction, torch.Tensor] = {}
-        for _ in self._chunks(len(set(directions)), events, size=1):
-            d = next(d for d in directions if d not in done)
-            done[d] = self._translate(x, d, shared=False, chunk=1)
+        done = self._each_direction(x, directions, events, shared=False, chunk=1, unit="batches")
         n = request.samples_per_prompt
         out = torch.cat([done[d] for d in directions for _ in range(n)])  # (P * n, C, R, R)
         # 4. Pixels.
@@ -253,10 +261,8 @@ class CycleGANVideoGenerator(_CycleGANGenerator[VideoRequest, VideoResult]):
         x = self._pixels("init_video", images)  # (T, C, R, R)
         fps = float(request.fps or file_fps or DEFAULT_FPS)
         # 3. One translated clip per distinct direction.
-        done: dict[Direction, torch.Tensor] = {}
-        for _ in self._chunks(len(set(directions)), events, size=1, unit="clips"):
-            d = next(d for d in directions if d not in done)
-            done[d] = self._translate(x, d, shared=self.temporal, chunk=self._chunk_size(request))
+        done = self._each_direction(x, directions, events, shared=self.temporal, chunk=self._chunk_size(request),
+                                    unit="clips")
         # 4. Frames.
         clips = {d: np.stack([np.asarray(im) for im in to_images(t, size, self.upscale)]) for d, t in done.items()}
         n = request.samples_per_prompt

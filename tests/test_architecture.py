@@ -96,6 +96,7 @@ def test_nothing_outside_the_backends_imports_them() -> None:
 LOWER_LAYERS = {
     "aigc.errors": ("aigc.",),
     "aigc._types": ("aigc._generator", "aigc._api", "aigc._runtime", "aigc.sampling", "aigc._media", "aigc.formats"),
+    "aigc._inputs": ("aigc._generator", "aigc._api", "aigc._runtime", "aigc.sampling", "aigc._media", "aigc.formats"),
     "aigc._options": ("aigc._generator", "aigc._api", "aigc._runtime", "aigc.sampling", "aigc._media"),
     "aigc._runtime": ("aigc._generator", "aigc._api", "aigc._registry", "aigc.sampling", "aigc.formats",
                       "aigc.train", "aigc.evaluate", "aigc.serve", "aigc.ray"),

@@ -14,6 +14,7 @@ from aigc._aliases import translate
 from aigc._checks import check_int, check_number, check_optional_int
 from aigc._checks import is_int as _is_int
 from aigc._events import Event, EventCallback
+from aigc._inputs import check_image_path, check_init_video
 from aigc.errors import InvalidRequest
 from aigc.limits import check_pixels, exceeded
 
@@ -63,19 +64,6 @@ def check_modality(modality: object) -> Modality:
     if modality not in MODALITIES:
         raise InvalidRequest("modality", modality, "unknown modality", f"use one of {', '.join(MODALITIES)}")
     return modality
-
-
-def check_image_path(request: Request, name: str) -> None:
-    """An image given by path must exist; it is stored as an absolute path, so a record can replay it."""
-    value = getattr(request, name)
-    if isinstance(value, (str, os.PathLike)):
-        path = os.path.abspath(os.path.expanduser(os.fspath(value)))
-        if not os.path.isfile(path):
-            raise InvalidRequest(name, os.fspath(value), "no such image file", "pass an existing PNG/JPEG path")
-        object.__setattr__(request, name, path)
-    elif value is not None and not (hasattr(value, "getbbox") and hasattr(value, "mode")):
-        raise InvalidRequest(name, type(value).__name__, "must be a PIL image or a file path",
-                             "pass PIL.Image.open(...) or a path")
 
 
 def _is_message(value: object) -> bool:
@@ -540,40 +528,10 @@ class VideoRequest(_VisualRequest):
                                  'pass "z" (spherical in z) or "w" (linear in w)')
         _check_truncation(self.truncation)
         check_image_path(self, "init_image")
-        _check_init_video(self)
+        check_init_video(self)
         if self.fps is not None:
             check_number("fps", self.fps, low=FPS_RANGE[0], high=FPS_RANGE[1],
                          fix=f"pass fps between {FPS_RANGE[0]:g} and {FPS_RANGE[1]:g}, e.g. fps=8")
-
-
-def _check_init_video(request: VideoRequest) -> None:
-    """``init_video`` is a path that exists (stored absolute, so a record can replay it), frames as a uint8 array
-    (T, H, W) / (T, H, W, 3), or a non-empty list of PIL images; at most ``max_frames`` frames where countable."""
-    value = request.init_video
-    if value is None:
-        return
-    if isinstance(value, (str, os.PathLike)):
-        path = os.path.abspath(os.path.expanduser(os.fspath(value)))
-        if not os.path.exists(path):
-            raise InvalidRequest("init_video", os.fspath(value), "no such video file or frame folder",
-                                 "pass an existing .mp4/.gif/.webp file or a folder of frames")
-        object.__setattr__(request, "init_video", path)
-        return
-    shape = getattr(value, "shape", None)
-    if shape is not None and hasattr(value, "dtype"):
-        if str(value.dtype) != "uint8" or len(shape) not in (3, 4) or (len(shape) == 4 and shape[3] != 3) \
-                or 0 in tuple(shape):
-            raise InvalidRequest("init_video", f"array {tuple(shape)} {value.dtype}",
-                                 "frames must be a uint8 array (T, H, W) or (T, H, W, 3) with at least one frame",
-                                 "stack 8-bit frames along a new first axis")
-        count = int(shape[0])
-    elif isinstance(value, (list, tuple)) and value and all(hasattr(v, "getbbox") and hasattr(v, "mode")
-                                                             for v in value):
-        count = len(value)
-    else:
-        raise InvalidRequest("init_video", type(value).__name__, "must be a video path, a uint8 frame array or a "
-                             "list of PIL images", "pass init_video='clip.mp4'")
-    exceeded("init_video", f"<{count} frames>", count, "max_frames", "frames per clip")
 
 
 def _friendly_init(cls: type[R]) -> type[R]:

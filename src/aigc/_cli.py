@@ -125,6 +125,9 @@ def _parser() -> argparse.ArgumentParser:
     gen.add_argument("--greedy", action="store_true", help="text: greedy decoding instead of sampling")
     gen.add_argument("--param", action="append", default=[], metavar="KEY=JSON",
                      help="any other request field, e.g. --param strength=0.6")
+    gen.add_argument("--option", action="append", default=[], metavar="KEY=JSON",
+                     help="a backend load option, e.g. --option temporal=false (cyclegan video) or "
+                          "--option max_batch_size=8")
     gen.add_argument("--stream", action="store_true", help="text: print tokens as they are generated")
     gen.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps (default: auto)")
     gen.add_argument("--threads", type=int, help=_THREADS_HELP)
@@ -244,6 +247,7 @@ def _generate(args: argparse.Namespace) -> int:
     from aigc._types import REQUEST_TYPES
 
     request = REQUEST_TYPES[args.modality].from_params(args.prompt, **params)  # bad values fail before loading
+    options = _key_values("--option", args.option, "max_batch_size=8", own_flags=("backend", "device", "dtype"))
     _check_audio_flags(args)
     if args.output:
         from aigc._media.outputs import check_output
@@ -253,7 +257,8 @@ def _generate(args: argparse.Namespace) -> int:
 
     precheck(args.modality, args.model, request, backend=args.backend)
     _cpu_threads(args.threads, args.model, args.device)
-    gen = aigc.load(args.modality, args.model, backend=args.backend, device=args.device, dtype=args.dtype)
+    gen = aigc.load(args.modality, args.model, backend=args.backend, device=args.device, dtype=args.dtype,
+                    **options)
     defaults = {k: v for k, v in gen.request_defaults.items() if k not in params}  # the model's, for flags left out
     if defaults:
         request = request.replace(**defaults)
@@ -364,13 +369,17 @@ def _info(args: argparse.Namespace) -> int:
     return 0
 
 
-def _key_values(flag: str, items: list[str], example: str) -> dict[str, Any]:
-    """``KEY=JSON`` items (a bare string where the value is not JSON)."""
+def _key_values(flag: str, items: list[str], example: str, *, own_flags: tuple[str, ...] = ()) -> dict[str, Any]:
+    """``KEY=JSON`` items (a bare string where the value is not JSON); a key in ``own_flags`` has a flag of its
+    own (``--device``), which is named in the error."""
     values: dict[str, Any] = {}
     for item in items:
         key, sep, raw = item.partition("=")
         if not sep or not key:
             raise InvalidRequest(flag, item, "expected KEY=VALUE", f"write e.g. {flag} {example}")
+        if key in own_flags:
+            dashed = "--" + key.replace("_", "-")
+            raise InvalidRequest(flag, item, f"{key} has a flag of its own", f"pass {dashed} instead")
         try:
             values[key] = json.loads(raw)
         except ValueError:
@@ -433,7 +442,9 @@ def _replay(args: argparse.Namespace) -> int:
     result = aigc.replay(args.file, device=args.device, dtype=args.dtype, model=args.model,
                          trust_remote_code=args.trust_remote_code, allow_pickle=args.allow_pickle,
                          offload=args.offload, cache=args.cache, strict=args.strict,
-                         **_key_values("--option", args.option, "max_batch_size=8"))
+                         **_key_values("--option", args.option, "max_batch_size=8",
+                                       own_flags=("device", "dtype", "model", "trust_remote_code", "allow_pickle",
+                                                  "offload", "cache", "strict")))
     if args.output:
         saved = result.save(args.output)
         for path in saved.all:

@@ -4,6 +4,7 @@ driven by Selenium through /usr/bin/chromedriver) voting through a comparison wi
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
@@ -320,6 +321,55 @@ def test_audio_and_video_are_served_for_players(media_systems: list[Path], tmp_p
     assert seen == {"audio", "video"}
 
 
+def test_undo_takes_back_the_newest_vote(image_systems: list[Path], tmp_path: Path) -> None:
+    from starlette.testclient import TestClient
+
+    study = human.open_study(image_systems, db=tmp_path / "u.sqlite")
+    client = TestClient(human.build_app(study), base_url="http://127.0.0.1:8600")
+    nothing = client.post("/api/undo", json={"rater": "r"})
+    assert nothing.status_code == 400 and nothing.json()["field"] == "undo"
+    first = client.get("/api/next", params={"rater": "r"}).json()
+    second = client.post("/api/vote", json={"rater": "r", "task": first["task"], "choice": "left"}).json()
+    third = client.post("/api/vote", json={"rater": "r", "task": second["task"], "choice": "tie"}).json()
+    assert third["done"] == 2
+    back = client.post("/api/undo", json={"rater": "r"}).json()
+    assert back["undone"] == second["task"] and back["task"] == second["task"] and back["done"] == 1
+    assert back["left"] == second["left"] and back["right"] == second["right"]  # the same layout as before
+    assert [(v.task_id, v.choice) for v in study.store.votes()] == [(first["task"], "left")]
+    assert client.post("/api/vote", json={"rater": "r", "task": second["task"], "choice": "right"}).json()["done"] == 2
+    assert [(v.task_id, v.choice) for v in study.store.votes()] == [(first["task"], "left"), (second["task"], "right")]
+    other = client.post("/api/undo", json={"rater": "someone else"})  # only one's own votes
+    assert other.status_code == 400 and len(study.store.votes()) == 2
+    assert client.post("/api/undo", content=b"rater=r").status_code == 415
+
+
+def test_frame_folders_are_shown_as_animated_gifs(tmp_path: Path) -> None:
+    """A video saved as a folder of PNG frames (``result.save("clip")``) is an item too, sent as a GIF."""
+    from PIL import Image
+    from starlette.testclient import TestClient
+
+    video = aigc.load("video", "default", backend="sprites", device="cpu")
+    folders = []
+    for fps in (5, 10):  # GIF durations are whole centiseconds: 200 and 100 ms
+        folder = tmp_path / f"fps{fps}"
+        video.generate("a 3 moving left", seed=0, fps=fps).save(folder / "three")
+        folders.append(folder)
+    study = human.open_study(folders, db=tmp_path / "f.sqlite")
+    (task,) = study.tasks.values()
+    assert task.a.kind == task.b.kind == "frames" and task.a.path.is_dir()
+    client = TestClient(human.build_app(study), base_url="http://127.0.0.1:8600")
+    page = client.get("/api/next", params={"rater": "r"}).json()
+    assert page["left"]["kind"] == page["right"]["kind"] == "image"
+    durations = set()
+    for side in ("left", "right"):
+        r = client.get(page[side]["url"])
+        assert r.status_code == 200 and r.headers["content-type"] == "image/gif"
+        with Image.open(io.BytesIO(r.content)) as gif:
+            assert gif.n_frames == 16 and gif.size == (32, 32)
+            durations.add(gif.info["duration"])
+    assert durations == {200, 100}  # each at its record's frame rate
+
+
 def test_report_and_csv(tmp_path: Path, image_systems: list[Path]) -> None:
     study = human.open_study(image_systems, db=tmp_path / "v.sqlite", question="Q?")
     # two raters, every comparison: both prefer the VAE, then the GAN (not the systems' alphabetical order, so
@@ -515,6 +565,12 @@ def test_browser_votes_with_the_keyboard(browser: Any, image_systems: list[Path]
             best = min(shown.left, shown.right, key=rank.__getitem__)
             choice = "left" if best == shown.left else "right"
             _press(browser, keys[choice], n + 1)
+            if n == 5:  # she takes her 6th vote back with U: the same comparison comes back, and she votes again
+                _press(browser, "u", n)
+                assert browser.find_element(By.ID, "prompt").text == shown.task.prompt
+                with sqlite3.connect(db) as conn:
+                    assert conn.execute("SELECT COUNT(*) FROM votes").fetchone()[0] == n
+                _press(browser, keys[choice], n + 1)
             pressed.append((task, choice))
         # she leaves and comes back: the page resumes at her 7th comparison
         _log_in(browser, url, "alice")

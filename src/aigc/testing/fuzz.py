@@ -62,7 +62,7 @@ NASTY: list[Any] = [
 # Plausible values per request field: most calls should get deep into the code before something is wrong.
 GOOD: dict[str, list[Any]] = {
     "prompt": ["an ankle boot", "a 3 moving left", "say seven", "Hi", ["a boot", "a bag"], "今天天气真[MASK]。",
-               ["[MASK][MASK] boot", "a [MASK]"],
+               ["[MASK][MASK] boot", "a [MASK]"], "a2b", "a sneaker", ["b2a", "an ankle boot"],
                [{"role": "user", "content": "hi"}], "a photo of a " + "very " * 50 + "nice ankle boot"],
     "seed": [0, 1, 42, [1, 2], 2**63 - 2], "num_outputs": [None, 1, 2, 4, 5], "deterministic": [False, True],
     "max_new_tokens": [1, 4, 12, 13], "min_new_tokens": [0, 2, 50], "do_sample": [True, False],
@@ -74,7 +74,7 @@ GOOD: dict[str, list[Any]] = {
     "truncation": [None, 0.0, 0.5, 2.0], "mix_seed": [None, 1], "mix_layer": [None, 1, 2, 50],
     "duration_s": [None, 0.5, 1.0, 1.5, 0.01], "voice": [None, 0, 1, "bogus", 99],
     "num_frames": [None, 2, 4, 8, 16, 17], "fps": [None, 8, 0.01, 240], "keyframes": [None, 2, 3, 4, 5],
-    "interpolation": [None, "z", "w", "q"],
+    "interpolation": [None, "z", "w", "q"], "init_video": [None, "@gif", "@folder", "@png"],
 }
 _FIELDS = {
     "text": ["max_new_tokens", "min_new_tokens", "do_sample", "temperature", "top_k", "top_p", "min_p",
@@ -83,16 +83,16 @@ _FIELDS = {
               "mask", "truncation", "mix_seed", "mix_layer"],
     "audio": ["duration_s", "voice", "negative_prompt", "steps", "guidance"],
     "video": ["negative_prompt", "width", "height", "steps", "guidance", "scheduler", "num_frames", "fps",
-              "init_image", "keyframes", "interpolation", "truncation"],
+              "init_image", "init_video", "keyframes", "interpolation", "truncation"],
 }
 _TYPOS = ["temprature", "bogus", "num_output", "__class__", "prompt ", "Seed", "steps\n"]
 _DEVICES = ["auto", "cpu", "cpu:0", "cuda", "cuda:01", "cuda:128", "mps", "meta", "cpu\n", "gpu", " cpu", "cpu:1",
             {"$": "object"}]
 _DTYPES = ["auto", "float32", "bfloat16", "fp16", "int8", "float64", "", {"$": "object"}]
-_BACKENDS = {"text": ["transformers"], "image": ["diffusion", "gan", "vae", "diffusers"], "audio": ["mel"],
-             "video": ["sprites", "walk"]}
+_BACKENDS = {"text": ["transformers"], "image": ["diffusion", "gan", "vae", "diffusers", "cyclegan"],
+             "audio": ["mel"], "video": ["sprites", "walk", "cyclegan"]}
 _OPTIONS = ["max_batch_size", "upscale", "adapter", "merge_adapter", "lora", "attention_slicing", "bogus",
-            "trust_remote_code", "device", "cache", "offload", "allow_pickle", "vocoder"]
+            "trust_remote_code", "device", "cache", "offload", "allow_pickle", "vocoder", "temporal"]
 _SAVE_NAMES = ["", ".", "..", "x", "x.png", "x.txt", "x.json", "x.wav", "x.flac", "x.ogg", "x.gif", "x.webp",
                "x.mp4", "x.jpg", "x.unknown", "sub/dir/x.png", "a" * 300 + ".png", "x.PNG", "clip", "\x00.png",
                "x.txt.json", "/", "sub", "x.png/y.png"]
@@ -152,9 +152,10 @@ class FuzzEnv:
         return env
 
     def value(self, value: Any) -> Any:
-        """Decode a case value, with ``"@png"`` standing for the genuine PNG."""
-        if value == "@png":
-            return str(self.files["png"])
+        """Decode a case value, with ``"@png"``, ``"@gif"`` and ``"@folder"`` standing for the genuine PNG, GIF
+        and frame folder."""
+        if isinstance(value, str) and value[:1] == "@" and value[1:] in ("png", "gif", "folder"):
+            return str(self.files[value[1:]])
         return decode(value)
 
 
@@ -180,9 +181,9 @@ def _model(rng: random.Random, modality: str) -> tuple[Any, Any]:
     """(model, backend) for a generate/load call: mostly the embedded ones and the tiny models."""
     choices: dict[str, list[tuple[Any, Any]]] = {
         "text": [(None, None), ("@gpt2", None), ("default", None), ("@bert", None)],
-        "image": [(None, None), ("default", "gan"), ("default", "vae"), ("@sd", None)],
+        "image": [(None, None), ("default", "gan"), ("default", "vae"), ("@sd", None), ("default", "cyclegan")],
         "audio": [(None, None)],
-        "video": [(None, None), ("default", "walk"), ("gan", "walk")],
+        "video": [(None, None), ("default", "walk"), ("gan", "walk"), ("default", "cyclegan")],
     }
     return rng.choice(choices[modality])
 
@@ -197,8 +198,12 @@ def random_case(rng: random.Random) -> Case:
             modality = "text"
         model, backend = _model(rng, modality)
         prompt = _pick(rng, GOOD["prompt"], nasty=0.15)
+        params = _params(rng, modality)
+        if backend == "cyclegan" and rng.random() < 0.8:  # a translation needs its input: mostly give one
+            name = "init_image" if modality == "image" else "init_video"
+            params.setdefault(name, rng.choice(GOOD[name][1:]))
         return {"call": kind, "modality": modality, "model": model, "backend": backend, "prompt": prompt,
-                "params": _params(rng, modality)}
+                "params": params}
     if kind == "load":
         model, backend = _model(rng, modality)
         case: Case = {"call": "load", "modality": modality if rng.random() > 0.05 else rng.choice(NASTY),

@@ -6,9 +6,11 @@ Routes::
     GET  /static/{app.js,app.css}
     GET  /api/next?rater=NAME   the rater's next comparison and progress
     POST /api/vote              {"rater", "task", "choice", "elapsed_ms"} -> stored, then the next comparison
+    POST /api/undo              {"rater"} -> the rater's newest vote deleted; that comparison is shown again
     GET  /media/{task}/{side}?rater=NAME
                                 the file on that side for that rater; only files of the study's tasks, inside
-                                the folders given, are ever served
+                                the folders given, are ever served (a video saved as a folder of PNG frames
+                                is sent as an animated GIF made from its frames)
 
 The page never learns which system is which: it gets a task id, the prompt and two outputs by side. Defences, as
 the server holds files and takes votes on a local port: a Content-Security-Policy allowing only its own scripts and
@@ -18,15 +20,18 @@ preflight, which is never granted).
 
 from __future__ import annotations
 
+import functools
+import io
 import logging
 import mimetypes
 import socket
 from importlib import resources
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 from aigc.errors import AigcError, BackendUnavailable, InvalidRequest
-from aigc.evaluate.human._items import read_text_output
+from aigc.evaluate.human._items import frame_files, read_text_output
 from aigc.evaluate.human._study import Study, check_rater
 
 __all__ = ["bind", "build_app", "serve_forever"]
@@ -43,6 +48,29 @@ _MEDIA_TYPES = {".flac": "audio/flac", ".wav": "audio/wav", ".ogg": "audio/ogg",
 
 def _static(name: str) -> str:
     return resources.files("aigc.evaluate.human").joinpath("static").joinpath(name).read_text(encoding="utf-8")
+
+
+#: frame rate of a frame folder whose record names none (the sprite and walk backends' default)
+DEFAULT_FPS = 8.0
+
+
+@functools.lru_cache(maxsize=32)
+def _frames_gif(folder: Path, mtime_ns: int) -> bytes:
+    """An animated GIF of a frame folder's PNGs, at the frame rate its record names (``mtime_ns`` keys the cache,
+    so a folder written again is read again)."""
+    from PIL import Image
+
+    from aigc._record import Record
+
+    fps = Record.from_file(folder).request.get("fps") or DEFAULT_FPS
+    frames = []
+    for path in frame_files(folder):
+        with Image.open(path) as im:
+            frames.append(im.convert("RGB"))
+    buf = io.BytesIO()
+    frames[0].save(buf, format="GIF", save_all=True, append_images=frames[1:], loop=0,
+                   duration=max(20, round(1000 / float(fps))))
+    return buf.getvalue()
 
 
 def build_app(study: Study, *, host: str = "127.0.0.1") -> Any:
@@ -87,7 +115,7 @@ def build_app(study: Study, *, host: str = "127.0.0.1") -> Any:
         payload["prompt"] = shown.task.prompt
         for side in ("left", "right"):
             kind = shown.kind(side)
-            out: dict[str, Any] = {"kind": kind}
+            out: dict[str, Any] = {"kind": "image" if kind == "frames" else kind}  # frames: an animated GIF
             if kind == "text":
                 out["text"] = read_text_output(study.media(rater, task_id, side))
             else:
@@ -111,15 +139,22 @@ def build_app(study: Study, *, host: str = "127.0.0.1") -> Any:
         except InvalidRequest as e:
             return error(e)
 
-    async def api_vote(request: Request) -> Response:
+    async def json_object(request: Request) -> dict[str, Any] | Response:
+        """The POST body as a JSON object, or the error response (JSON only: no CORS-free form posts)."""
         if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
-            return JSONResponse({"error": "send the vote as application/json"}, status_code=415, headers=security)
+            return JSONResponse({"error": "send the body as application/json"}, status_code=415, headers=security)
         try:
             body = await request.json()
         except ValueError:
             return JSONResponse({"error": "the body is not JSON"}, status_code=400, headers=security)
         if not isinstance(body, dict):
             return JSONResponse({"error": "the body is not a JSON object"}, status_code=400, headers=security)
+        return body
+
+    async def api_vote(request: Request) -> Response:
+        body = await json_object(request)
+        if isinstance(body, Response):
+            return body
         try:
             rater = check_rater(body.get("rater"))
             task = body.get("task")
@@ -140,6 +175,21 @@ def build_app(study: Study, *, host: str = "127.0.0.1") -> Any:
         payload["recorded"] = True
         return JSONResponse(payload, headers=security)
 
+    async def api_undo(request: Request) -> Response:
+        body = await json_object(request)
+        if isinstance(body, Response):
+            return body
+        try:
+            rater = check_rater(body.get("rater"))
+            from starlette.concurrency import run_in_threadpool
+
+            undone = await run_in_threadpool(study.undo, rater)
+            payload = await run_in_threadpool(next_payload, rater)
+        except InvalidRequest as e:
+            return error(e)
+        payload["undone"] = undone
+        return JSONResponse(payload, headers=security)
+
     def media(request: Request) -> Response:
         try:
             rater = check_rater(request.query_params.get("rater", ""))
@@ -147,6 +197,9 @@ def build_app(study: Study, *, host: str = "127.0.0.1") -> Any:
             path = study.media(rater, task, request.path_params["side"])
         except InvalidRequest as e:
             return error(e, 404)
+        if path.is_dir():  # a frame folder
+            gif = _frames_gif(path, path.stat().st_mtime_ns)
+            return Response(gif, media_type="image/gif", headers={**security, "Cache-Control": "private, max-age=3600"})
         kind = _MEDIA_TYPES.get(path.suffix.lower()) or mimetypes.guess_type(path.name)[0] or "application/octet-stream"
         headers = {**security, "Cache-Control": "private, max-age=3600"}
         return FileResponse(path, media_type=kind, headers=headers)
@@ -156,6 +209,7 @@ def build_app(study: Study, *, host: str = "127.0.0.1") -> Any:
         Route("/static/{name}", static),
         Route("/api/next", api_next),
         Route("/api/vote", api_vote, methods=["POST"]),
+        Route("/api/undo", api_undo, methods=["POST"]),
         Route("/media/{task:int}/{side}", media),
     ]
     allowed = [*_LOOPBACK, host] if host in _LOOPBACK else ["*"]

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from aigc.errors import InvalidRequest, ProvenanceError
 
-__all__ = ["Output", "Task", "find_outputs", "plan"]
+__all__ = ["Output", "Task", "find_outputs", "frame_files", "is_frame_folder", "plan"]
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +45,8 @@ class Output:
     Attributes:
         system: the system's name (its folder's name).
         path: the file, absolute.
-        kind: how the page shows it: ``"text"``, ``"image"``, ``"audio"`` or ``"video"``.
+        kind: how the page shows it: ``"text"``, ``"image"``, ``"audio"``, ``"video"``, or ``"frames"`` (a
+            video saved as a folder of PNG frames with its ``record.json``; served as an animated GIF).
         prompt: the prompt of the sample (a chat prompt as JSON text).
         seed: the sample's seed.
     """
@@ -75,6 +76,16 @@ class Task:
     def key(self) -> str:
         """A stable text naming the task (the position draw of each rater is seeded with it)."""
         return json.dumps([self.prompt, self.seed, self.a.system, self.b.system], ensure_ascii=False)
+
+
+def is_frame_folder(path: Path) -> bool:
+    """Whether ``path`` is a video saved as frames: a folder with ``record.json`` and ``frame-*.png`` files."""
+    return path.is_dir() and (path / "record.json").is_file() and any(path.glob("frame-*.png"))
+
+
+def frame_files(folder: Path) -> list[Path]:
+    """The PNG frames of a frame folder, in order."""
+    return sorted(folder.glob("frame-*.png"))
 
 
 def _is_sidecar(path: Path) -> bool:
@@ -120,14 +131,14 @@ def find_outputs(folder: str | os.PathLike[str], *, system: str | None = None, f
     if not root.is_dir():
         raise InvalidRequest(flag, os.fspath(folder), "not a folder", "pass a folder of outputs saved by aigc")
     name = system or root.resolve().name
-    files = sorted(p for p in root.iterdir() if p.is_file() and not p.name.startswith("."))
+    files = sorted(p for p in root.iterdir() if (p.is_file() or is_frame_folder(p)) and not p.name.startswith("."))
     if not files:
         raise InvalidRequest(flag, os.fspath(folder), "the folder is empty",
                              "save the system's outputs into it with result.save(...)")
     outputs = []
     skipped = []
     for path in files:
-        kind = _KINDS.get(path.suffix.lower())
+        kind = "frames" if path.is_dir() else _KINDS.get(path.suffix.lower())
         if kind is None or _is_sidecar(path):
             continue
         try:

@@ -216,6 +216,22 @@ class VoteStore:
                 raise
         return int(cur.lastrowid or 0)
 
+    def undo_last(self, rater: str, question: str) -> int | None:
+        """Delete ``rater``'s newest vote on ``question`` in its own transaction; return its task id (``None``
+        when the rater has no vote). Durable when it returns, like :meth:`record_vote`."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                row = self._db.execute("SELECT id, task_id FROM votes WHERE rater = ? AND question = ? "
+                                       "ORDER BY id DESC LIMIT 1", (rater, question)).fetchone()
+                if row is not None:
+                    self._db.execute("DELETE FROM votes WHERE id = ?", (row[0],))
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return None if row is None else int(row[1])
+
     def votes(self, *, question: str | None = None) -> list[Vote]:
         """Every vote (of one question, if given), oldest first."""
         sql = ("SELECT v.id, v.task_id, t.prompt, t.seed, t.system_a, t.system_b, v.rater, v.question, "

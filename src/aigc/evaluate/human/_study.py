@@ -121,16 +121,29 @@ class Study:
         return self.store.record_vote(task_id=task_id, rater=rater, question=self.question, left_system=shown.left,
                                       right_system=shown.right, choice=choice, elapsed_ms=elapsed_ms)
 
+    def undo(self, rater: str) -> int:
+        """Take back ``rater``'s newest vote; return its task id, which is then the rater's next comparison.
+
+        Raises:
+            InvalidRequest: the rater has no vote to take back.
+        """
+        task_id = self.store.undo_last(rater, self.question)
+        if task_id is None:
+            raise InvalidRequest("undo", rater, "this rater has no vote to take back", "vote first")
+        return task_id
+
     def media(self, rater: str, task_id: int, side: str) -> Path:
-        """The file shown on ``side`` of ``task_id`` to ``rater``; refused unless it lies inside its system's folder
-        (the database could have been edited: a file is served only from the folders given on the command line)."""
+        """The file (or frame folder) shown on ``side`` of ``task_id`` to ``rater``; refused unless it lies inside
+        its system's folder (the database could have been edited: a file is served only from the folders given on
+        the command line)."""
         if side not in ("left", "right"):
             raise InvalidRequest("side", side, "not left or right", "ask for left or right")
         shown = self.shown(rater, task_id)
         path = shown.output(side).resolve()
         system = shown.left if side == "left" else shown.right
         root = self.roots[system]
-        if os.path.commonpath([root, path]) != os.fspath(root) or not path.is_file():
+        usable = path.is_dir() if shown.kind(side) == "frames" else path.is_file()
+        if os.path.commonpath([root, path]) != os.fspath(root) or not usable:
             raise InvalidRequest("task", task_id, "its file is not inside the system's folder", "reload the page")
         return path
 

@@ -102,6 +102,26 @@ async function vote(choice) {
   }
 }
 
+async function undo() {
+  if (rater === null || busy) { return; }
+  busy = true;
+  $("status").textContent = "";
+  try {
+    const data = await api("/api/undo", {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ rater }),
+    });
+    $("status").textContent = "Last vote taken back: vote again.";
+    $("error").textContent = "";
+    render(data);
+  } catch (e) {
+    $("error").textContent = "Nothing undone: " + e.message;
+  } finally {
+    busy = false;
+  }
+}
+
 document.addEventListener("DOMContentLoaded", () => {
   const saved = localStorage.getItem("aigc-rater");
   if (saved) { $("rater").value = saved; }
@@ -118,13 +138,19 @@ document.addEventListener("DOMContentLoaded", () => {
     $("login").hidden = false;
     $("rater").focus();
   });
-  for (const button of document.querySelectorAll("#choices button")) {
+  for (const button of document.querySelectorAll("#choices button[data-choice]")) {
     button.addEventListener("click", () => vote(button.dataset.choice));
   }
+  $("undo").addEventListener("click", () => undo());
   document.addEventListener("keydown", (ev) => {
     if ($("main").hidden || ev.ctrlKey || ev.metaKey || ev.altKey) { return; }
     const tag = ev.target && ev.target.tagName;
     if (tag === "INPUT" || tag === "TEXTAREA") { return; }
+    if (ev.key === "u" || ev.key === "U" || ev.key === "Backspace") {
+      ev.preventDefault();
+      undo();
+      return;
+    }
     const choice = KEYS[ev.key];
     if (choice) {
       ev.preventDefault();

@@ -433,9 +433,9 @@ def _slice(result: Result, start: int, stop: int) -> Any:
 
 def batch_key(request: Request) -> str | None:
     """Requests with the same key may share one ``generate`` call: every field equal except prompt and seeds.
-    Requests with input images never share."""
+    Requests with input images or videos never share."""
     fields = request.to_dict()
-    if any(fields.get(name) is not None for name in ("init_image", "mask")):
+    if any(fields.get(name) is not None for name in ("init_image", "mask", "init_video")):
         return None
     fields = {k: v for k, v in fields.items() if k not in ("prompt", "seed", "num_outputs")}
     return f"{type(request).__name__}:{json.dumps(fields, sort_keys=True, default=repr)}"

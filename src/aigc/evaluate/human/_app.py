@@ -151,44 +151,39 @@ def build_app(study: Study, *, host: str = "127.0.0.1") -> Any:
             return JSONResponse({"error": "the body is not a JSON object"}, status_code=400, headers=security)
         return body
 
-    async def api_vote(request: Request) -> Response:
-        body = await json_object(request)
-        if isinstance(body, Response):
-            return body
-        try:
-            rater = check_rater(body.get("rater"))
-            task = body.get("task")
-            if isinstance(task, bool) or not isinstance(task, int):
-                raise InvalidRequest("task", task, "not a comparison id", "reload the page")
-            elapsed = body.get("elapsed_ms")
-            elapsed_ms = int(elapsed) if isinstance(elapsed, (int, float)) and 0 <= elapsed < 2**31 else None
-            choice = body.get("choice")
-            if not isinstance(choice, str):
-                raise InvalidRequest("choice", choice, "not a string", "pass left, right, tie or both_bad")
-            # a sync database call: run it off the event loop, returning only once the vote is on disk
+    def cast_vote(body: dict[str, Any]) -> dict[str, Any]:
+        rater = check_rater(body.get("rater"))
+        task = body.get("task")
+        if isinstance(task, bool) or not isinstance(task, int):
+            raise InvalidRequest("task", task, "not a comparison id", "reload the page")
+        elapsed = body.get("elapsed_ms")
+        elapsed_ms = int(elapsed) if isinstance(elapsed, (int, float)) and 0 <= elapsed < 2**31 else None
+        choice = body.get("choice")
+        if not isinstance(choice, str):
+            raise InvalidRequest("choice", choice, "not a string", "pass left, right, tie or both_bad")
+        study.vote(rater, task, choice, elapsed_ms)  # returns only once the vote is on disk
+        return {**next_payload(rater), "recorded": True}
+
+    def take_back(body: dict[str, Any]) -> dict[str, Any]:
+        rater = check_rater(body.get("rater"))
+        undone = study.undo(rater)  # durable when it returns
+        return {**next_payload(rater), "undone": undone}
+
+    def posting(action: Any) -> Any:
+        """A POST route: the JSON body to ``action`` off the event loop (it waits on the database), its payload
+        back, or the error naming the field."""
+        async def route(request: Request) -> Response:
+            body = await json_object(request)
+            if isinstance(body, Response):
+                return body
             from starlette.concurrency import run_in_threadpool
 
-            await run_in_threadpool(study.vote, rater, task, choice, elapsed_ms)
-            payload = await run_in_threadpool(next_payload, rater)
-        except InvalidRequest as e:
-            return error(e)
-        payload["recorded"] = True
-        return JSONResponse(payload, headers=security)
+            try:
+                return JSONResponse(await run_in_threadpool(action, body), headers=security)
+            except InvalidRequest as e:
+                return error(e)
 
-    async def api_undo(request: Request) -> Response:
-        body = await json_object(request)
-        if isinstance(body, Response):
-            return body
-        try:
-            rater = check_rater(body.get("rater"))
-            from starlette.concurrency import run_in_threadpool
-
-            undone = await run_in_threadpool(study.undo, rater)
-            payload = await run_in_threadpool(next_payload, rater)
-        except InvalidRequest as e:
-            return error(e)
-        payload["undone"] = undone
-        return JSONResponse(payload, headers=security)
+        return route
 
     def media(request: Request) -> Response:
         try:
@@ -208,8 +203,8 @@ def build_app(study: Study, *, host: str = "127.0.0.1") -> Any:
         Route("/", index),
         Route("/static/{name}", static),
         Route("/api/next", api_next),
-        Route("/api/vote", api_vote, methods=["POST"]),
-        Route("/api/undo", api_undo, methods=["POST"]),
+        Route("/api/vote", posting(cast_vote), methods=["POST"]),
+        Route("/api/undo", posting(take_back), methods=["POST"]),
         Route("/media/{task:int}/{side}", media),
     ]
     allowed = [*_LOOPBACK, host] if host in _LOOPBACK else ["*"]

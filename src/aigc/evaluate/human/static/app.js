@@ -82,44 +82,35 @@ async function begin(name) {
   }
 }
 
-async function vote(choice) {
-  if (current === null || busy) { return; }
+// POST a JSON body; show the next comparison the server answers with, or why nothing was stored
+async function post(path, body, done, failed) {
   busy = true;
   $("status").textContent = "";
   try {
-    const data = await api("/api/vote", {
+    const data = await api(path, {
       method: "POST",
       headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({ rater, task: current, choice, elapsed_ms: Math.round(performance.now() - shownAt) }),
+      body: JSON.stringify(body),
     });
-    $("status").textContent = "Recorded.";
+    $("status").textContent = done;
     $("error").textContent = "";
     render(data);
   } catch (e) {
-    $("error").textContent = "Not recorded: " + e.message + " (try again)";
+    $("error").textContent = failed + e.message;
   } finally {
     busy = false;
   }
 }
 
-async function undo() {
+function vote(choice) {
+  if (current === null || busy) { return; }
+  post("/api/vote", { rater, task: current, choice, elapsed_ms: Math.round(performance.now() - shownAt) },
+       "Recorded.", "Not recorded (try again): ");
+}
+
+function undo() {
   if (rater === null || busy) { return; }
-  busy = true;
-  $("status").textContent = "";
-  try {
-    const data = await api("/api/undo", {
-      method: "POST",
-      headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({ rater }),
-    });
-    $("status").textContent = "Last vote taken back: vote again.";
-    $("error").textContent = "";
-    render(data);
-  } catch (e) {
-    $("error").textContent = "Nothing undone: " + e.message;
-  } finally {
-    busy = false;
-  }
+  post("/api/undo", { rater }, "Last vote taken back: vote again.", "Nothing undone: ");
 }
 
 document.addEventListener("DOMContentLoaded", () => {

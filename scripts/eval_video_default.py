@@ -1,12 +1,14 @@
 """Measure the embedded default video model: is the right digit drawn, and does it move the right way?
 
-1. An independent frame classifier: a small CNN trained only on real procedural frames (the renderer of
-   ``scripts/train_video_default.py``) made from 70 of the 100 held-out digits per class -- digits the video
+1. An independent frame classifier: a small CNN (``aigc.train.sprites.FrameClassifier``) trained only on real
+   procedural frames (``aigc.train.sprites``) made from 70 of the 100 held-out digits per class -- digits the video
    model never saw -- with generic augmentation (random blur and contrast, as no generated frame is sharper
    than the data). Its accuracy on real frames of the other 30 held-out digits per class is reported.
 2. ``--clips`` generated clips (default 100) through the public API, clip i with class ``i % 10``, direction
    ``(i // 10) % 4`` and seed ``i``:
      * content accuracy: the share of all frames the classifier labels as the prompted digit;
+     * clip accuracy: the share of clips whose majority-vote frame label (ties: the smallest label) is the
+       prompted digit;
      * direction accuracy: the share of clips whose intensity centroid moves (mean of the last 3 frames minus
        mean of the first 3) mostly along the prompted axis, in the prompted sense.
    The same two measures on real clips of the 300 classifier-test digits are printed for reference.
@@ -22,85 +24,33 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F  # noqa: N812
-from torch import nn
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "scripts"))
+from aigc.train.sprites import (
+    DIRECTIONS,
+    FrameClassifier,
+    centroids,
+    digit_split,
+    direction_of,
+    draw_motion,
+    real_frames,
+    render,
+    train_frame_classifier,
+)
 
-from train_video_default import ASSET, DIRECTIONS, FRAMES, direction_of, draw_motion, render, split_digits  # noqa: E402
-
+ASSET = Path(__file__).resolve().parents[1] / "src" / "aigc" / "assets" / "video_default"
 CLS_TRAIN_PER_CLASS = 70  # of the 100 held-out digits per class; the other 30 test the classifier
 
 
-class FrameClassifier(nn.Module):
-    """32x32 frame -> 10 digit logits; global max pooling makes it indifferent to where the digit is."""
-
-    def __init__(self) -> None:
-        super().__init__()
-
-        def block(a: int, b: int) -> nn.Sequential:
-            return nn.Sequential(nn.Conv2d(a, b, 3, padding=1), nn.BatchNorm2d(b), nn.ReLU(),
-                                 nn.Conv2d(b, b, 3, padding=1), nn.BatchNorm2d(b), nn.ReLU())
-
-        self.features = nn.Sequential(block(1, 16), nn.MaxPool2d(2), block(16, 32), nn.MaxPool2d(2), block(32, 64))
-        self.head = nn.Sequential(nn.Dropout(0.3), nn.Linear(64, 10))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (N, 1, 32, 32) in [0, 1] -> (N, 10)
-        h = self.features(x * 2 - 1).amax(dim=(2, 3))
-        return self.head(h)  # type: ignore[no-any-return]
-
-
-def real_frames(sprites: torch.Tensor, labels: torch.Tensor, n: int, gen: torch.Generator
-                ) -> tuple[torch.Tensor, torch.Tensor]:
-    """n random frames (n, 1, 32, 32) in [0, 1] of real clips of these sprites, and their labels."""
-    pick = torch.randint(0, len(sprites), (n,), generator=gen)
-    direction = torch.randint(0, 4, (n,), generator=gen)
-    pos = draw_motion(direction, gen)  # (n, T, 2)
-    t = torch.randint(0, FRAMES, (n,), generator=gen)
-    frames = render(sprites[pick], pos[torch.arange(n), t][:, None])[:, 0]  # (n, 1, 32, 32) in [-1, 1]
-    return (frames + 1) / 2, labels[pick]
-
-
-def augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    """Random Gaussian blur (sigma 0-1.2 px) on half the frames, and contrast 0.6-1.0."""
-    n = x.shape[0]
-    sigma = torch.rand(n, generator=gen) * 1.2
-    blur = torch.rand(n, generator=gen) < 0.5
-    r = torch.arange(-2, 3, dtype=torch.float32)
-    k1 = torch.exp(-(r[None] ** 2) / (2 * sigma[:, None].clamp_min(1e-3) ** 2))
-    k1 = k1 / k1.sum(1, keepdim=True)  # (n, 5)
-    k2 = (k1[:, :, None] * k1[:, None, :])[:, None]  # (n, 1, 5, 5)
-    blurred = F.conv2d(x.reshape(1, n, 32, 32), k2, padding=2, groups=n).reshape(n, 1, 32, 32)
-    x = torch.where(blur[:, None, None, None], blurred, x)
-    return x * (0.6 + 0.4 * torch.rand(n, 1, 1, 1, generator=gen))
-
-
 def train_classifier(data: dict[str, Any], steps: int, seed: int) -> tuple[FrameClassifier, float, int]:
+    """The independent classifier (trained on held-out digits only) and its accuracy on other held-out digits."""
     sprites, labels = data["cls_train"]
-    torch.manual_seed(seed)
-    clf = FrameClassifier()
-    opt = torch.optim.AdamW(clf.parameters(), lr=2e-3, weight_decay=1e-4)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=2e-3, total_steps=steps)
-    gen = torch.Generator().manual_seed(seed + 1)
-    clf.train()
-    for step in range(steps):
-        x, y = real_frames(sprites, labels, 128, gen)
-        loss = F.cross_entropy(clf(augment(x, gen)), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        if (step + 1) % 200 == 0:
-            print(f"classifier step {step + 1}/{steps} loss {loss.item():.3f}", flush=True)
-    clf.eval()
+    clf = train_frame_classifier(sprites, labels, steps=steps, seed=seed, log=lambda m: print(m, flush=True))
     test_sprites, test_labels = data["cls_test"]
     x, y = real_frames(test_sprites, test_labels, 3000, torch.Generator().manual_seed(seed + 2))
     with torch.no_grad():
@@ -109,7 +59,7 @@ def train_classifier(data: dict[str, Any], steps: int, seed: int) -> tuple[Frame
 
 
 def split(seed: int) -> dict[str, Any]:
-    data = split_digits(seed=0)  # the same split as training: 100 held-out digits per class
+    data = digit_split(download=True, seed=0)  # the same split as training: 100 held-out digits per class
     sprites, labels = data["held_out"]
     rng = np.random.RandomState(seed)
     tr, te = [], []
@@ -160,7 +110,8 @@ def main() -> None:
     sweep = {}
     for value in [float(v) for v in args.sweep.split(",") if v.strip()]:
         m = measure(clf, generated({"truncation": value}), c_t, d_t)
-        sweep[str(value)] = {"content_accuracy": m["content_accuracy"], "direction_accuracy": m["direction_accuracy"]}
+        sweep[str(value)] = {"content_accuracy": m["content_accuracy"], "clip_accuracy": m["clip_accuracy"],
+                             "direction_accuracy": m["direction_accuracy"]}
 
     # 3. The same on real clips of the classifier's test digits (what a perfect generator would score).
     ts, tl = data["cls_test"]
@@ -176,6 +127,7 @@ def main() -> None:
         **measures,
         "truncation_sweep": sweep,
         "real_content_accuracy": real_measures["content_accuracy"],
+        "real_clip_accuracy": real_measures["clip_accuracy"],
         "real_direction_accuracy": real_measures["direction_accuracy"],
         "seconds": round(time.perf_counter() - started, 1),
     }
@@ -194,14 +146,17 @@ def measure(clf: FrameClassifier, clips: torch.Tensor, classes: torch.Tensor, di
         pred = clf(clips.reshape(n * t, 1, *clips.shape[-2:])).argmax(1).reshape(n, t)
     correct = pred == classes[:, None]
     moved = direction_of(clips)
-    from train_video_default import centroids
-
     cen = centroids(clips)
     disp = cen[:, -3:].mean(1) - cen[:, :3].mean(1)  # (N, 2)
     sign = torch.tensor([-1.0, 1.0, -1.0, 1.0])[dirs]
     along = torch.where(dirs <= 1, disp[:, 0], disp[:, 1]) * sign
+    votes = torch.nn.functional.one_hot(pred, 10).sum(1).argmax(1)  # (N,) majority label (ties: smallest)
+    clip_ok = votes == classes
     return {
         "content_accuracy": float(correct.float().mean()),
+        "clip_accuracy": float(clip_ok.float().mean()),
+        "clip_by_class": {str(c): float(clip_ok[classes == c].float().mean()) for c in range(10)
+                          if (classes == c).any()},
         "content_by_class": {str(c): float(correct[classes == c].float().mean()) for c in range(10)
                              if (classes == c).any()},
         "direction_accuracy": float((moved == dirs).float().mean()),

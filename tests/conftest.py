@@ -11,6 +11,21 @@ import aigc
 from aigc.testing import tiny_gpt2, tiny_llama, tiny_t5
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _record_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Saves add watermarked records to a store: a temporary one, never the user's (~/.local/share/aigc)."""
+    import os
+
+    path = tmp_path_factory.mktemp("record-store")
+    old = os.environ.get("AIGC_RECORD_STORE")
+    os.environ["AIGC_RECORD_STORE"] = str(path)
+    yield path
+    if old is None:
+        os.environ.pop("AIGC_RECORD_STORE", None)
+    else:
+        os.environ["AIGC_RECORD_STORE"] = old
+
+
 @pytest.fixture(scope="session")
 def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("models")
@@ -73,3 +88,29 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         config.hook.pytest_deselected(items=heavy)
         items[:] = [item for item in items if not item.get_closest_marker("heavy")]
 
+
+@pytest.fixture(scope="session")
+def ray_local() -> Iterator[None]:
+    """One local Ray instance for the whole session (2 CPUs, no dashboard): a real Ray, shared by the Ray tests."""
+    import logging
+
+    import ray
+    import ray.data
+
+    if not ray.is_initialized():  # a docs page or an earlier test may have started it
+        ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture
+def one_torch_thread() -> Iterator[None]:
+    """This process on one torch thread, like a Ray actor that holds one CPU: on a CPU, a float reduction split over
+    another number of threads may round differently in the last bit, so references for Ray outputs run like this."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -120,3 +120,36 @@ def test_info_names_every_library_in_words() -> None:
     assert out.returncode == 0, out.stderr
     for needle in ("diffusers", "torchaudio", "transformers", "device=auto", "model cache"):
         assert needle in out.stdout
+
+
+def test_generate_takes_backend_load_options(tmp_path: Path) -> None:
+    """``--option KEY=JSON`` reaches the backend's load options (here the CycleGAN's ``temporal``); a key with a
+    flag of its own, or a misspelt one, is refused naming the fix."""
+    import numpy as np
+    from PIL import Image
+
+    import aigc
+
+    grid = Image.open(Path(__file__).parent / "data" / "shoes.png").convert("L")
+    frames = [grid.crop((32 * c, 0, 32 * c + 32, 32)) for c in range(4)]  # four different sneakers
+    clip = tmp_path / "sneakers.gif"
+    frames[0].save(clip, save_all=True, append_images=frames[1:], duration=125, loop=0)
+    out = tmp_path / "boots.gif"
+    done = aigc_cli("generate", "video", "an ankle boot", "--init-video", str(clip), "--backend", "cyclegan",
+                    "--option", "temporal=false", "--option", "max_batch_size=2", "-o", str(out))
+    assert done.returncode == 0, done.stderr
+    gen = aigc.load("image", "default", backend="cyclegan")
+    per_image = [np.asarray(gen.generate("an ankle boot", init_image=f).images[0].convert("L"), dtype=int)
+                 for f in frames]
+    with Image.open(out) as gif:
+        got = []
+        for i in range(gif.n_frames):
+            gif.seek(i)
+            got.append(np.asarray(gif.convert("L"), dtype=int))
+    assert len(got) == 4 and all(np.abs(g - p).mean() < 2.0 for g, p in zip(got, per_image, strict=True))
+    record = aigc.Record.from_file(out)
+    assert record.options.get("temporal") is False
+    for option, words in (("device=cpu", "--device"), ("temporall=false", "temporal")):
+        bad = aigc_cli("generate", "video", "an ankle boot", "--init-video", str(clip), "--backend", "cyclegan",
+                       "--option", option, "-o", str(tmp_path / "x.gif"))
+        assert bad.returncode != 0 and words in bad.stderr and "Traceback" not in bad.stderr, bad.stderr

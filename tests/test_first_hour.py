@@ -3,6 +3,7 @@ failures at once, quiet libraries, every check before any work, objects the user
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import subprocess
@@ -75,6 +76,12 @@ def test_download_keywords_reach_from_pretrained_and_stay_out_of_records(tmp_pat
     assert "hf_not_sent_anywhere" not in res.record.to_json()
     plain = aigc.load("text", src).generate("Hi", seed=1, max_new_tokens=4)
     assert res.texts == plain.texts
+    saved = res.save(tmp_path / "hi.txt")
+    assert aigc.replay(saved[0]).texts == res.texts  # the recorded variant is taken back (it names the weights)
+    crafted = json.loads(res.record.to_json()) | {"options": {"cache_dir": str(tmp_path / "elsewhere")}}
+    (tmp_path / "crafted.json").write_text(json.dumps(crafted))
+    with pytest.raises(aigc.errors.ProvenanceError, match="cache_dir"):  # where files come from: never a record's
+        aigc.replay(tmp_path / "crafted.json")
 
 
 def test_download_keywords_are_checked_and_refused_where_they_mean_nothing() -> None:

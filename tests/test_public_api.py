@@ -16,11 +16,15 @@ def test_all_is_exactly_the_public_namespace() -> None:
     import aigc.evaluate
     import aigc.formats
     import aigc.models
+    import aigc.provenance
+    import aigc.ray
     import aigc.sampling
     import aigc.serve
     import aigc.testing
     import aigc.train
+    import aigc.watermark
 
+    assert aigc.verify is aigc.provenance.verify  # loads lazily, then is an attribute
     public = {name for name in vars(aigc) if not name.startswith("_")}
     public -= {"annotations", "importlib", "TYPE_CHECKING", "Any"}  # module-level helpers of __init__
     assert public == set(aigc.__all__)

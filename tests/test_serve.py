@@ -70,7 +70,9 @@ def server(long_gpt2_dir: Path, t5_dir: Path) -> Iterator[RunningServer]:
               ModelSpec(modality="text", model=str(t5_dir), id="t5", device="cpu"),
               ModelSpec(modality="text", device="cpu"),
               ModelSpec(modality="image", device="cpu"), ModelSpec(modality="audio", device="cpu"),
-              ModelSpec(modality="video", device="cpu")]
+              ModelSpec(modality="video", device="cpu"),
+              ModelSpec(modality="video", model="default", backend="cyclegan", id="shoes", device="cpu",
+                        options={"temporal": False})]
     # a wide batching window, so that requests sent together are batched even on a busy machine
     with start(models, config=ServeConfig(port=0, api_key=KEY, batch_window_ms=400)) as running:
         yield running
@@ -107,7 +109,7 @@ def _replay_text(record: dict[str, Any], tmp_path: Path) -> aigc.TextResult:
 # -- metadata, security -------------------------------------------------------------------------------------
 def test_models_health_and_metrics(server: RunningServer, client: openai.OpenAI) -> None:
     models = {m.id: m for m in client.models.list().data}
-    assert set(models) == {"gpt2", "t5", "text-default", "image-default", "audio-default", "video-default"}
+    assert set(models) == {"gpt2", "t5", "text-default", "image-default", "audio-default", "video-default", "shoes"}
     assert models["gpt2"].model_extra["batching"] == "continuous"  # type: ignore[index]
     assert models["t5"].model_extra["batching"] == "sequential"  # type: ignore[index]
     assert "us-female" in models["audio-default"].model_extra["voices"]  # type: ignore[index]
@@ -330,6 +332,54 @@ def test_videos_are_created_polled_and_downloaded(client: openai.OpenAI, tmp_pat
         assert client.videos.delete(video.id).deleted
         with pytest.raises(openai.NotFoundError):
             client.videos.retrieve(video.id)
+
+
+def test_videos_transform_an_uploaded_clip(server: RunningServer, client: openai.OpenAI, tmp_path: Path) -> None:
+    """``input_video`` (aigc's extra, multipart): the CycleGAN translates the uploaded clip frame by frame, at the
+    clip's own frame rate; bad uploads are refused naming the field."""
+    grid = Image.open(Path(__file__).parent / "data" / "shoes.png").convert("L")
+    frames = [grid.crop((32 * c, 0, 32 * c + 32, 32)) for c in range(4)]  # four sneakers
+    buf = io.BytesIO()
+    frames[0].save(buf, format="GIF", save_all=True, append_images=frames[1:], duration=250, loop=0)
+    headers = {"Authorization": f"Bearer {KEY}"}
+
+    def post(name: str, data: bytes, mime: str) -> Reply:  # multipart form data, as a browser or curl sends it
+        boundary = "aigc-test-boundary"
+        parts = [f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode()
+                 for k, v in (("model", "shoes"), ("prompt", "an ankle boot"))]
+        parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="input_video"; filename="{name}"\r\n'
+                     f"Content-Type: {mime}\r\n\r\n".encode() + data + b"\r\n")
+        return http("POST", server.base_url + "/videos", body=b"".join(parts) + f"--{boundary}--\r\n".encode(),
+                    headers={**headers, "Content-Type": f"multipart/form-data; boundary={boundary}"})
+
+    created = post("sneakers.gif", buf.getvalue(), "image/gif")
+    assert created.status == 200, created.text
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        video = client.videos.poll(created.json()["id"], poll_interval_ms=50)
+        assert video.status == "completed" and video.size == "32x32" and video.seconds == "1"  # 4 frames at 4 fps
+        path = tmp_path / "boots.mp4"
+        client.videos.download_content(video.id).write_to_file(path)
+    from aigc._media.video import load_video
+
+    got, fps = load_video(path)
+    assert got.shape[0] == 4 and fps == pytest.approx(4.0)
+    gen = aigc.load("image", "default", backend="cyclegan", device="cpu")
+    for frame, shoe in zip(got, frames, strict=True):  # each frame as the image backend translates it (MP4-lossy)
+        boot = np.asarray(gen.generate("an ankle boot", init_image=shoe).images[0].convert("L"), dtype=float)
+        seen = frame.astype(float).mean(-1)
+        assert np.abs(seen - boot).mean() < 0.5 * np.abs(seen - np.asarray(shoe, dtype=float)).mean()
+    png = io.BytesIO()
+    frames[0].save(png, format="PNG")
+    long_clip = io.BytesIO()  # more frames than the server's max_video_frames (512); alternating, so none merge
+    tiny = [Image.new("L", (2, 2), 255 * (i % 2)) for i in range(513)]
+    tiny[0].save(long_clip, format="GIF", save_all=True, append_images=tiny[1:], duration=40)
+    for data, mime, words in ((png.getvalue(), "image/png", "unsupported video format"),
+                              (b"GIF89a not really", "image/gif", "not a readable"),
+                              (long_clip.getvalue(), "image/gif", "more than this server's 512 frames")):
+        bad = post("x", data, mime)
+        assert bad.status == 400 and bad.json()["error"]["param"] == "input_video", bad.text
+        assert words in bad.json()["error"]["message"]
 
 
 # -- errors ---------------------------------------------------------------------------------------------------

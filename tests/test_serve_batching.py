@@ -52,6 +52,8 @@ REQUESTS = [
     aigc.TextRequest(prompt="To be, or not to be", max_new_tokens=15, do_sample=False),
     aigc.TextRequest(prompt=["The quick brown fox", "床前明月光"], max_new_tokens=12, seed=3, top_p=0.9,
                      min_new_tokens=5),
+    # rows with and without the text watermark share the batch
+    aigc.TextRequest(prompt="Once upon a time", max_new_tokens=20, seed=1, watermark=False),
 ]
 
 
@@ -84,6 +86,10 @@ def test_rows_joining_and_leaving_give_what_they_give_alone(arch: str, request: 
         assert sink.texts == alone.texts
         assert [sink.ended[i][0] for i in range(req.total_samples)] == alone.finish_reasons
         assert [sink.ended[i][1] for i in range(req.total_samples)] == alone.token_ids
+        assert alone.record is not None
+        assert batcher.record(req, _seeds(req), 0.0).watermarks == alone.record.watermarks
+    assert all(m is not None for m in gen.generate(reqs[0]).record.watermarks)  # type: ignore[union-attr]
+    assert sinks[0].ended[0][1][:20] != sinks[5].ended[0][1], "the watermark changed nothing"
     assert sinks[4].prompt_counts == [len(gen.tokenizer(p)["input_ids"]) for p in REQUESTS[4].prompts()]  # type: ignore
     assert batcher.rows == 0 and not batcher.active
 

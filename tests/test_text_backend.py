@@ -158,7 +158,7 @@ def test_length_and_eos_finish_reasons(gpt2: aigc.Generator[aigc.TextRequest, ai
     assert stops, "no sample reached EOS"
     i = stops[0]
     assert found.token_ids[i][-1] == 1  # </s>
-    assert len(found.token_ids[i]) < 40
+    assert len(found.token_ids[i]) <= 40  # EOS may be the last token allowed: still "stop"
 
 
 def test_cancellation_through_event_callback(gpt2: aigc.Generator[aigc.TextRequest, aigc.TextResult]) -> None:

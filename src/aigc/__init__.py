@@ -20,6 +20,7 @@ from aigc._options import BackendOptions
 from aigc._registry import BackendInfo, backends, register_backend
 from aigc._results import (
     AudioResult,
+    Fill,
     FinishReason,
     ImageResult,
     Record,
@@ -44,7 +45,8 @@ from aigc._types import (
 from aigc._version import __version__ as __version__
 
 if TYPE_CHECKING:
-    from aigc import evaluate, formats, models, sampling, serve, testing, train
+    from aigc import evaluate, formats, models, provenance, ray, sampling, serve, testing, train, watermark
+    from aigc.provenance.verify import verify
 
 __all__ = [
     "AudioRequest",
@@ -53,6 +55,7 @@ __all__ = [
     "BackendOptions",
     "Event",
     "EventEmitter",
+    "Fill",
     "FinishReason",
     "Generator",
     "GeneratorInfo",
@@ -78,6 +81,8 @@ __all__ = [
     "limits",
     "load",
     "models",
+    "provenance",
+    "ray",
     "register_backend",
     "replay",
     "sampling",
@@ -85,16 +90,24 @@ __all__ = [
     "set_verbosity",
     "testing",
     "train",
+    "verify",
+    "watermark",
     "wrap",
 ]
 
 # Submodules that import torch load on first attribute access.
-_LAZY_SUBMODULES = frozenset({"evaluate", "formats", "models", "sampling", "serve", "testing", "train"})
+_LAZY_SUBMODULES = frozenset(
+    {"evaluate", "formats", "models", "provenance", "ray", "sampling", "serve", "testing", "train", "watermark"}
+)
 
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY_SUBMODULES:
         return importlib.import_module(f"aigc.{name}")
+    if name == "verify":  # its detectors import numpy: loaded on first use, then an attribute like any other
+        value = importlib.import_module("aigc.provenance.verify").verify
+        globals()["verify"] = value
+        return value
     raise AttributeError(f"module 'aigc' has no attribute {name!r}")
 
 

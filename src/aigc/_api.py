@@ -306,8 +306,8 @@ def generate(
 
 
 def wrap(obj: Any, tokenizer: Any = None, *, modality: Modality | None = None) -> Generator[Any, Any]:
-    """Make a :class:`~aigc.Generator` of a model object you already have: a transformers causal or seq2seq
-    language model (with its tokenizer), or a diffusers pipeline (text-to-image, audio, video).
+    """Make a :class:`~aigc.Generator` of a model object you already have: a transformers causal, seq2seq or
+    masked language model (with its tokenizer), or a diffusers pipeline (text-to-image, audio, video).
 
     The object is used as it is (its device and dtype; nothing is copied or moved) and is not put in
     ``aigc.cache``. Results get aigc's seeds, events, saving and records; a record names the object's
@@ -337,8 +337,8 @@ def wrap(obj: Any, tokenizer: Any = None, *, modality: Modality | None = None) -
             if cls.wraps(obj):
                 return cls.wrap(obj, tokenizer=tokenizer)
     raise InvalidRequest("obj", f"<{type(obj).__module__}.{type(obj).__name__}>", "no backend can wrap this object",
-                         "pass a transformers causal or seq2seq language model (with tokenizer=), or a diffusers "
-                         "text-to-image, audio or video pipeline; or load a folder with aigc.load")
+                         "pass a transformers causal, seq2seq or masked language model (with tokenizer=), or a "
+                         "diffusers text-to-image, audio or video pipeline; or load a folder with aigc.load")
 
 
 def precheck(modality: Modality, model: str | os.PathLike[str] | None, request: Any, *,
@@ -472,7 +472,8 @@ def _replay_options(path: str | os.PathLike[str], record: Record, cls: type[Gene
         if name in _NOT_OPTIONS:
             raise ProvenanceError(f"{path}: malformed record: its options set {name}={value!r}, which a record keeps "
                                   f"in a field of its own")
-        if name not in UNSAFE_LOAD_ARGS and name not in cls.load_options:
+        recorded_hub = cls.hub_models and name in RECORDED_HUB_ARGS  # e.g. variant: which weights made it
+        if name not in UNSAFE_LOAD_ARGS and name not in cls.load_options and not recorded_hub:
             raise ProvenanceError(f"{path}: the record's options name {name!r}, which the {cls.backend_name} "
                                   f"{cls.modality} backend does not take")
         if name in unsafe and name not in given and name not in options:

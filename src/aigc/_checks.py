@@ -7,7 +7,7 @@ import math
 
 from aigc.errors import InvalidRequest
 
-__all__ = ["check_int", "check_number", "check_optional_int", "is_int", "is_number"]
+__all__ = ["check_int", "check_ndarray", "check_number", "check_optional_int", "is_int", "is_number"]
 
 
 def is_int(value: object) -> bool:
@@ -21,6 +21,14 @@ def is_number(value: object) -> bool:
 def check_int(name: str, value: object, *, minimum: int, fix: str | None = None) -> None:
     if not is_int(value) or value < minimum:  # type: ignore[operator]
         raise InvalidRequest(name, value, f"must be an integer >= {minimum}", fix or f"pass {name}={minimum} or more")
+
+
+def check_ndarray(name: str, value: object, *, fix: str) -> None:
+    """Check that ``value`` is a numpy array (numpy is imported only when this runs)."""
+    import numpy as np
+
+    if not isinstance(value, np.ndarray):
+        raise InvalidRequest(name, type(value).__name__, "not a numpy array", fix)
 
 
 def check_optional_int(name: str, value: object, *, minimum: int) -> None:

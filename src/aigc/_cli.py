@@ -5,10 +5,14 @@
     aigc backends
     aigc info
     aigc replay boot.png -o again.png
+    aigc verify boot-shared.jpg
+    aigc credentials init my-credentials
     aigc eval bleu --hyp hyp.txt --ref ref.txt
     aigc train finetune-text MODEL DATA -o OUT
     aigc train finetune-image MODEL DATA -o OUT
     aigc serve --model text=DIR --port 8000
+    aigc serve --ray --model text=DIR --adapter poet=LORA_DIR --replicas 2
+    aigc batch image prompts.jsonl -o out/ --seed 0 --concurrency 2 --steps 20
 
 Errors print one line (``aigc: error: ...``) and exit with status 1; bad usage exits with 2.
 """
@@ -81,6 +85,7 @@ _PARAM_FLAGS: list[tuple[str, str, Any, str]] = [
     ("--top-p", "top_p", float, "text: nucleus sampling mass"),
     ("--min-p", "min_p", float, "text: min-p sampling threshold"),
     ("--repetition-penalty", "repetition_penalty", float, "text: > 1 discourages repeats"),
+    ("--num-fills", "num_fills", int, "text: masked LMs (BERT), the best fills of the [MASK] to list (default 5)"),
     ("--steps", "steps", int, "image/audio/video: denoising steps"),
     ("--guidance", "guidance", float, "image/audio/video: guidance scale"),
     ("--width", "width", int, "image/video: width in pixels"),
@@ -96,6 +101,9 @@ _PARAM_FLAGS: list[tuple[str, str, Any, str]] = [
     ("--mix-layer", "mix_layer", int, "gan: first layer styled by the donor"),
     ("--keyframes", "keyframes", int, "walk: seeds the latent walk passes through"),
     ("--interpolation", "interpolation", str, "walk: z (spherical) or w (linear, GAN)"),
+    ("--init-image", "init_image", str, "image/video: an input image file (image-to-image; cyclegan translates it)"),
+    ("--init-video", "init_video", str, "video: an input clip (.mp4/.gif/.webp or a frame folder) that cyclegan "
+     "translates frame by frame"),
 ]
 
 
@@ -117,6 +125,9 @@ def _parser() -> argparse.ArgumentParser:
     gen.add_argument("--greedy", action="store_true", help="text: greedy decoding instead of sampling")
     gen.add_argument("--param", action="append", default=[], metavar="KEY=JSON",
                      help="any other request field, e.g. --param strength=0.6")
+    gen.add_argument("--option", action="append", default=[], metavar="KEY=JSON",
+                     help="a backend load option, e.g. --option temporal=false (cyclegan video) or "
+                          "--option max_batch_size=8")
     gen.add_argument("--stream", action="store_true", help="text: print tokens as they are generated")
     gen.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps (default: auto)")
     gen.add_argument("--threads", type=int, help=_THREADS_HELP)
@@ -126,6 +137,28 @@ def _parser() -> argparse.ArgumentParser:
                      help="audio: resample the result to this rate (Hz) before saving")
     gen.add_argument("--loudness", type=float, metavar="LUFS",
                      help="audio: normalise each sample to this integrated loudness, e.g. -23 (EBU R 128)")
+    gen.add_argument("--watermark", dest="watermark", action="store_true", default=None,
+                     help="watermark wherever it fits (default: where cheap and robust)")
+    gen.add_argument("--no-watermark", dest="watermark", action="store_false", help="no invisible watermark")
+    gen.add_argument("--credentials", metavar="DIR",
+                     help="sign the saved files with a C2PA manifest (a folder made by `aigc credentials init`)")
+
+    ver = sub.add_parser("verify", help="check a file's provenance: metadata record, C2PA manifest, watermark",
+                         description="Check a file's provenance. Exit status 0 when aigc's record, a valid C2PA "
+                         "manifest or an aigc watermark was found, 3 when none was.")
+    ver.add_argument("file")
+    ver.add_argument("--json", action="store_true", help="print the result as JSON")
+    ver.add_argument("--store", help="the record store to look watermark keys up in (default: $AIGC_RECORD_STORE "
+                     "or ~/.local/share/aigc/records)")
+
+    cred = sub.add_parser("credentials", help="C2PA signing credentials")
+    cred_sub = cred.add_subparsers(dest="action", required=True, metavar="ACTION")
+    init = cred_sub.add_parser("init", help="make a self-signed development key and certificate (not trusted by "
+                               "C2PA readers: for trying signing out)")
+    init.add_argument("folder")
+    init.add_argument("--name", default="aigc development signer", help="the certificate's common name")
+    init.add_argument("--days", type=int, default=365, help="validity in days (default 365)")
+    init.add_argument("--force", action="store_true", help="replace credentials already in the folder")
 
     sub.add_parser("backends", help="list registered backends").add_argument(
         "--json", action="store_true")
@@ -161,9 +194,11 @@ def _parser() -> argparse.ArgumentParser:
 
     add_train_parser(sub)
 
+    from aigc.ray.cli import add_batch_parser, add_ray_serve_flags
     from aigc.serve.cli import add_serve_parser
 
-    add_serve_parser(sub)
+    add_ray_serve_flags(add_serve_parser(sub))
+    add_batch_parser(sub, _PARAM_FLAGS[1:])  # --seed is the run's there, and required
     _add_verbose(parser)
     return parser
 
@@ -180,6 +215,12 @@ def _add_verbose(parser: argparse.ArgumentParser) -> None:
                 _add_verbose(child)
 
 
+def _batch(args: argparse.Namespace) -> int:
+    from aigc.ray.cli import run_batch
+
+    return run_batch(args, params=_params(args), options=_key_values("--option", args.option, "adapter=lora/"))
+
+
 def _params(args: argparse.Namespace) -> dict[str, Any]:
     params: dict[str, Any] = {}
     for _, dest, _, _ in _PARAM_FLAGS:
@@ -192,6 +233,8 @@ def _params(args: argparse.Namespace) -> dict[str, Any]:
         params["stop"] = args.stop
     if args.greedy:
         params["do_sample"] = False
+    if getattr(args, "watermark", None) is not None:  # generate's flag (aigc batch has none)
+        params["watermark"] = args.watermark
     params.update(_key_values("--param", args.param, "strength=0.6"))
     return params
 
@@ -204,6 +247,7 @@ def _generate(args: argparse.Namespace) -> int:
     from aigc._types import REQUEST_TYPES
 
     request = REQUEST_TYPES[args.modality].from_params(args.prompt, **params)  # bad values fail before loading
+    options = _key_values("--option", args.option, "max_batch_size=8", own_flags=("backend", "device", "dtype"))
     _check_audio_flags(args)
     if args.output:
         from aigc._media.outputs import check_output
@@ -213,7 +257,11 @@ def _generate(args: argparse.Namespace) -> int:
 
     precheck(args.modality, args.model, request, backend=args.backend)
     _cpu_threads(args.threads, args.model, args.device)
-    gen = aigc.load(args.modality, args.model, backend=args.backend, device=args.device, dtype=args.dtype)
+    gen = aigc.load(args.modality, args.model, backend=args.backend, device=args.device, dtype=args.dtype,
+                    **options)
+    defaults = {k: v for k, v in gen.request_defaults.items() if k not in params}  # the model's, for flags left out
+    if defaults:
+        request = request.replace(**defaults)
     if args.stream:
         for piece in gen.stream(request):
             sys.stdout.write(piece)
@@ -227,14 +275,19 @@ def _generate(args: argparse.Namespace) -> int:
         if args.loudness is not None:
             result = result.normalize(args.loudness)
     if args.output:
-        saved = result.save(args.output)
+        saved = result.save(args.output, credentials=args.credentials)
         for path in saved.all:
             print(path)
     elif isinstance(result, aigc.TextResult):
         for i, (seed, text) in enumerate(zip(result.seeds, result.texts, strict=True)):
             if len(result) > 1:
                 print(f"--- sample {i} (seed {seed}) ---")
-            print(text)
+            fills = result.fills[i] if result.fills else []
+            if fills:  # a masked LM's best fills, with their probabilities
+                for fill in fills:
+                    print(f"{fill.score:.4f}\t{fill.text}")
+            else:
+                print(text)
     return 0
 
 
@@ -316,13 +369,17 @@ def _info(args: argparse.Namespace) -> int:
     return 0
 
 
-def _key_values(flag: str, items: list[str], example: str) -> dict[str, Any]:
-    """``KEY=JSON`` items (a bare string where the value is not JSON)."""
+def _key_values(flag: str, items: list[str], example: str, *, own_flags: tuple[str, ...] = ()) -> dict[str, Any]:
+    """``KEY=JSON`` items (a bare string where the value is not JSON); a key in ``own_flags`` has a flag of its
+    own (``--device``), which is named in the error."""
     values: dict[str, Any] = {}
     for item in items:
         key, sep, raw = item.partition("=")
         if not sep or not key:
             raise InvalidRequest(flag, item, "expected KEY=VALUE", f"write e.g. {flag} {example}")
+        if key in own_flags:
+            dashed = "--" + key.replace("_", "-")
+            raise InvalidRequest(flag, item, f"{key} has a flag of its own", f"pass {dashed} instead")
         try:
             values[key] = json.loads(raw)
         except ValueError:
@@ -353,6 +410,26 @@ def _cpu_threads(threads: int | None, model: str | None, device: str) -> None:
     torch.set_num_threads(threads)
 
 
+def _verify(args: argparse.Namespace) -> int:
+    from aigc.provenance.store import RecordStore
+
+    report = aigc.verify(args.file, store=RecordStore(args.store) if args.store else None)
+    print(json.dumps(report.to_dict(), indent=2, ensure_ascii=False) if args.json else report)
+    found = report.metadata is not None or (report.c2pa is not None and report.c2pa.valid) or (
+        report.watermark is not None and report.watermark.present)
+    return 0 if found else 3
+
+
+def _credentials(args: argparse.Namespace) -> int:
+    from aigc.provenance.c2pa import init_credentials
+
+    init_credentials(args.folder, name=args.name, days=args.days, overwrite=args.force)
+    print(f"wrote {args.folder}/chain.pem, key.pem (keep it private) and ca.pem: a development signer under a "
+          "throw-away CA, which C2PA readers report as untrusted. Sign with: aigc generate ... --credentials "
+          f"{args.folder}, or result.save(path, credentials={args.folder!r})")
+    return 0
+
+
 def _replay(args: argparse.Namespace) -> int:
     if args.threads is not None or "OMP_NUM_THREADS" not in os.environ:
         recorded = args.model
@@ -365,7 +442,9 @@ def _replay(args: argparse.Namespace) -> int:
     result = aigc.replay(args.file, device=args.device, dtype=args.dtype, model=args.model,
                          trust_remote_code=args.trust_remote_code, allow_pickle=args.allow_pickle,
                          offload=args.offload, cache=args.cache, strict=args.strict,
-                         **_key_values("--option", args.option, "max_batch_size=8"))
+                         **_key_values("--option", args.option, "max_batch_size=8",
+                                       own_flags=("device", "dtype", "model", "trust_remote_code", "allow_pickle",
+                                                  "offload", "cache", "strict")))
     if args.output:
         saved = result.save(args.output)
         for path in saved.all:
@@ -428,11 +507,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     verbose = bool(getattr(args, "verbose", False))
     _configure_logging(verbose)
     from aigc.evaluate.cli import run_eval
-    from aigc.serve.cli import run_serve
+    from aigc.ray.cli import run_serve  # --ray: on Ray Serve; else aigc.serve.cli.run_serve
     from aigc.train.cli import run_train
 
     handlers = {"generate": _generate, "backends": _backends, "info": _info, "replay": _replay, "eval": run_eval,
-                "train": run_train, "serve": run_serve}
+                "train": run_train, "serve": run_serve, "batch": _batch, "verify": _verify,
+                "credentials": _credentials}
     try:
         return handlers[args.command](args)
     except AigcError as e:

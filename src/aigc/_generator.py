@@ -247,8 +247,8 @@ class Generator(abc.ABC, Generic[ReqT, ResT]):
         started = time.perf_counter()
         with self._emitter(on_event, progress, req) as events, self._out_of_memory(req), quiet():
             result = self._generate(req, seeds, events)
-        result.record = self._record(req, seeds, time.perf_counter() - started)
-        return result
+        result.record = self._record(req, seeds, time.perf_counter() - started, flags=result.flags)
+        return self._watermark(result, req)  # type: ignore[return-value]
 
     def stream(
         self,
@@ -396,10 +396,14 @@ class Generator(abc.ABC, Generic[ReqT, ResT]):
 
     def _check_supported(self, req: Request) -> None:
         supported = _BASE_FIELDS | self.supported_params
+        if self.modality != "text":
+            supported |= {"watermark"}  # the core watermarks images, audio and video after any backend
         for f in dataclasses.fields(req):
             if f.name in supported:
                 continue
             value = getattr(req, f.name)
+            if f.name == "watermark" and value is not True:
+                continue  # not watermarking is what a backend without the text watermark does anyway
             default = f.default if f.default is not dataclasses.MISSING else None
             if value != default and not (value == [] and default == ()):
                 raise InvalidRequest(
@@ -411,11 +415,24 @@ class Generator(abc.ABC, Generic[ReqT, ResT]):
         total = getattr(req, "max_new_tokens", None) or getattr(req, "steps", None)
         return EventEmitter(on_event, progress=progress, total=total, desc=f"aigc {self.modality}")
 
-    def _record(self, req: Request, seeds: list[int], duration: float) -> Record:
+    def _watermark(self, result: Result, req: Request) -> Result:
+        """Watermark the samples where the request's ``watermark`` policy says so (:mod:`aigc.watermark`)."""
+        from aigc.watermark._apply import apply
+
+        assert result.record is not None
+        return apply(result, req, result.record)
+
+    def _record(self, req: Request, seeds: list[int], duration: float, *,
+                flags: list[list[str]] | None = None) -> Record:
+        """The provenance record of a finished request; for text, with the watermarks its sampler applied."""
         from aigc._runtime.device import dtype_name
         from aigc._seeds import sampler_version
+        from aigc.watermark._apply import text_marks
 
+        marks = text_marks(req, seeds, supported="watermark" in self.supported_params) if self.modality == "text" \
+            else []
         return Record(
+            flags=[list(f) for f in flags or []], watermarks=marks,
             modality=self.modality, backend=self.backend_name, model=self.model_id, request=req.to_dict(),
             seeds=list(seeds), device=str(self.device), dtype=dtype_name(self.dtype), revision=self.revision,
             weights=self.weights, duration_s=round(duration, 6), options=_jsonable(self.options),

@@ -1,4 +1,4 @@
-"""Result types, one per modality, and the provenance record they carry. No torch at import."""
+"""Result types, one per modality, each carrying its provenance record (:mod:`aigc._record`). No torch at import."""
 
 from __future__ import annotations
 
@@ -12,20 +12,22 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from aigc._media.atomic import atomic_write_text, check_save_path, numbered_paths
-from aigc._types import IN_MEMORY, MAX_SEED, MODALITIES, REQUEST_TYPES, Modality, Request, check_modality
+from aigc._record import Record
+from aigc._types import Modality
 from aigc.errors import InvalidRequest, ProvenanceError
-from aigc.limits import exceeded
 
 if TYPE_CHECKING:
     import numpy as np
     from PIL import Image
 
-__all__ = ["AudioResult", "FinishReason", "ImageResult", "Record", "Result", "SavedPaths", "TextResult", "VideoResult"]
+__all__ = [
+    "AudioResult", "Fill", "FinishReason", "ImageResult", "Record", "Result", "SavedPaths", "TextResult", "VideoResult",
+]
 
 FinishReason = Literal["stop", "length", "cancelled"]
 
-RECORD_FORMAT = "aigc.record/1"
-
+#: Signs a file written to a temporary path before a save commits it (a C2PA manifest).
+Finish = Callable[[Path], None]
 
 
 class SavedPaths(list[Path]):
@@ -49,181 +51,17 @@ class SavedPaths(list[Path]):
         """Every path written: the files, then the sidecars."""
         return [*self, *self.sidecars]
 
-@dataclass(frozen=True, kw_only=True)
-class Record:
-    """Provenance of a result: enough to know how it was made, and to make it again.
-
-    ``sample_index`` is set on the record embedded in one saved sample's file; :meth:`to_request`
-    then rebuilds the request for just that sample. ``sampler`` is the version of aigc's sampling core that
-    drew the random numbers (:func:`aigc.sampling.sampler_version`); ``None`` marks a record from before the field
-    existed, made by version 1. ``postprocess`` lists the steps applied to the
-    generated result before it was saved (e.g. ``{"op": "resample", "sample_rate": 44100}``), in order;
-    :func:`aigc.replay` applies them again.
-
-    Example:
-        >>> rec = Record.from_json(result.record.to_json())  # doctest: +SKIP
-    """
-
-    modality: Modality
-    backend: str
-    model: str
-    request: dict[str, Any]
-    seeds: list[int]
-    device: str
-    dtype: str
-    revision: str | None = None
-    weights: str | None = None
-    duration_s: float = 0.0
-    created: str = ""
-    aigc_version: str = ""
-    versions: dict[str, str] = field(default_factory=dict)
-    options: dict[str, Any] = field(default_factory=dict)
-    sample_index: int | None = None
-    postprocess: list[dict[str, Any]] = field(default_factory=list)
-    sampler: int | None = None
-    format: str = RECORD_FORMAT
-
-    def to_json(self, *, indent: int | None = None) -> str:
-        return json.dumps(dataclasses.asdict(self), ensure_ascii=False, indent=indent, sort_keys=True)
-
-    @classmethod
-    def from_json(cls, text: str | bytes) -> Record:
-        """Parse a record written by :meth:`to_json`.
-
-        A record is data from a stranger: every field's type is checked, and nesting deeper than
-        :data:`MAX_RECORD_DEPTH` is refused, so a malformed record fails here with one error type.
-
-        Raises:
-            ProvenanceError: not JSON, not an aigc record, a missing field, a field of the wrong type, or too
-                deeply nested.
-        """
-        try:
-            data = json.loads(text)
-        except (ValueError, TypeError) as e:
-            raise ProvenanceError(f"not an aigc record: {e}") from None
-        except RecursionError:
-            raise ProvenanceError(f"not an aigc record: JSON nested deeper than {MAX_RECORD_DEPTH} levels") from None
-        if not isinstance(data, dict) or data.get("format") != RECORD_FORMAT:
-            raise ProvenanceError(f"not an aigc record (format {RECORD_FORMAT!r} expected)")
-        _check_depth(data)
-        known = {f.name: f for f in dataclasses.fields(cls)}
-        missing = [name for name, f in known.items() if name not in data and f.default is dataclasses.MISSING
-                   and f.default_factory is dataclasses.MISSING]
-        if missing:
-            raise ProvenanceError(f"incomplete aigc record: no {', '.join(missing)}")
-        fields = {k: v for k, v in data.items() if k in known}
-        for name, value in fields.items():
-            _check_record_field(name, value)
-        return cls(**fields)
-
-    @classmethod
-    def from_file(cls, path: str | os.PathLike[str]) -> Record:
-        """Read the record embedded in a saved file (PNG, WebP, JPEG, WAV, FLAC, MP4, GIF, JSON, ...).
-
-        Raises:
-            ProvenanceError: no such file, or it (and its ``.json`` sidecar) holds no aigc record.
-
-        Example:
-            >>> aigc.Record.from_file("boots-0.png").seeds  # doctest: +SKIP
-            [7, 8, 9, 10]
-        """
-        from aigc._media.records import read_record
-
-        try:
-            return cls.from_json(read_record(path))
-        except ProvenanceError as e:
-            message = str(e)
-            raise ProvenanceError(message if os.fspath(path) in message else f"{os.fspath(path)}: {message}") from None
-
-    def for_sample(self, index: int) -> Record:
-        return dataclasses.replace(self, sample_index=index)
-
-    def to_request(self) -> Request:
-        """The request that made this result (or, with ``sample_index``, that one sample of it).
-
-        The request is checked like any other, bounds (:mod:`aigc.limits`) included, before anything loads.
-
-        Raises:
-            ProvenanceError: the record's request cannot be rebuilt, or is above a bound.
-        """
-        try:
-            request_type = REQUEST_TYPES[check_modality(self.modality)]
-            exceeded("seeds", f"<{len(self.seeds)} seeds>", len(self.seeds), "max_samples", "samples in the record")
-        except InvalidRequest as e:
-            raise ProvenanceError(f"the record cannot be replayed: {e}") from None
-        params = dict(self.request)
-        for name, value in params.items():
-            if isinstance(value, dict) and IN_MEMORY in value:
-                raise ProvenanceError(f"the record's {name} was an image passed in memory ({value[IN_MEMORY]}), "
-                                      f"which a record cannot hold. Fix: save it and pass {name}= the file's path")
-        params = {k: v for k, v in params.items() if k in request_type.field_names()}
-        try:
-            full = request_type(**params)
-        except (InvalidRequest, TypeError) as e:
-            raise ProvenanceError(f"the record's request cannot be rebuilt: {e}") from None
-        if self.sample_index is None:
-            return full.replace(seed=list(self.seeds), num_outputs=full.samples_per_prompt)
-        i = self.sample_index
-        if not 0 <= i < len(self.seeds):
-            raise ProvenanceError(f"sample_index {i} outside the record's {len(self.seeds)} seeds")
-        prompt = full.prompts()[i // full.samples_per_prompt]
-        return full.replace(prompt=prompt, seed=self.seeds[i], num_outputs=1)
-
-
-#: Deepest nesting of lists and objects a record may have (a request holds chat messages: 4 levels).
-MAX_RECORD_DEPTH = 32
-_OPTIONAL_STR = ("revision", "weights")
-_STR_FIELDS = ("backend", "model", "device", "dtype", "created", "aigc_version", "format")
-_DICT_FIELDS = ("request", "versions", "options")
-
-
-def _check_depth(data: Any) -> None:
-    stack: list[tuple[Any, int]] = [(data, 1)]
-    while stack:
-        value, depth = stack.pop()
-        children = value.values() if isinstance(value, dict) else value if isinstance(value, list) else None
-        if children is None:
-            continue
-        if depth > MAX_RECORD_DEPTH:
-            raise ProvenanceError(f"not an aigc record: nested deeper than {MAX_RECORD_DEPTH} levels")
-        stack.extend((child, depth + 1) for child in children)
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _check_record_field(name: str, value: Any) -> None:
-    """One field of a parsed record has the type :class:`Record` declares."""
-    if name == "modality":
-        ok = value in MODALITIES
-    elif name in _STR_FIELDS:
-        ok = isinstance(value, str)
-    elif name in _OPTIONAL_STR:
-        ok = value is None or isinstance(value, str)
-    elif name in _DICT_FIELDS:
-        ok = isinstance(value, dict)
-    elif name == "seeds":
-        ok = isinstance(value, list) and bool(value) and all(_is_int(s) and 0 <= s <= MAX_SEED for s in value)
-    elif name == "duration_s":
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-    elif name == "sample_index":
-        ok = value is None or (_is_int(value) and value >= 0)
-    elif name == "sampler":
-        ok = value is None or (_is_int(value) and value >= 1)
-    elif name == "postprocess":
-        ok = isinstance(value, list) and all(isinstance(step, dict) for step in value)
-    else:
-        ok = True
-    if not ok:
-        shown = repr(value)
-        raise ProvenanceError(f"malformed aigc record: {name}={shown[:80] + ('...' if len(shown) > 80 else '')} "
-                              f"is not what a record holds there")
-
 
 @dataclass(kw_only=True)
 class Result:
-    """Fields and behaviour every result shares."""
+    """Fields and behaviour every result shares.
+
+    Attributes:
+        seeds: the seed of each sample.
+        record: the provenance record.
+        flags: per sample, what a safety checker reported (``["nsfw"]``; ``[]`` when it found nothing); an empty
+            list when no checker ran (see ``ImageRequest.safety``).
+    """
 
     modality: ClassVar[Modality]
     #: the attribute holding the samples (``texts``, ``images``, ``waveforms``, ``videos``)
@@ -231,6 +69,7 @@ class Result:
 
     seeds: list[int]
     record: Record | None = None
+    flags: list[list[str]] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.seeds)
@@ -245,28 +84,76 @@ class Result:
         return samples
 
     def _save_each(
-        self, path: str | os.PathLike[str], write: Callable[[int, Path, str | None], list[Path]]
+        self, path: str | os.PathLike[str], write: Callable[[int, Path, str | None, Finish | None], list[Path]],
+        *, credentials: Any = None, remember: bool = True,
     ) -> SavedPaths:
-        """Call ``write(sample index, file name, that sample's record as JSON)`` per sample (it returns the file,
-        then any sidecar it wrote); the files in sample order, the sidecars apart."""
+        """Call ``write(sample index, file name, that sample's record as JSON, finish)`` per sample (it returns the
+        file, then any sidecar it wrote); the files in sample order, the sidecars apart.
+
+        ``finish`` (``None`` when not signing) signs a written temporary file with a C2PA manifest before the save
+        commits it. Each watermarked sample's record then goes into the local record store (``remember``).
+        """
+        from aigc.provenance.c2pa import resolve_credentials, sign_file
+
         self._check_samples()
+        if not isinstance(remember, bool):
+            raise InvalidRequest("remember", remember, "must be True or False", "pass remember=False to skip the store")
         targets = numbered_paths(check_save_path(path, folder=True), len(self))  # the name; then each target
+        signing = [resolve_credentials(credentials, target) for target in targets]  # checked before writing
         for target in targets:
             check_save_path(target, folder=self._saves_folders(target))
         files: list[Path] = []
         sidecars: list[Path] = []
         for i, target in enumerate(targets):
-            written = write(i, target, self.record.for_sample(i).to_json() if self.record else None)
+            record = self.record.for_sample(i).to_json() if self.record else None
+            creds = signing[i]
+            finish = None if creds is None else (
+                lambda tmp, record=record, creds=creds, name=target.name: sign_file(tmp, record=record,
+                                                                                     credentials=creds, title=name))
+            written = write(i, target, record, finish)
             if self._saves_folders(target):  # a folder of frames with its record.json: the folder is the sample
                 files.append(target)
             else:
                 files.append(written[0])
                 sidecars += written[1:]
+        if remember:
+            self._remember()
         return SavedPaths(files, sidecars=sidecars)
 
-    def save(self, path: str | os.PathLike[str]) -> SavedPaths:
+    def _remember(self) -> None:
+        """Put each watermarked sample's record into the local record store (:mod:`aigc.provenance.store`)."""
+        if self.record is None or not any(m is not None for m in self.record.watermarks):
+            return
+        from aigc.provenance.store import default_store
+
+        store = default_store()
+        if store is None:
+            return
+        for i in range(len(self)):
+            mark = self.record.watermark(i)
+            if mark is not None:
+                try:
+                    store.add(mark["key"], self.record.for_sample(i), text=self._sample_text(i))
+                except OSError as e:  # the file is saved; a store that cannot be written only costs the lookup
+                    import logging
+
+                    logging.getLogger(__name__).warning("could not add a record to %s: %s", store, e)
+
+    def _sample_text(self, index: int) -> str | None:
+        return None
+
+    def save(self, path: str | os.PathLike[str], *, credentials: Any = None, remember: bool = True) -> SavedPaths:
         """Save every sample (one file each) with its provenance; return the files, ``paths[i]`` being sample
-        ``i``'s (sidecars, where a format needed one, in ``paths.sidecars``)."""
+        ``i``'s (sidecars, where a format needed one, in ``paths.sidecars``).
+
+        Args:
+            path: the file name; several samples get ``name-0.ext``, ``name-1.ext``, ...
+            credentials: sign the files with a C2PA manifest (PNG, JPEG, WebP, WAV, MP4):
+                :class:`aigc.provenance.Credentials` or a folder made by ``aigc credentials init``; ``None`` uses
+                the default (:func:`aigc.provenance.set_default_credentials`), ``False`` never signs.
+            remember: add the records of watermarked samples to the local record store, so that
+                :func:`aigc.verify` finds the record of a copy stripped of its metadata.
+        """
         raise NotImplementedError
 
     def _saves_folders(self, target: Path) -> bool:
@@ -324,6 +211,28 @@ class Result:
         return result
 
 
+@dataclass(frozen=True)
+class Fill:
+    """One candidate for the mask of a masked language model's prompt (``TextResult.fills``).
+
+    Attributes:
+        text: the prompt with the mask replaced by this token.
+        token: the token as text (``tokenizer.decode([token_id])``, as the ``fill-mask`` pipeline's ``token_str``).
+        token_id: the token's id.
+        score: its probability under the model (softmax over the vocabulary at the mask).
+
+    Example:
+        >>> res = aigc.generate("text", "今天天气真[MASK]。", model=bert_dir, num_fills=3)  # doctest: +SKIP
+        >>> [(f.token, round(f.score, 3)) for f in res.fills[0]]  # doctest: +SKIP
+        [('好', 0.412), ('冷', 0.103), ('热', 0.087)]
+    """
+
+    text: str
+    token: str
+    token_id: int
+    score: float
+
+
 @dataclass(kw_only=True)
 class TextResult(Result):
     """Generated texts.
@@ -335,6 +244,11 @@ class TextResult(Result):
             or ``"cancelled"``.
         token_ids: the generated token ids of each sample.
         prompt_index: which prompt each sample continues.
+        scores: masked language models: per sample, the model's probability of its fill (the product over its
+            masks, each conditioned on the fills before it); empty for other models.
+        fills: masked language models without sampling: per sample, the ``num_fills`` most likely fills of the
+            prompt's one mask, most likely first (:class:`Fill`; ``texts[i]`` is ``fills[i][0].text``); empty
+            otherwise.
 
     Example:
         >>> res = gen.generate("Hello", seed=42, num_outputs=2)  # doctest: +SKIP
@@ -349,6 +263,8 @@ class TextResult(Result):
     finish_reasons: list[FinishReason] = field(default_factory=list)
     token_ids: list[list[int]] = field(default_factory=list)
     prompt_index: list[int] = field(default_factory=list)
+    scores: list[float] = field(default_factory=list)
+    fills: list[list[Fill]] = field(default_factory=list)
 
     @property
     def text(self) -> str:
@@ -360,8 +276,14 @@ class TextResult(Result):
         """Generated tokens per sample."""
         return [len(t) for t in self.token_ids]
 
-    def save(self, path: str | os.PathLike[str]) -> SavedPaths:
+    def _sample_text(self, index: int) -> str | None:
+        return self.texts[index]
+
+    def save(self, path: str | os.PathLike[str], *, credentials: Any = None, remember: bool = True) -> SavedPaths:
         """Save each sample as ``.txt`` (with a ``.txt.json`` provenance sidecar) or ``.json``.
+
+        C2PA does not cover plain text here: ``credentials`` must be ``None`` or ``False``. ``remember`` as in
+        :meth:`Result.save`.
 
         Example:
             >>> res.save("story.txt")  # doctest: +SKIP
@@ -372,7 +294,7 @@ class TextResult(Result):
         if suffix not in (".txt", ".json"):
             raise InvalidRequest("path", str(path), "unsupported text format", "use a .txt or .json file name")
 
-        def write(i: int, target: Path, record: str | None) -> list[Path]:
+        def write(i: int, target: Path, record: str | None, finish: Finish | None) -> list[Path]:
             if not isinstance(self.texts[i], str):
                 raise InvalidRequest(f"texts[{i}]", self.texts[i], "not a string", "pass texts as a list of str")
             if suffix == ".txt":  # the text and its sidecar, all-or-nothing (see aigc._media.provenance)
@@ -381,17 +303,21 @@ class TextResult(Result):
                 with save_with_record(target, record) as pending:
                     pending.tmp.write_bytes(self.texts[i].encode("utf-8"))
                 return pending.written
-            for name in ("finish_reasons", "token_ids"):
+            for name in ("finish_reasons", "token_ids", "scores", "fills"):
                 value = getattr(self, name)
                 if value and (not isinstance(value, list) or len(value) != len(self.texts)):
                     raise InvalidRequest(name, value, "needs one entry per text, or none", f"pass {name}=[]")
-            doc = {
+            doc: dict[str, Any] = {
                 "text": self.texts[i],
                 "seed": self.seeds[i],
                 "finish_reason": self.finish_reasons[i] if self.finish_reasons else None,
                 "token_ids": self.token_ids[i] if self.token_ids else None,
-                "aigc": json.loads(record) if record else None,
             }
+            if self.scores:  # masked LMs only: other results keep the format they always had
+                doc["score"] = self.scores[i]
+            if self.fills:
+                doc["fills"] = [dataclasses.asdict(f) if isinstance(f, Fill) else f for f in self.fills[i]]
+            doc["aigc"] = json.loads(record) if record else None
             try:
                 text = json.dumps(doc, ensure_ascii=False, indent=2)
             except (TypeError, ValueError) as e:
@@ -399,7 +325,7 @@ class TextResult(Result):
                                      "pass lists of ints") from None
             return [atomic_write_text(target, text)]
 
-        return self._save_each(p, write)
+        return self._save_each(p, write, credentials=credentials, remember=remember)
 
     def __str__(self) -> str:
         return "\n---\n".join(self.texts)
@@ -440,10 +366,17 @@ class ImageResult(Result):
         """The first sample's image."""
         return self.images[0]
 
-    def save(self, path: str | os.PathLike[str]) -> SavedPaths:
+    def save(self, path: str | os.PathLike[str], *, credentials: Any = None, remember: bool = True) -> SavedPaths:
+        """Save each image as PNG, WebP or JPEG (by suffix) with its record; see :meth:`Result.save`.
+
+        Example:
+            >>> out.save("boots.png", credentials="my-credentials")  # doctest: +SKIP
+            [PosixPath('boots-0.png'), PosixPath('boots-1.png')]
+        """
         from aigc._media import image as media
 
-        return self._save_each(path, lambda i, target, record: media.save_image(self.images[i], target, record))
+        return self._save_each(path, lambda i, target, record, finish: media.save_image(
+            self.images[i], target, record, finish=finish), credentials=credentials, remember=remember)
 
     def _captions(self) -> list[str]:
         return [f"seed {s}" for s in self.seeds]
@@ -493,11 +426,18 @@ class AudioResult(Result):
     def durations_s(self) -> list[float]:
         return [w.shape[-1] / self.sample_rate for w in self.waveforms]
 
-    def save(self, path: str | os.PathLike[str]) -> SavedPaths:
+    def save(self, path: str | os.PathLike[str], *, credentials: Any = None, remember: bool = True) -> SavedPaths:
+        """Save each clip as WAV, FLAC or OGG (by suffix) with its record; C2PA signs WAV. See :meth:`Result.save`.
+
+        Example:
+            >>> res.save("speech.wav")  # doctest: +SKIP
+            [PosixPath('speech.wav')]
+        """
         from aigc._media import audio as media
 
-        return self._save_each(
-            path, lambda i, target, record: media.save_audio(self.waveforms[i], self.sample_rate, target, record))
+        return self._save_each(path, lambda i, target, record, finish: media.save_audio(
+            self.waveforms[i], self.sample_rate, target, record, finish=finish), credentials=credentials,
+            remember=remember)
 
     def resample(self, sample_rate: int) -> AudioResult:
         """A copy at another sample rate (torchaudio's band-limited sinc resampling); the step is recorded.
@@ -604,11 +544,18 @@ class VideoResult(Result):
     def _saves_folders(self, target: Path) -> bool:
         return target.suffix == "" or target.is_dir()
 
-    def save(self, path: str | os.PathLike[str]) -> SavedPaths:
+    def save(self, path: str | os.PathLike[str], *, credentials: Any = None, remember: bool = True) -> SavedPaths:
+        """Save each clip as MP4, GIF, WebP or a PNG frame folder with its record; C2PA signs MP4. See
+        :meth:`Result.save`.
+
+        Example:
+            >>> clip.save("clip.mp4")  # doctest: +SKIP
+            [PosixPath('clip.mp4')]
+        """
         from aigc._media import video as media
 
-        return self._save_each(
-            path, lambda i, target, record: media.save_video(self.videos[i], self.fps, target, record))
+        return self._save_each(path, lambda i, target, record, finish: media.save_video(
+            self.videos[i], self.fps, target, record, finish=finish), credentials=credentials, remember=remember)
 
     def _repr_html_(self) -> str:
         from aigc._media import video as media

@@ -14,6 +14,7 @@ from aigc._aliases import translate
 from aigc._checks import check_int, check_number, check_optional_int
 from aigc._checks import is_int as _is_int
 from aigc._events import Event, EventCallback
+from aigc._inputs import check_image_path, check_init_video
 from aigc.errors import InvalidRequest
 from aigc.limits import check_pixels, exceeded
 
@@ -39,6 +40,8 @@ MAX_SEED = 2**63 - 1
 #: logits divided by the value overflow in half precision, and sampling is greedy decoding in all but name.
 MIN_TEMPERATURE = 1e-2
 PENALTY_RANGE = (1e-2, 1e2)
+#: What ``ImageRequest.safety`` may be: keep and report, blank flagged images, or do not check.
+SAFETY_MODES = ("flag", "blank", "off")
 #: Frame rates a clip may have: a GIF stores frame times in 10 ms units (at most 655.35 s per frame).
 FPS_RANGE = (1e-2, 240.0)
 
@@ -61,19 +64,6 @@ def check_modality(modality: object) -> Modality:
     if modality not in MODALITIES:
         raise InvalidRequest("modality", modality, "unknown modality", f"use one of {', '.join(MODALITIES)}")
     return modality
-
-
-def check_image_path(request: Request, name: str) -> None:
-    """An image given by path must exist; it is stored as an absolute path, so a record can replay it."""
-    value = getattr(request, name)
-    if isinstance(value, (str, os.PathLike)):
-        path = os.path.abspath(os.path.expanduser(os.fspath(value)))
-        if not os.path.isfile(path):
-            raise InvalidRequest(name, os.fspath(value), "no such image file", "pass an existing PNG/JPEG path")
-        object.__setattr__(request, name, path)
-    elif value is not None and not (hasattr(value, "getbbox") and hasattr(value, "mode")):
-        raise InvalidRequest(name, type(value).__name__, "must be a PIL image or a file path",
-                             "pass PIL.Image.open(...) or a path")
 
 
 def _is_message(value: object) -> bool:
@@ -107,6 +97,10 @@ class Request:
         num_outputs: samples per prompt. ``None`` means 1, or ``len(seed) / len(prompts)`` for a seed list.
         deterministic: run every sample on its own, so that sample *i* of a batch is bit-identical to a
             single run with its seed (slower than batching; batching is equal within a stated tolerance).
+        watermark: mark the output with aigc's invisible watermark, which carries a key to the output's record
+            (see ``docs/concepts/provenance.md``). ``None`` (the default) marks it where that is cheap and robust:
+            sampled text, images and video frames of at least 64 pixels a side, audio of at least 1 s;
+            ``True`` marks it wherever it fits at all (and raises where it cannot); ``False`` never.
     """
 
     modality: ClassVar[Modality]
@@ -115,6 +109,7 @@ class Request:
     seed: int | Sequence[int] | None = None
     num_outputs: int | None = None
     deterministic: bool = False
+    watermark: bool | None = None
 
     # -- construction ------------------------------------------------------------------------
     @classmethod
@@ -164,6 +159,9 @@ class Request:
                      "samples in one call")
         if not isinstance(self.deterministic, bool):
             raise InvalidRequest("deterministic", self.deterministic, "must be True or False", "pass a bool")
+        if self.watermark is not None and not isinstance(self.watermark, bool):
+            raise InvalidRequest("watermark", self.watermark, "must be True, False or None",
+                                 "pass watermark=False to turn it off, or leave it out")
         seed = self.seed
         if seed is None:
             pass
@@ -252,6 +250,10 @@ def _jsonable(value: Any) -> Any:
         return os.path.abspath(os.fspath(value))
     if hasattr(value, "getbbox") and hasattr(value, "mode"):  # a PIL image: record what it was, not its pixels
         return {IN_MEMORY: f"{value.mode} {value.width}x{value.height}"}
+    if hasattr(value, "shape") and hasattr(value, "dtype"):  # frames as an array: their shape, not their pixels
+        return {IN_MEMORY: f"array {tuple(value.shape)} {value.dtype}"}
+    if isinstance(value, (list, tuple)) and value and all(hasattr(v, "getbbox") for v in value):  # PIL frames
+        return {IN_MEMORY: f"{len(value)} images {value[0].mode} {value[0].width}x{value[0].height}"}
     if isinstance(value, Mapping):
         return {str(k): _jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
@@ -277,6 +279,9 @@ class TextRequest(Request):
         min_p: drop tokens less likely than ``min_p`` times the most likely one (0: off).
         repetition_penalty: > 1 discourages tokens already in the prompt or the output (CTRL, eq. 1).
         stop: stop sequences; generation of a sample stops *before* the first one it produces.
+        num_fills: masked language models (BERT) without sampling: how many of the most likely fills of the
+            prompt's one mask each sample lists in ``TextResult.fills`` (``None``: 5, as transformers'
+            ``fill-mask`` pipeline). Other models take no such field.
 
     Example:
         >>> req = TextRequest(prompt="Once upon a time", max_new_tokens=20, seed=1, num_outputs=2)
@@ -296,6 +301,7 @@ class TextRequest(Request):
     min_p: float = 0.0
     repetition_penalty: float = 1.0
     stop: Sequence[str] = ()
+    num_fills: int | None = None
 
     def _check_prompt(self) -> None:
         prompt: Any = self.prompt
@@ -329,6 +335,9 @@ class TextRequest(Request):
         check_int("min_new_tokens", self.min_new_tokens, minimum=0)
         if not isinstance(self.do_sample, bool):
             raise InvalidRequest("do_sample", self.do_sample, "must be True or False", "pass a bool")
+        if self.watermark is True and not self.do_sample:
+            raise InvalidRequest("watermark", True, "greedy decoding (do_sample=False) draws nothing, so it cannot "
+                                 "carry the text watermark", "sample (do_sample=True), or leave watermark out")
         if self.do_sample:
             check_number("temperature", self.temperature, low=MIN_TEMPERATURE,
                          fix=f"pass a temperature >= {MIN_TEMPERATURE:g} (smaller values overflow the logits), or "
@@ -345,6 +354,9 @@ class TextRequest(Request):
         if not isinstance(stop, Sequence) or not all(isinstance(s, str) and s for s in stop):
             raise InvalidRequest("stop", self.stop, "must be a list of non-empty strings", 'pass stop=["\\n\\n"]')
         object.__setattr__(self, "stop", list(stop))
+        check_optional_int("num_fills", self.num_fills, minimum=1)
+        if self.num_fills is not None:
+            exceeded("num_fills", self.num_fills, self.num_fills, "max_samples", "fills listed per sample")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -397,6 +409,9 @@ class ImageRequest(_VisualRequest):
             the average image for every seed); ``None`` is the model's default.
         mix_seed, mix_layer: GAN style mixing: layers ``mix_layer`` onwards take their style from the latent
             of ``mix_seed`` (the same for every sample).
+        safety: what to do with a pipeline's safety checker (Stable Diffusion's): ``"flag"`` (the default) keeps
+            every image and reports the checker's verdict in ``result.flags`` and the record; ``"blank"`` also
+            replaces flagged images with black ones (diffusers' behaviour); ``"off"`` does not run the checker.
 
     Example:
         >>> ImageRequest(prompt="a cat", width=512, height=512, seed=[1, 2]).total_samples
@@ -412,9 +427,13 @@ class ImageRequest(_VisualRequest):
     truncation: float | None = None
     mix_seed: int | None = None
     mix_layer: int | None = None
+    safety: str = "flag"
 
     def _check(self) -> None:
         super()._check()
+        if self.safety not in SAFETY_MODES:
+            raise InvalidRequest("safety", self.safety, "unknown safety mode",
+                                 'pass "flag" (keep images, report verdicts), "blank" or "off"')
         check_number("strength", self.strength, low=0.0, high=1.0, fix="pass strength in [0, 1]")
         _check_truncation(self.truncation)
         check_optional_int("mix_seed", self.mix_seed, minimum=0)
@@ -471,6 +490,9 @@ class VideoRequest(_VisualRequest):
         num_frames: frames per clip; ``None`` is the model's default.
         fps: frames per second of the result.
         init_image: a PIL image or path, for image-to-video.
+        init_video: an input clip, for video-to-video (``backend="cyclegan"``): a video file or frame folder
+            (``.mp4``, ``.gif``, ``.webp``, a folder of frames -- what ``VideoResult.save`` writes), a uint8 array
+            (frames, height, width) or (frames, height, width, 3), or a list of PIL images.
         scheduler: a scheduler's short name (``"ddim"``, ``"euler"``, ...), where the backend has several.
         keyframes: latent walks: how many seeds the walk passes through (``seed``, ``seed + 1``, ...).
         interpolation: latent walks: ``"z"`` (spherical, in the input latent) or ``"w"`` (linear, in a GAN's
@@ -488,6 +510,7 @@ class VideoRequest(_VisualRequest):
     num_frames: int | None = None
     fps: float | None = None
     init_image: Any = None
+    init_video: Any = None
     keyframes: int | None = None
     interpolation: str | None = None
     truncation: float | None = None
@@ -505,6 +528,7 @@ class VideoRequest(_VisualRequest):
                                  'pass "z" (spherical in z) or "w" (linear in w)')
         _check_truncation(self.truncation)
         check_image_path(self, "init_image")
+        check_init_video(self)
         if self.fps is not None:
             check_number("fps", self.fps, low=FPS_RANGE[0], high=FPS_RANGE[1],
                          fix=f"pass fps between {FPS_RANGE[0]:g} and {FPS_RANGE[1]:g}, e.g. fps=8")

@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import re
 import threading
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ import torch
 if TYPE_CHECKING:
     from typing_extensions import Self
 
+from aigc._backends._pixels import open_image
 from aigc._generator import Generator, LoadOptions, ReqT, ResT
 from aigc._options import BackendOptions, BatchOptions
 from aigc._runtime.assets import read_json_object
@@ -239,22 +239,6 @@ SCHEDULERS: dict[str, tuple[str, dict[str, Any]]] = {
 # An approximate linear map from SD's 4 latent channels to RGB, for cheap step previews.
 _LATENT_RGB = torch.tensor([[0.298, 0.207, 0.208], [0.187, 0.286, 0.173],
                             [-0.158, 0.189, 0.264], [-0.184, -0.271, -0.473]])
-
-
-def open_image(name: str, value: Any, mode: str) -> Any:
-    """A request's image (``init_image``, ``mask``): a PIL image or a path, converted to ``mode``."""
-    from PIL import Image
-
-    if isinstance(value, Image.Image):
-        return value.convert(mode)
-    if isinstance(value, (str, os.PathLike)):
-        try:
-            with Image.open(value) as img:
-                return img.convert(mode)
-        except (OSError, ValueError, Image.DecompressionBombError) as e:
-            raise InvalidRequest(name, str(value), f"cannot read the image: {e}", "pass a PNG/JPEG path or a "
-                                 "PIL image") from None
-    raise InvalidRequest(name, type(value).__name__, "must be a PIL image or a file path", "pass Image.open(...)")
 
 
 def latent_preview(latent: torch.Tensor) -> Any:

@@ -1,11 +1,13 @@
-"""What aigc's own image and video backends share about pixels: output sizes reached by whole-factor upscaling, and
-network outputs in [-1, 1] turned into 8-bit RGB images.
+"""What the image and video backends share about pixels: output sizes reached by whole-factor upscaling, network
+outputs in [-1, 1] turned into 8-bit RGB images, and a request's input images opened (:func:`open_image`).
 
-Used by the ``diffusion``, ``gan``, ``vae``, ``sprites`` and ``walk`` backends.
+Used by the ``diffusion``, ``gan``, ``vae``, ``sprites``, ``walk`` and ``cyclegan`` backends (and ``open_image`` by
+the diffusers backends).
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -19,7 +21,7 @@ from aigc.limits import check_pixels
 if TYPE_CHECKING:
     from PIL import Image
 
-__all__ = ["UPSCALE_FILTERS", "UpscaleOptions", "UpscalingGenerator", "to_images", "upscaled_size"]
+__all__ = ["UPSCALE_FILTERS", "UpscaleOptions", "UpscalingGenerator", "open_image", "to_images", "upscaled_size"]
 
 #: The filters the load option ``upscale`` takes.
 UPSCALE_FILTERS = ("bicubic", "nearest")
@@ -107,3 +109,19 @@ def to_images(x: torch.Tensor, size: tuple[int, int], upscale: str) -> list[Imag
             img = img.resize(size, resample=resample)
         images.append(img.convert("RGB"))
     return images
+
+
+def open_image(name: str, value: Any, mode: str) -> Any:
+    """A request's image (``init_image``, ``mask``): a PIL image or a path, converted to ``mode``."""
+    from PIL import Image
+
+    if isinstance(value, Image.Image):
+        return value.convert(mode)
+    if isinstance(value, (str, os.PathLike)):
+        try:
+            with Image.open(value) as img:
+                return img.convert(mode)
+        except (OSError, ValueError, Image.DecompressionBombError) as e:
+            raise InvalidRequest(name, str(value), f"cannot read the image: {e}", "pass a PNG/JPEG path or a "
+                                 "PIL image") from None
+    raise InvalidRequest(name, type(value).__name__, "must be a PIL image or a file path", "pass Image.open(...)")

@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -47,7 +47,7 @@ import torch
 from aigc._types import TextRequest
 from aigc.errors import AigcError
 from aigc.sampling.decode import TextAssembler
-from aigc.sampling.sampler import SamplingParams, TokenSampler
+from aigc.sampling.sampler import SamplingParams, TokenSampler, text_watermark_on
 
 __all__ = ["ContinuousBatcher", "RowSink", "supports_continuous_batching"]
 
@@ -55,6 +55,13 @@ logger = logging.getLogger(__name__)
 
 _HEADROOM = 64  # cache slots allocated beyond what is needed now, so most steps write into free slots
 _PREFIX_TOKENS = 8  # prompt tokens decoded with the output, for correct spacing (as the text backend does)
+
+
+def forward_params(model: Any) -> Mapping[str, inspect.Parameter]:
+    """The keyword parameters of the model's own ``forward`` (through a PEFT wrapper, whose ``forward`` takes
+    ``**kwargs``): which cache keyword (``cache``, or the older ``past_key_values``), positions, logits_to_keep."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return inspect.signature(base.forward).parameters
 
 
 class RowSink(Protocol):
@@ -229,8 +236,7 @@ class ContinuousBatcher:
                  max_rows: int, make_record: Callable[[TextRequest, list[int], float], Any]) -> None:
         if max_rows < 1:
             raise ValueError(f"max_rows must be >= 1, not {max_rows}")
-        base = model.get_base_model() if hasattr(model, "get_base_model") else model  # through a PEFT wrapper
-        params = inspect.signature(base.forward).parameters
+        params = forward_params(model)
         self.model = model
         self.encode = encode
         self.decode = decode
@@ -298,7 +304,8 @@ class ContinuousBatcher:
                 ids.append(row_ids)
                 # One sampler per row, primed with the row's own prompt (no padding), then joined: exactly the
                 # state the row has when it runs alone.
-                sampler = TokenSampler([params], [seed] if params.do_sample else None, eos_token_ids=self.eos)
+                sampler = TokenSampler([params], [seed] if params.do_sample else None, eos_token_ids=self.eos,
+                                       watermark=text_watermark_on(request))
                 samplers.append(sampler)
         if not rows:
             return None

@@ -40,7 +40,7 @@ from aigc.formats import mel_speaker
 from aigc.limits import check_audio_samples
 from aigc.sampling import uniform
 
-__all__ = ["MelSpeechGenerator", "SpeechModel", "load_speech_model", "parse_word"]
+__all__ = ["MelSpeechGenerator", "load_speech_model", "parse_word"]
 
 CONFIG_FILE = "config.json"
 BUILTIN = {"default": "audio_default"}
@@ -86,47 +86,14 @@ class MelOptions(BatchOptions):
     max_batch_size: int = 32
 
 
-@dataclass
-class SpeechModel:
-    """A loaded speech model.
-
-    Attributes:
-        net: the :class:`aigc.models.MelSpeechDecoder`, on its device, in eval mode.
-        vocoder: the :class:`aigc.models.GriffinLimVocoder` (float32, same device).
-        words: the words it says, by class id.
-        voices: the voice names, by speaker id.
-        default_voice: the voice used when a request names none.
-        weights: the fingerprint of the weight file (for provenance).
-    """
-
-    net: Any
-    vocoder: Any
-    words: list[str]
-    voices: list[str]
-    default_voice: int
-    weights: str
-
-    @property
-    def sample_rate(self) -> int:
-        return int(self.net.cfg.sample_rate)
-
-    @property
-    def clip_samples(self) -> int:
-        return int(self.net.cfg.samples)
-
-
 def _model_dir(model: str) -> Path:
     return model_dir(model, BUILTIN, marker=CONFIG_FILE, what="audio model",
                      fix="pass a directory written by scripts/train_audio_default.py, or model='default'")
 
 
-def load_speech_model(model: str, options: LoadOptions) -> SpeechModel:
+def load_speech_model(model: str, options: LoadOptions) -> mel_speaker.SpeakerFile:
     """Load a speech model directory (or the built-in ``"default"``) onto ``options.device``."""
-    from aigc.models.speech import GriffinLimVocoder
-
-    loaded = mel_speaker.load(_model_dir(model), device=options.device, dtype=options.dtype)
-    vocoder = GriffinLimVocoder(loaded.net.cfg).to(options.device)
-    return SpeechModel(loaded.net, vocoder, loaded.words, loaded.voices, loaded.default_voice, loaded.weights)
+    return mel_speaker.load(_model_dir(model), device=options.device, dtype=options.dtype)
 
 
 class MelSpeechGenerator(Generator[AudioRequest, AudioResult]):
@@ -151,10 +118,13 @@ class MelSpeechGenerator(Generator[AudioRequest, AudioResult]):
     options_type = MelOptions
     builtin_models = frozenset(BUILTIN)
 
-    def __init__(self, *, speech: SpeechModel, model_id: str, options: LoadOptions) -> None:
+    def __init__(self, *, speech: mel_speaker.SpeakerFile, model_id: str, options: LoadOptions) -> None:
+        from aigc.models.speech import GriffinLimVocoder
+
         super().__init__(model=model_id, device=options.device, dtype=options.dtype, weights=speech.weights,
                          options=options.extra)
         self.speech = speech
+        self.vocoder: Any = GriffinLimVocoder(speech.net.cfg).to(options.device)  # float32, deterministic
         self.max_batch_size = MelOptions.of(options).max_batch_size
 
     @classmethod
@@ -185,15 +155,15 @@ class MelSpeechGenerator(Generator[AudioRequest, AudioResult]):
         return self.speech.clip_samples / self.speech.sample_rate
 
     def _modules(self) -> list[torch.nn.Module]:
-        return [self.speech.net, self.speech.vocoder]
+        return [self.speech.net, self.vocoder]
 
     def _to(self, device: torch.device) -> None:
         self.speech.net.to(device)
-        self.speech.vocoder.to(device)
+        self.vocoder.to(device)
 
     def _close(self) -> None:
         self.speech.net = None
-        self.speech.vocoder = None
+        self.vocoder = None
 
     # -- validation ------------------------------------------------------------------------------
     def _word_ids(self, request: AudioRequest) -> list[int]:
@@ -259,7 +229,7 @@ class MelSpeechGenerator(Generator[AudioRequest, AudioResult]):
                 log_mel = torch.cat([speech.net.log_mel(words[j:j + 1], voices[j:j + 1],
                                                         prosody[j:j + 1].to(self.dtype)).float()
                                      for j in range(part.start, part.stop)])  # (b, n_mels, frames)
-                wave = speech.vocoder(log_mel)  # (b, samples)
+                wave = self.vocoder(log_mel)  # (b, samples)
                 # 4. Peak-normalise (bounded gain) and pad with silence to the requested length.
                 peak = wave.abs().amax(dim=1, keepdim=True).clamp(min=PEAK / MAX_GAIN)
                 wave = (wave * (PEAK / peak)).clamp(-1.0, 1.0)

@@ -13,7 +13,8 @@ Stages of one ``generate``:
     2. pick the pipeline (text-to-image, image-to-image or inpainting) and the scheduler;
     3. per chunk of samples: seeded latents and generators, run the pipeline with a step callback that
        emits events and cancels;
-    4. collect the PIL images.
+    4. collect the PIL images;
+    5. the pipeline's safety checker, if it has one, as ``request.safety`` says (:func:`_safety_check`).
 """
 
 from __future__ import annotations
@@ -127,7 +128,8 @@ class DiffusersImageGenerator(PipelineGenerator[ImageRequest, ImageResult]):
     backend_name = "diffusers"
     request_type = ImageRequest
     supported_params = frozenset(
-        {"negative_prompt", "width", "height", "steps", "guidance", "init_image", "strength", "mask", "scheduler"}
+        {"negative_prompt", "width", "height", "steps", "guidance", "init_image", "strength", "mask", "scheduler",
+         "safety"}
     )
     options_type = ImagePipelineOptions
 
@@ -243,11 +245,17 @@ class DiffusersImageGenerator(PipelineGenerator[ImageRequest, ImageResult]):
 
                 cls_name, extra = SCHEDULERS[request.scheduler]
                 pipe.scheduler = getattr(diffusers, cls_name).from_config(original.config, **extra)
+            checker = getattr(pipe, "safety_checker", None)
+            if checker is not None:  # 5. the pipeline would blank flagged images: aigc runs the checker itself
+                pipe.safety_checker = None
             try:
                 images = self._run(pipe, mode, request, seeds, events, init, mask, width, height)
             finally:
                 pipe.scheduler = original
-        return ImageResult(images=images, seeds=seeds)
+                if checker is not None:
+                    pipe.safety_checker = checker
+            images, flags = _safety_check(pipe, checker, images, request.safety)
+        return ImageResult(images=images, seeds=seeds, flags=flags)
 
     def _call_kwargs(self, pipe: Any, mode: str, request: ImageRequest, init: Any, mask: Any, width: int,
                      height: int) -> dict[str, Any]:
@@ -327,3 +335,43 @@ class DiffusersImageGenerator(PipelineGenerator[ImageRequest, ImageResult]):
             return {}
 
         return on_step_end
+
+
+# -- 5. safety flags instead of black images (diffusers #845, #3422) ------------------------------------------
+def _safety_check(pipe: Any, checker: Any, images: list[Any], mode: str) -> tuple[list[Any], list[list[str]]]:
+    """Run Stable Diffusion's safety checker on the images: ``"flag"`` keeps them and returns ``["nsfw"]`` for each
+    flagged one (``[]`` for the others), ``"blank"`` also blacks flagged ones out (what diffusers does), ``"off"``
+    (or a pipeline without a checker) returns them unchecked with no flags."""
+    extractor = getattr(pipe, "feature_extractor", None)
+    if checker is None or mode == "off":
+        return images, []
+    if extractor is None:
+        logger.warning("the pipeline has a safety checker but no feature extractor; images are not checked")
+        return images, []
+    import numpy as np
+    from PIL import Image
+
+    dtype = next(checker.parameters()).dtype
+    device = next(checker.parameters()).device
+    clip_input = extractor(images, return_tensors="pt").pixel_values.to(device=device, dtype=dtype)
+    arrays = [np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0 for im in images]
+    import sys
+
+    # The checker announces "a black image will be returned", which is aigc's decision here, not the checker's.
+    found = getattr(sys.modules.get(type(checker).__module__), "logger", None)
+    quiet = found if isinstance(found, logging.Logger) and not found.disabled else None
+    if quiet is not None:
+        quiet.disabled = True
+    try:
+        with torch.inference_mode():
+            _, nsfw = checker(images=arrays, clip_input=clip_input)
+    finally:
+        if quiet is not None:
+            quiet.disabled = False
+    flags = [["nsfw"] if bool(f) else [] for f in nsfw]
+    if any(flags):
+        logger.info("the safety checker flagged %d of %d image(s) (safety=%r)", sum(map(bool, flags)), len(flags), mode)
+    if mode == "blank":
+        images = [Image.new(im.mode, im.size) if f else im for im, f in zip(images, flags, strict=True)]
+    return images, flags
+

@@ -2,7 +2,7 @@
 
 The prompt says what moves and where it goes ("a 3 moving left", "digit seven moving up"); the model
 (:class:`aigc.models.sprite_video.SpriteVideoVAE`) draws every frame of a clip from one latent z, the content
-class, the direction and the frame index. A model directory is what ``scripts/train_video_default.py`` exports,
+class, the direction and the frame index. A model directory is what :func:`aigc.train.train_sprite_video` exports,
 in the format :mod:`aigc.formats.sprites` owns (``config.json`` with the classes and directions, and
 ``model.safetensors``).
 
@@ -48,6 +48,8 @@ __all__ = ["SpriteVideoGenerator", "SpriteVideoModel", "load_sprite_video"]
 
 CONFIG_FILE = "config.json"
 BUILTIN_MODELS = {"default": "video_default"}  # built-in name -> folder under aigc/assets
+
+
 @dataclass(frozen=True, kw_only=True)
 class SpriteOptions(UpscaleOptions):
     """As :class:`UpscaleOptions`, 16 clips per network call by default."""
@@ -100,7 +102,7 @@ class SpriteVideoModel:
 
 def _model_dir(model: str) -> Path:
     return model_dir(model, BUILTIN_MODELS, marker=CONFIG_FILE, what="video model",
-                     fix="pass a directory written by scripts/train_video_default.py")
+                     fix="pass a directory written by aigc.train.train_sprite_video")
 
 
 def load_sprite_video(model: str, options: LoadOptions) -> SpriteVideoModel:

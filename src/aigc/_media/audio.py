@@ -18,12 +18,14 @@ import base64
 import io
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import soundfile as sf
 
+from aigc._checks import check_ndarray
 from aigc._media.provenance import save_with_record
 from aigc.errors import InvalidRequest
 from aigc.limits import exceeded
@@ -43,29 +45,16 @@ def check_waveform(waveform: Any) -> np.ndarray[Any, Any]:
     Raises:
         InvalidRequest: not a 1-D or 2-D floating-point array of finite values with at least one sample.
     """
-    if not isinstance(waveform, np.ndarray):
-        raise InvalidRequest(
-            "waveform",
-            type(waveform).__name__,
-            "not a numpy array",
-            "pass a float32 array (channels, samples)",
-        )
+    check_ndarray("waveform", waveform, fix="pass a float32 array (channels, samples)")
+    assert isinstance(waveform, np.ndarray)
     if waveform.dtype.kind != "f":
-        raise InvalidRequest(
-            "waveform",
-            f"dtype {waveform.dtype}",
-            "audio must be floating point in [-1, 1]",
-            "convert it, e.g. pcm.astype(np.float32) / 32768 for int16 samples",
-        )
+        raise InvalidRequest("waveform", f"dtype {waveform.dtype}", "audio must be floating point in [-1, 1]",
+                             "convert it, e.g. pcm.astype(np.float32) / 32768 for int16 samples")
     if waveform.ndim == 1:
         waveform = waveform[None, :]
     if waveform.ndim != 2 or waveform.shape[1] == 0 or waveform.shape[0] == 0:
-        raise InvalidRequest(
-            "waveform",
-            f"shape {waveform.shape}",
-            "expected (samples,) or (channels, samples) with samples",
-            "pass a 1-D or 2-D array",
-        )
+        raise InvalidRequest("waveform", f"shape {waveform.shape}",
+                             "expected (samples,) or (channels, samples) with samples", "pass a 1-D or 2-D array")
     if waveform.shape[0] > max(_MAX_CHANNELS.values()):
         raise InvalidRequest(
             "waveform",
@@ -254,7 +243,8 @@ def _write_audio(
 
 
 def save_audio(
-    waveform: np.ndarray[Any, Any], sample_rate: int, path: str | os.PathLike[str], record: str | None
+    waveform: np.ndarray[Any, Any], sample_rate: int, path: str | os.PathLike[str], record: str | None, *,
+    finish: Callable[[Path], None] | None = None,
 ) -> list[Path]:
     """Save a waveform atomically with its provenance record; the format follows the suffix.
 
@@ -263,6 +253,7 @@ def save_audio(
         sample_rate: samples per second.
         path: a ``.wav`` (32-bit float), ``.flac`` (16-bit) or ``.ogg`` (Vorbis) file name.
         record: the provenance record (JSON text), or ``None``.
+        finish: called with the written temporary file before it replaces ``path`` (C2PA signing).
 
     Returns:
         The paths written: the audio file, then its ``.json`` sidecar if the record needed one.
@@ -293,6 +284,8 @@ def save_audio(
         if pending.embedded and read_audio_record(pending.tmp) != record:
             logger.info("the record did not fit in %s's comment; moving it to a sidecar", path.name)
             pending.embedded = _write_audio(data, rate, pending.tmp, fmt, None, name=path)
+        if finish is not None:
+            finish(pending.tmp)
     return pending.written
 
 

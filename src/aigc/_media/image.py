@@ -18,6 +18,7 @@ import io
 import logging
 import math
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from PIL import Image
@@ -119,7 +120,8 @@ def _write_image(image: Image.Image, target: Path, fmt: str, record: str | None)
     return embedded
 
 
-def save_image(image: Image.Image, path: str | os.PathLike[str], record: str | None) -> list[Path]:
+def save_image(image: Image.Image, path: str | os.PathLike[str], record: str | None, *,
+               finish: Callable[[Path], None] | None = None) -> list[Path]:
     """Save ``image`` atomically with its provenance record; the format follows the suffix.
 
     PNG and WebP are lossless (pixels read back exactly); JPEG is saved at quality 95, with any alpha
@@ -129,6 +131,7 @@ def save_image(image: Image.Image, path: str | os.PathLike[str], record: str | N
         image: the image.
         path: a ``.png``, ``.webp``, ``.jpg`` or ``.jpeg`` file name.
         record: the provenance record (JSON text), or ``None`` for none.
+        finish: called with the written temporary file before it replaces ``path`` (C2PA signing).
 
     Returns:
         The paths written: the image, then its ``.json`` sidecar if the record needed one.
@@ -149,6 +152,8 @@ def save_image(image: Image.Image, path: str | os.PathLike[str], record: str | N
         if pending.embedded and read_image_record(pending.tmp) != record:
             logger.info("the record did not read back from %s; moving it to a sidecar", path.name)
             pending.embedded = _write_image(image, pending.tmp, fmt, None)
+        if finish is not None:
+            finish(pending.tmp)
     return pending.written
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from aigc._media.provenance import SIDECAR_FORMAT, read_sidecar, sidecar_path
 from aigc.errors import ProvenanceError
 
-__all__ = ["read_record"]
+__all__ = ["read_own_record", "read_record"]
 
 logger = logging.getLogger(__name__)
 
@@ -62,13 +62,54 @@ def _readers(suffix: str) -> list[Callable[[Path], str | None]]:
     return readers
 
 
+def _c2pa_record(path: Path) -> str | None:
+    """The record in a file's C2PA manifest (assertion ``org.aigc.record``), when c2pa-python is installed and
+    the manifest validates; ``None`` otherwise."""
+    from aigc.provenance.c2pa import MIME_TYPES, read_manifest
+
+    if path.suffix.lower() not in MIME_TYPES:
+        return None
+    try:
+        manifest = read_manifest(path)
+    except ImportError:  # BackendUnavailable: no c2pa-python, so no manifest to read
+        return None
+    if manifest is None or manifest.record is None:
+        return None
+    if not manifest.valid:
+        logger.warning("%s: its C2PA manifest does not validate (%s); not using its record", path,
+                       ", ".join(manifest.failures))
+        return None
+    return manifest.record
+
+
 def read_record(path: str | os.PathLike[str]) -> str:
+    """Return the aigc provenance record (JSON text) of a file saved by aigc: :func:`read_own_record`, else the
+    record in the file's C2PA manifest (if c2pa-python is installed and the manifest validates).
+
+    Raises:
+        ProvenanceError: the file does not exist, or neither it, a sidecar nor a C2PA manifest holds a record.
+
+    Example:
+        >>> read_record("boot.png")  # doctest: +SKIP
+        '{"aigc_version": "0.1.0", ...}'
+    """
+    try:
+        return read_own_record(path)
+    except ProvenanceError:
+        p = Path(path)
+        manifest = _c2pa_record(p) if p.is_file() else None
+        if manifest is not None:
+            return manifest
+        raise
+
+
+def read_own_record(path: str | os.PathLike[str]) -> str:
     """Return the aigc provenance record (JSON text) of a file saved by aigc.
 
     The reader is chosen by suffix: PNG/WebP/JPEG images, WAV/FLAC/OGG audio, MP4/GIF/WebP video,
     a ``.json`` text result (its ``"aigc"`` entry), a ``.txt`` text result (its sidecar) or a folder of
     video frames (its ``record.json``). When the file holds no record, its ``<file name>.json``
-    sidecar is used.
+    sidecar is used. :func:`read_record` also looks in the file's C2PA manifest.
 
     Args:
         path: the saved file or frame folder.
@@ -80,7 +121,7 @@ def read_record(path: str | os.PathLike[str]) -> str:
         ProvenanceError: the file does not exist, or neither it nor a sidecar holds a record.
 
     Example:
-        >>> read_record("boot.png")  # doctest: +SKIP
+        >>> read_own_record("boot.png")  # doctest: +SKIP
         '{"aigc_version": "0.1.0", ...}'
     """
     p = Path(path)

@@ -35,6 +35,7 @@ import logging
 import math
 import os
 import re
+from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,7 @@ import numpy as np
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
+from aigc._checks import check_ndarray
 from aigc._media.atomic import atomic_directory
 from aigc._media.image import exif_record, exif_with_record
 from aigc._media.provenance import save_with_record
@@ -94,27 +96,15 @@ def check_frames(frames: Any) -> np.ndarray[Any, Any]:
     Raises:
         InvalidRequest: anything else.
     """
-    if not isinstance(frames, np.ndarray):
-        raise InvalidRequest(
-            "frames",
-            type(frames).__name__,
-            "not a numpy array",
-            "pass a uint8 array (frames, height, width, 3)",
-        )
+    check_ndarray("frames", frames, fix="pass a uint8 array (frames, height, width, 3)")
+    assert isinstance(frames, np.ndarray)
     if frames.dtype != np.uint8:
-        raise InvalidRequest(
-            "frames",
-            f"dtype {frames.dtype}",
-            "video frames must be uint8",
-            "convert floats in [0, 1] with (frames * 255).round().astype(np.uint8)",
-        )
+        raise InvalidRequest("frames", f"dtype {frames.dtype}", "video frames must be uint8",
+                             "convert floats in [0, 1] with (frames * 255).round().astype(np.uint8)")
     if frames.ndim != 4 or frames.shape[3] != 3 or min(frames.shape[:3]) == 0:
-        raise InvalidRequest(
-            "frames",
-            f"shape {frames.shape}",
-            "expected (frames, height, width, 3) with at least one frame",
-            "stack RGB frames along a new first axis",
-        )
+        raise InvalidRequest("frames", f"shape {frames.shape}",
+                             "expected (frames, height, width, 3) with at least one frame",
+                             "stack RGB frames along a new first axis")
     return np.ascontiguousarray(frames)
 
 
@@ -377,7 +367,8 @@ def _write_file(
 
 
 def save_video(
-    frames: np.ndarray[Any, Any], fps: float, path: str | os.PathLike[str], record: str | None
+    frames: np.ndarray[Any, Any], fps: float, path: str | os.PathLike[str], record: str | None, *,
+    finish: Callable[[Path], None] | None = None,
 ) -> list[Path]:
     """Save a clip atomically with its provenance record; the format follows the suffix.
 
@@ -386,6 +377,7 @@ def save_video(
         fps: frames per second.
         path: ``.mp4``, ``.gif``, ``.webp``, or a name without a suffix for a folder of PNG frames.
         record: the provenance record (JSON text), or ``None``.
+        finish: called with the written temporary file before it replaces ``path`` (C2PA signing; not for folders).
 
     Returns:
         The paths written: the file and its ``.json`` sidecar if the record needed one; for a folder,
@@ -412,6 +404,8 @@ def save_video(
         if pending.embedded and read_video_record(pending.tmp) != record:
             logger.info("the record did not read back from %s; moving it to a sidecar", path.name)
             pending.embedded = _write_file(data, rate, kind, pending.tmp, None)
+        if finish is not None:
+            finish(pending.tmp)
     return pending.written
 
 

@@ -6,6 +6,8 @@
     aigc eval perplexity --model DIR texts.txt [--batch-size 8] [--max-length 512] [--stride 256]
     aigc eval fid DIR_A DIR_B [--extractor CLASSIFIER_DIR]
     aigc eval kid DIR_A DIR_B [--subsets 100] [--subset-size 1000] [--seed 0]
+    aigc eval human A_DIR B_DIR [C_DIR ...] [--port 8600] [--question TEXT] [--db human_eval.sqlite]
+    aigc eval human --report DB [--json | --export csv [-o FILE]]
 
 Text files hold one segment per line (UTF-8). Results print as one line per score, or as JSON with
 ``--json``. Errors print one line (``aigc: error: ...``) and exit with status 1.
@@ -99,7 +101,74 @@ def add_eval_parser(subparsers: Any) -> argparse.ArgumentParser:
             p.add_argument("--subsets", type=int, default=100, help="subset pairs to average (default 100)")
             p.add_argument("--subset-size", type=int, default=1000, help="samples per subset (default 1000)")
             p.add_argument("--seed", type=int, default=0, help="seed of the subset sampling (default 0)")
+
+    text = ("Blind pairwise comparison of systems' outputs in the browser (one folder of saved outputs per system, "
+            "matched by prompt and seed); --report DB prints the results.")
+    p = metrics.add_parser("human", help="blind pairwise human evaluation in the browser, and its report",
+                           description=text)
+    p.add_argument("dirs", nargs="*", metavar="DIR", help="one folder of outputs saved by aigc per system")
+    p.add_argument("--port", type=int, default=8600, help="port to serve on (default 8600; 0 picks a free one)")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to serve on (default 127.0.0.1: this machine only)")
+    p.add_argument("--question", default=_DEFAULT_QUESTION,
+                   help=f'what the raters answer (default "{_DEFAULT_QUESTION}")')
+    p.add_argument("--db", default="human_eval.sqlite", metavar="FILE",
+                   help="SQLite file the votes go to; an existing one is resumed (default human_eval.sqlite)")
+    p.add_argument("--seed", type=int, default=0, help="seed of each rater's order and left/right layout (default 0)")
+    p.add_argument("--report", metavar="DB", help="print the results of the study in DB instead of serving")
+    p.add_argument("--export", choices=["csv"], help="with --report: write every vote as CSV instead")
+    p.add_argument("--output", "-o", metavar="FILE", help="with --export: write to FILE (default: standard output)")
+    p.add_argument("--resamples", type=int, default=1000,
+                   help="bootstrap resamples of the Bradley-Terry intervals (default 1000)")
+    p.add_argument("--json", action="store_true", help="with --report: print the report as JSON")
     return ev
+
+
+_DEFAULT_QUESTION = "Which output is better?"  # = aigc.evaluate.human.DEFAULT_QUESTION (not imported here)
+
+
+def _human(args: argparse.Namespace) -> int:
+    from aigc.evaluate import human
+
+    if args.report is not None:
+        if args.dirs:
+            raise InvalidRequest("DIR", args.dirs, "--report reads a database; folders are only for serving",
+                                 "drop the folders, or drop --report to serve them")
+        if args.export == "csv":
+            text = human.export_csv(args.report)
+            if args.output:
+                from aigc._media.atomic import atomic_write_text
+
+                atomic_write_text(args.output, text)
+            else:
+                sys.stdout.write(text)
+            return 0
+        reports = human.report(args.report, resamples=args.resamples, seed=args.seed)
+        if not reports:
+            print(f"{args.report}: no votes yet")
+            return 0
+        if args.json:
+            print(json.dumps([r.to_dict() for r in reports], indent=2, ensure_ascii=False))
+        else:
+            print("\n\n".join(str(r) for r in reports))
+        return 0
+    if args.export is not None or args.output is not None:
+        raise InvalidRequest("--export", args.export, "exports the votes of a database", "add --report DB")
+    if len(args.dirs) < 2:
+        raise InvalidRequest("DIR", args.dirs, "a comparison needs two or more folders (one per system)",
+                             "pass e.g. aigc eval human runs/gan runs/vae, or --report DB for the results")
+    sock = human.bind(args.host, args.port)  # a port in use fails before any file is read
+    try:
+        study = human.open_study(args.dirs, db=args.db, question=args.question, seed=args.seed)
+    except BaseException:
+        sock.close()
+        raise
+    host, port = sock.getsockname()[:2]
+    url = f"http://{host if ':' not in host else f'[{host}]'}:{port}/"
+    print(f"aigc eval human: {url} -- {len(study.tasks)} comparisons of {', '.join(study.systems)}; votes go to "
+          f"{args.db} (Ctrl-C stops)", flush=True)
+    human.serve_forever(study, sock, host=args.host)
+    return 0
 
 
 def _read_lines(flag: str, path: str) -> list[str]:
@@ -142,6 +211,8 @@ def _run(args: argparse.Namespace) -> int:
     from aigc import evaluate
 
     metric = args.metric
+    if metric == "human":
+        return _human(args)
     if metric in ("bleu", "chrf", "rouge"):
         hyps, refs = _text_inputs(args)
         if metric == "bleu":

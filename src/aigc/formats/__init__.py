@@ -10,6 +10,8 @@ module                      format id            what
 :mod:`.classes`             (inside the others)  class tables: ids, names and the prompt phrases naming them
 :mod:`.latent`              ``aigc.gan``,        StyleGAN-style GANs and VAEs (``aigc.models``), backends ``gan``,
                             ``aigc.vae``         ``vae`` and ``walk``
+:mod:`.cyclegan`            ``aigc.cyclegan``    the two generators of a CycleGAN (``aigc.models.CycleGANGenerators``)
+                                                 and their domains, backend ``image.cyclegan``
 :mod:`.class_diffusion`     ``aigc.classes/1``   class-conditional diffusion (a diffusers ``UNet2DModel`` and its
                                                  noise schedule), backend ``diffusion``
 :mod:`.mel_speaker`         ``aigc.mel_speech``  the word speaker (``aigc.models.MelSpeechDecoder``), backend ``mel``
@@ -36,11 +38,12 @@ from aigc.formats._folder import publish, staging_folder
 from aigc.formats.classes import ClassTable
 
 if TYPE_CHECKING:
-    from aigc.formats import class_diffusion, latent, mel_speaker, sprites
+    from aigc.formats import class_diffusion, cyclegan, latent, mel_speaker, sprites
 
-__all__ = ["ClassTable", "class_diffusion", "classes", "latent", "mel_speaker", "publish", "sprites", "staging_folder"]
+__all__ = ["ClassTable", "class_diffusion", "classes", "cyclegan", "latent", "mel_speaker", "publish", "sprites",
+           "staging_folder"]
 
-_LAZY = frozenset({"class_diffusion", "latent", "mel_speaker", "sprites"})  # they import torch
+_LAZY = frozenset({"class_diffusion", "cyclegan", "latent", "mel_speaker", "sprites"})  # they import torch
 
 
 def __getattr__(name: str) -> Any:

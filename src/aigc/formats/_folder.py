@@ -169,3 +169,17 @@ def write(out: str | os.PathLike[str], config: Mapping[str, Any], state: Mapping
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return target
+
+
+class NetShape:
+    """For a loaded model whose ``net`` has a ``cfg`` with ``resolution`` and ``channels``: both as properties."""
+
+    net: Any
+
+    @property
+    def resolution(self) -> int:
+        return int(self.net.cfg.resolution)
+
+    @property
+    def channels(self) -> int:
+        return int(self.net.cfg.channels)

@@ -40,7 +40,7 @@ VERSION = 1
 
 
 @dataclass
-class LatentFile:
+class LatentFile(_folder.NetShape):
     """A loaded GAN generator or VAE.
 
     Attributes:
@@ -56,14 +56,6 @@ class LatentFile:
     table: ClassTable | None
     defaults: dict[str, Any] = field(default_factory=dict)
     weights: str = ""
-
-    @property
-    def resolution(self) -> int:
-        return int(self.net.cfg.resolution)
-
-    @property
-    def channels(self) -> int:
-        return int(self.net.cfg.channels)
 
     @property
     def z_dim(self) -> int:

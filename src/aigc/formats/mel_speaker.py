@@ -57,6 +57,16 @@ class SpeakerFile:
     default_voice: int
     weights: str
 
+    @property
+    def sample_rate(self) -> int:
+        """Samples per second of the clips."""
+        return int(self.net.cfg.sample_rate)
+
+    @property
+    def clip_samples(self) -> int:
+        """Waveform samples of one clip (before any padding)."""
+        return int(self.net.cfg.samples)
+
 
 def detect(path: Path) -> bool:
     """Whether ``path/config.json`` declares the word-speaker format."""

@@ -1,6 +1,6 @@
 """The sprite-clip format (``aigc.sprite_video``): a :class:`aigc.models.sprite_video.SpriteVideoVAE` with what
-can move and where, written by ``scripts/train_video_default.py`` and ``aigc.testing.tiny_sprite_video``, loaded
-by the ``sprites`` video backend::
+can move and where, written by :func:`aigc.train.train_sprite_video` and ``aigc.testing.tiny_sprite_video``,
+loaded by the ``sprites`` video backend::
 
     model-dir/
         config.json         {"format": "aigc.sprite_video", "version": 1,
@@ -103,7 +103,7 @@ def load(path: str | os.PathLike[str], *, device: torch.device | str = "cpu",
     from aigc.models.sprite_video import SpriteVideoConfig, SpriteVideoVAE
 
     folder, data, state, weights = _folder.open_model(
-        path, FORMAT, "sprite-video model", "pass a directory written by scripts/train_video_default.py, or another "
+        path, FORMAT, "sprite-video model", "pass a directory written by aigc.train.train_sprite_video, or another "
         "backend=")
     with _folder.parsing(folder, "sprite-video"):
         cfg = SpriteVideoConfig.from_dict(data["config"])

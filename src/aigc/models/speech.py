@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
+from aigc._checks import check_int
 from aigc.errors import InvalidRequest
 from aigc.models._common import ConfigDict
 
@@ -84,9 +85,7 @@ class MelSpeechConfig(ConfigDict):
 
     def __post_init__(self) -> None:
         for name in _INT_FIELDS:
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise InvalidRequest(f"config.{name}", value, "must be a positive int", f"pass {name}=1 or more")
+            check_int(f"config.{name}", getattr(self, name), minimum=1, fix=f"pass {name}=1 or more")
         ratio = self.frames // self.base_frames
         if self.frames % self.base_frames or ratio & (ratio - 1) or ratio < 2:
             raise InvalidRequest("config.frames", self.frames, f"must be base_frames ({self.base_frames}) times a "

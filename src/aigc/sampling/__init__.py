@@ -13,6 +13,8 @@
   :class:`Temperature`, :class:`TopK`, :class:`TopP`, :class:`MinP`, :class:`RepetitionPenalty`, each
   ``(input_ids, scores) -> scores``.
 - The text decode loop: :class:`DecodeLoop` and :class:`TextAssembler`.
+- Masked language models: :func:`top_fills` (the best tokens for one mask) and :class:`FillLoop` (several masks
+  filled one at a time, greedy or seeded).
 
 Nothing here touches the global torch RNG.
 
@@ -25,6 +27,7 @@ Example:
 from aigc._seeds import SAMPLER_VERSION, fresh_seed, resolve_seeds, sampler_version, use_sampler_version
 from aigc.sampling import draws
 from aigc.sampling.decode import DecodeLoop, Sampler, Stepper, TextAssembler
+from aigc.sampling.infill import FillLoop, top_fills
 from aigc.sampling.noise import generators, randn, step_generators, uniform
 from aigc.sampling.processors import (
     LogitsProcessor,
@@ -40,6 +43,7 @@ from aigc.sampling.sampler import LegacySampler, SamplingParams, TokenSampler, m
 __all__ = [
     "SAMPLER_VERSION",
     "DecodeLoop",
+    "FillLoop",
     "LegacySampler",
     "LogitsProcessor",
     "MinP",
@@ -61,6 +65,7 @@ __all__ = [
     "resolve_seeds",
     "sampler_version",
     "step_generators",
+    "top_fills",
     "uniform",
     "use_sampler_version",
 ]

@@ -40,6 +40,7 @@ import torch
 
 __all__ = [
     "PURPOSES",
+    "mix64",
     "normal",
     "reference_bits",
     "reference_uniform",
@@ -57,10 +58,12 @@ _M2 = 0x94D049BB133111EB
 
 #: Stream ids: one per use of randomness, so no use ever repeats another's numbers.
 PURPOSES: dict[str, int] = {
-    "tokens": 1,  # text token draws (one uniform per row and generated token; index = codebook for MusicGen)
+    "tokens": 1,  # text token draws (one uniform per row and generated token, or per masked-LM fill; index =
+    # codebook for MusicGen)
     "step-noise": 2,  # noise a diffusion scheduler adds at each denoising step
     "latents": 3,  # initial latents, where a backend draws them counter-based
     "prosody": 4,  # speaker/prosody variation in audio models
+    "watermark": 5,  # the text watermark's g-values (aigc.sampling.watermark): a key, never a draw
 }
 
 
@@ -127,8 +130,13 @@ def _lsr(z: torch.Tensor, k: int) -> torch.Tensor:
     return (z >> k) & ((1 << (64 - k)) - 1)
 
 
-def _mix64(z: torch.Tensor) -> torch.Tensor:
-    """SplitMix64's finaliser on int64 tensors; multiplication wraps modulo 2**64 on every device."""
+def mix64(z: torch.Tensor) -> torch.Tensor:
+    """SplitMix64's finaliser on int64 tensors; multiplication wraps modulo 2**64 on every device.
+
+    Example:
+        >>> int(mix64(torch.tensor([1]))) == _signed(_mix64_int(1))
+        True
+    """
     z = (z ^ _lsr(z, 30)) * _S_M1
     z = (z ^ _lsr(z, 27)) * _S_M2
     return z ^ _lsr(z, 31)
@@ -153,7 +161,7 @@ def row_keys(keys: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
     ``positions`` ``(B,)``, or ``(B, P)`` for P positions per row."""
     if positions.dim() == 2:
         keys = keys[:, None]
-    return _mix64(keys + (positions.to(torch.int64) + 1) * _S_GOLDEN)
+    return mix64(keys + (positions.to(torch.int64) + 1) * _S_GOLDEN)
 
 
 def _bits(keys: torch.Tensor, positions: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
@@ -161,7 +169,7 @@ def _bits(keys: torch.Tensor, positions: torch.Tensor, shape: Sequence[int]) -> 
     rows = row_keys(keys, positions)  # (B,)
     count = math.prod(shape)
     index = torch.arange(1, count + 1, dtype=torch.int64, device=keys.device) * _S_GOLDEN  # (N,)
-    return _mix64(rows[:, None] + index[None, :]).reshape(len(keys), *shape)
+    return mix64(rows[:, None] + index[None, :]).reshape(len(keys), *shape)
 
 
 def _float_dtype(device: torch.device) -> torch.dtype:
@@ -198,7 +206,7 @@ def uniform_table(keys: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         >>> bool(table[1, 5] == uniform(keys, torch.tensor([5, 5]))[1])
         True
     """
-    return _to_uniform(_mix64(row_keys(keys, positions) + _S_GOLDEN))
+    return _to_uniform(mix64(row_keys(keys, positions) + _S_GOLDEN))
 
 
 def normal(

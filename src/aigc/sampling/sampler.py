@@ -6,7 +6,9 @@
 2. end-of-sequence tokens banned for rows that have not reached their ``min_new_tokens``;
 3. greedy rows take the argmax here (transformers' greedy decoding applies only 1-2 as well);
 4. sampled rows: temperature, top-k, top-p, min-p (in transformers' order), each row with its own settings;
-5. one uniform draw per row and token position, ``u = draws.uniform(stream(seed, "tokens"), position)``,
+5. with ``watermark``, the text watermark's tournament reweights the sampled rows' surviving tokens
+   (:mod:`aigc.sampling.watermark`: a function of the row's seed, its last few tokens and the candidates only);
+6. one uniform draw per row and token position, ``u = draws.uniform(stream(seed, "tokens"), position)``,
    picks the token by inverse transform sampling over the surviving tokens *in vocabulary order*:
    the first token whose cumulative probability exceeds ``u``.
 
@@ -17,7 +19,7 @@ nothing but its own logits, settings, seed and position. The cumulative sum is t
 float32 with the block totals in float64, which keeps the error of the inverse CDF near float64's.
 
 When every sampled row has a top-k, the work after the top-k is done on the ``(B, k)`` candidates only
-(sorting them back into vocabulary order for step 5), which makes the same choice as the full vocabulary
+(sorting them back into vocabulary order for step 6), which makes the same choice as the full vocabulary
 up to float rounding. Nothing here reads a value back to the host, and no shape depends on the data, so a
 step can run inside a CUDA graph.
 
@@ -36,6 +38,7 @@ import torch
 from aigc._seeds import SAMPLER_VERSION
 from aigc._types import TextRequest
 from aigc.sampling import draws
+from aigc.sampling import watermark as wm
 from aigc.sampling.noise import generators as make_generators
 from aigc.sampling.processors import (
     NEG_INF,
@@ -47,7 +50,7 @@ from aigc.sampling.processors import (
     top_p_drop,
 )
 
-__all__ = ["SAMPLER_VERSION", "LegacySampler", "SamplingParams", "TokenSampler", "make_sampler"]
+__all__ = ["SAMPLER_VERSION", "LegacySampler", "SamplingParams", "TokenSampler", "make_sampler", "text_watermark_on"]
 
 
 _BLOCK = 128  # inverse-CDF block: float32 cumulative sums inside, float64 across
@@ -82,8 +85,11 @@ class TokenSampler:
         params: one :class:`SamplingParams` per row.
         seeds: one seed per row (ignored for greedy rows; ``None`` when every row is greedy).
         eos_token_ids: tokens banned while a row is below its ``min_new_tokens``.
+        watermark: apply the text watermark (:mod:`aigc.sampling.watermark`) to the sampled rows: one flag for
+            every row, or one per row (requests with and without it can share a batch).
 
-    Call :meth:`prime` with the prompts' ids before the first step when a row uses a repetition penalty; each
+    Call :meth:`prime` with the prompts' ids before the first step when a row uses a repetition penalty or the
+    watermark (whose first tokens hash the prompt's last ones); each
     call then takes ``(logits (B, V), positions (B,))`` -- ``positions[b]`` is how many tokens row *b* has
     generated -- and returns the ``(B,)`` tokens, remembering them for the penalty.
     """
@@ -91,7 +97,7 @@ class TokenSampler:
     version = SAMPLER_VERSION
 
     def __init__(self, params: Sequence[SamplingParams], seeds: Sequence[int] | None, *,
-                 eos_token_ids: Collection[int] = ()) -> None:
+                 eos_token_ids: Collection[int] = (), watermark: bool | Sequence[bool] = False) -> None:
         self.params = list(params)
         if not self.params:
             raise ValueError("a TokenSampler needs at least one row")
@@ -111,6 +117,12 @@ class TokenSampler:
         self.any_top_p = any(p.top_p < 1.0 for p in sampled)
         self.any_min_p = any(p.min_p > 0.0 for p in sampled)
         self.any_temperature = any(p.temperature != 1.0 for p in sampled)
+        flags = [bool(watermark)] * len(self.params) if isinstance(watermark, bool) else [bool(w) for w in watermark]
+        if len(flags) != len(self.params):
+            raise ValueError(f"{len(flags)} watermark flags for {len(self.params)} rows")
+        self.watermark_rows = [w and p.do_sample for w, p in zip(flags, self.params, strict=True)]
+        self.watermark = any(self.watermark_rows)
+        self.recent: torch.Tensor | None = None  # (B, CONTEXT) each row's last tokens (-1: none), with watermark
         self._device: torch.device | None = None
         self.seen: torch.Tensor | None = None  # (B, V) bool, tokens each row has seen (repetition penalty)
         self.table: torch.Tensor | None = None  # (B, horizon) uniforms of the coming positions, once primed
@@ -137,11 +149,16 @@ class TokenSampler:
         eos_mask = torch.zeros((1, logits.shape[-1]), dtype=torch.bool, device=device)
         eos_mask[0, [e for e in self.eos if e < logits.shape[-1]]] = True
         self.eos_mask = eos_mask  # (1, V)
+        if self.watermark:
+            self.wm_keys = wm.row_keys(self.seeds, device=device)  # (B,)
+            self.wm_active = torch.tensor(self.watermark_rows, dtype=torch.bool, device=device)  # (B,)
 
     def prime(self, context_ids: torch.Tensor, vocab_size: int, horizon: int = 0) -> None:
         """Remember the prompt tokens (``(B, T)``, ``-1`` for padding) for the repetition penalty, and draw the
         uniforms of positions ``0 .. horizon - 1`` in one go (later calls must stay below ``horizon``)."""
         self.seen = seen_tokens(context_ids, vocab_size)  # kept for every row, so rows can join a penalized batch
+        tail = context_ids[:, -wm.CONTEXT:].to(torch.int64)  # (B, <=CONTEXT): padding is -1 already
+        self.recent = torch.nn.functional.pad(tail, (wm.CONTEXT - tail.shape[1], 0), value=-1)  # (B, CONTEXT)
         if horizon and self.any_sample:
             keys = draws.stream_keys(self.seeds, "tokens", device=context_ids.device)
             steps = torch.arange(horizon, device=context_ids.device).expand(len(self.params), horizon)
@@ -167,7 +184,18 @@ class TokenSampler:
             tokens = sampled if greedy is None else torch.where(self.do_sample, sampled, greedy)
         if self.seen is not None:
             self.seen.scatter_(1, tokens[:, None], True)
+        if self.recent is not None:
+            self.recent = torch.cat([self.recent[:, 1:], tokens[:, None].to(self.recent.device)], dim=1)
         return tokens
+
+    def _watermarked(self, logits: torch.Tensor, token_ids: torch.Tensor) -> torch.Tensor:
+        """5. The tournament on ``(B, N)`` candidates (in vocabulary order) of the sampled rows."""
+        if not self.watermark:
+            return logits
+        if self.recent is None:
+            raise ValueError("call prime() with the prompts first: the watermark hashes each row's last tokens")
+        ctx = wm.context_keys(self.wm_keys, self.recent.to(logits.device))  # (B,)
+        return wm.tournament(logits, token_ids, ctx, self.wm_active)
 
     def _sample(self, scores: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         if self.table is not None:
@@ -187,7 +215,8 @@ class TokenSampler:
             if self.any_min_p:
                 vals = vals.masked_fill(min_p_drop(vals, self.min_p), NEG_INF)
             idx, order = idx.sort(dim=-1)  # back into vocabulary order
-            return idx.gather(-1, inverse_cdf(vals.gather(-1, order), u)[:, None])[:, 0]
+            vals = self._watermarked(vals.gather(-1, order), idx)
+            return idx.gather(-1, inverse_cdf(vals, u)[:, None])[:, 0]
         if self.any_temperature:
             scores = scores / self.temperature
         if self.k_max:
@@ -198,6 +227,8 @@ class TokenSampler:
             scores = scores.masked_fill(drop, NEG_INF)
         if self.any_min_p:
             scores = scores.masked_fill(min_p_drop(scores, self.min_p), NEG_INF)
+        if self.watermark:
+            scores = self._watermarked(scores, torch.arange(scores.shape[-1], device=scores.device).expand_as(scores))
         return inverse_cdf(scores, u)
 
     # -- rows joining and leaving (continuous batching) --------------------------------------------------
@@ -205,10 +236,13 @@ class TokenSampler:
         """A sampler for a subset of the rows (in the given order), keeping what they have seen.
 
         Draws are keyed by each row's seed and position, so the rows draw exactly what they would have drawn."""
-        out = TokenSampler([self.params[r] for r in rows], [self.seeds[r] for r in rows], eos_token_ids=self.eos)
+        out = TokenSampler([self.params[r] for r in rows], [self.seeds[r] for r in rows], eos_token_ids=self.eos,
+                           watermark=[self.watermark_rows[r] for r in rows])
         index = list(rows)
         if self.seen is not None:
             out.seen = self.seen[index]
+        if self.recent is not None:
+            out.recent = self.recent[index]
         if self.table is not None and out.any_sample:
             out.table = self.table[index]
         return out
@@ -220,11 +254,13 @@ class TokenSampler:
         if len({tuple(p.eos) for p in parts}) > 1:
             raise ValueError("samplers with different end-of-sequence tokens cannot share a batch")
         out = TokenSampler([q for p in parts for q in p.params], [s for p in parts for s in p.seeds],
-                           eos_token_ids=parts[0].eos)
+                           eos_token_ids=parts[0].eos, watermark=[w for p in parts for w in p.watermark_rows])
         seen = [p.seen for p in parts]
         if any(x is None for x in seen):
             raise ValueError("prime() every part before joining samplers")
         out.seen = torch.cat([x for x in seen if x is not None])
+        recent = [p.recent for p in parts]
+        out.recent = torch.cat([x for x in recent if x is not None]) if all(x is not None for x in recent) else None
         tables = [p.table for p in parts if p.any_sample]
         known = [t for t in tables if t is not None]
         if known and len(known) == len(tables) and len({t.shape[1] for t in known}) == 1:
@@ -302,9 +338,24 @@ class LegacySampler:
 
 def make_sampler(request: TextRequest, seeds: Sequence[int], *, eos_token_ids: Collection[int],
                  version: int = SAMPLER_VERSION) -> TokenSampler | LegacySampler:
-    """The sampler for every row of ``request`` (one per seed), in the given sampler ``version``."""
+    """The sampler for every row of ``request`` (one per seed), in the given sampler ``version``.
+
+    The text watermark applies where the request asks for it (``watermark`` not ``False``) and samples
+    (:func:`text_watermark_on`); sampler version 1 predates it."""
     if version == 1:
         return LegacySampler(request, seeds, eos_token_ids=eos_token_ids)
     params = SamplingParams.from_request(request)
-    return TokenSampler([params] * len(seeds), seeds if request.do_sample else None, eos_token_ids=eos_token_ids)
+    return TokenSampler([params] * len(seeds), seeds if request.do_sample else None, eos_token_ids=eos_token_ids,
+                        watermark=text_watermark_on(request))
+
+
+def text_watermark_on(request: TextRequest) -> bool:
+    """Whether a text request's samples carry the watermark: on by default (``watermark=None``) where the
+    tokens are sampled; greedy decoding draws nothing, so it cannot carry one.
+
+    Example:
+        >>> text_watermark_on(TextRequest(prompt="x")), text_watermark_on(TextRequest(prompt="x", watermark=False))
+        (True, False)
+    """
+    return request.watermark is not False and request.do_sample
 

@@ -34,18 +34,10 @@ from aigc.errors import AigcError
 from aigc.serve._base import Gone, ServedModel, disconnected
 from aigc.serve._config import ModelSpec, ServeConfig
 from aigc.serve._encoding import encode, fingerprint, image_size, record_json, usage
-from aigc.serve._engine import (
-    Cancelled,
-    Done,
-    Failed,
-    Finished,
-    Job,
-    JobEvent,
-    Piece,
-    make_worker,
-)
+from aigc.serve._engine import make_worker
 from aigc.serve._errors import APIError, from_aigc_error, invalid
 from aigc.serve._guard import LOG_KEY, BodyTooLarge, Guard, error_response, too_large
+from aigc.serve._jobs import Cancelled, Done, Failed, Finished, Job, JobEvent, Piece
 from aigc.serve._metrics import Metrics
 from aigc.serve._protocol import (
     AUDIO_FIELDS,

@@ -19,9 +19,10 @@ from aigc._seeds import resolve_seeds
 from aigc._types import Modality, Request
 from aigc.errors import AigcError
 from aigc.serve._config import ServeConfig
-from aigc.serve._engine import Cancelled, Done, Failed, Job, JobEvent, Worker, batch_key
+from aigc.serve._engine import Worker, batch_key
 from aigc.serve._errors import APIError, from_aigc_error, invalid
 from aigc.serve._guard import LOG_KEY, BodyTooLarge
+from aigc.serve._jobs import Cancelled, Done, Failed, Job, JobEvent
 from aigc.serve._metrics import Metrics
 from aigc.serve._protocol import Body
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
 import sys
 from collections.abc import Mapping
@@ -13,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from aigc._checks import check_number
 from aigc._types import MODALITIES, Modality, check_modality
 from aigc.errors import InvalidRequest
 
@@ -60,11 +60,8 @@ class ServeLimits:
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
-            if not ok:
-                raise InvalidRequest(f"limits.{f.name}", value, "must be a positive number",
-                                     f"pass {f.name}={f.default!r} or another positive value")
+            check_number(f"limits.{f.name}", getattr(self, f.name), low=0, low_open=True,
+                         fix=f"pass {f.name}={f.default!r} or another positive value")
 
 
 @dataclass(frozen=True, kw_only=True)

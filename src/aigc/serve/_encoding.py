@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import aigc
 from aigc._results import Record, Result, VideoResult
-from aigc.serve._engine import Job
+from aigc.serve._jobs import Job
 
 if TYPE_CHECKING:
     from aigc.serve._base import ServedModel

@@ -34,20 +34,13 @@ from aigc._types import Request
 from aigc.errors import GenerationCancelled, InvalidRequest
 from aigc.serve._errors import APIError
 from aigc.serve._jobs import (
-    Cancelled,
-    Done,
-    Failed,
     Finished,
     Job,
-    JobEvent,
-    Piece,
-    Progress,
     batched_events,
 )
 from aigc.serve._metrics import Metrics
 
-__all__ = ["Cancelled", "Done", "Failed", "Finished", "Job", "JobEvent", "MediaWorker", "Piece", "Progress",
-           "TextWorker", "Worker", "batch_key", "make_worker"]
+__all__ = ["MediaWorker", "TextWorker", "Worker", "batch_key", "make_worker"]
 
 logger = logging.getLogger("aigc.serve")
 
@@ -440,9 +433,9 @@ def _slice(result: Result, start: int, stop: int) -> Any:
 
 def batch_key(request: Request) -> str | None:
     """Requests with the same key may share one ``generate`` call: every field equal except prompt and seeds.
-    Requests with input images never share."""
+    Requests with input images or videos never share."""
     fields = request.to_dict()
-    if any(fields.get(name) is not None for name in ("init_image", "mask")):
+    if any(fields.get(name) is not None for name in ("init_image", "mask", "init_video")):
         return None
     fields = {k: v for k, v in fields.items() if k not in ("prompt", "seed", "num_outputs")}
     return f"{type(request).__name__}:{json.dumps(fields, sort_keys=True, default=repr)}"

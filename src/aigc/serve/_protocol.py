@@ -6,14 +6,14 @@ ignored. Fields OpenAI does not define are refused too, except aigc's documented
 text ``top_k``, ``min_p``, ``repetition_penalty``, ``min_tokens``; images ``seed``, ``steps``, ``guidance``,
 ``negative_prompt``, ``scheduler``, ``truncation``, ``strength``, ``backend``; speech ``seed``, ``duration``,
 ``steps``, ``guidance``, ``negative_prompt``; video ``seed``, ``fps``, ``num_frames``, ``steps``, ``guidance``,
-``negative_prompt``, ``truncation``. Size limits (:class:`~aigc.serve.ServeLimits`) apply here, before any work.
+``negative_prompt``, ``truncation``, ``input_video`` (a clip to transform, e.g. by the ``cyclegan`` backend).
+Size limits (:class:`~aigc.serve.ServeLimits`) apply here, before any work; uploads are decoded in ``_uploads``.
 
 Multipart forms (image edits, video creation) carry every value as a string; :class:`Body` converts them.
 """
 
 from __future__ import annotations
 
-import io
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -21,6 +21,7 @@ from typing import Any
 
 from aigc.serve._config import ServeLimits
 from aigc.serve._errors import APIError, invalid
+from aigc.serve._uploads import decode_image, decode_video
 
 __all__ = ["Body", "MediaCall", "TextCall", "parse_chat", "parse_completion", "parse_image", "parse_speech",
            "parse_video"]
@@ -30,7 +31,8 @@ TEXT_FIELDS = {"max_new_tokens": "max_tokens", "num_outputs": "n", "min_new_toke
                "do_sample": "temperature"}
 IMAGE_FIELDS = {"width": "size", "height": "size", "num_outputs": "n", "init_image": "image", "mask": "mask"}
 AUDIO_FIELDS = {"prompt": "input", "duration_s": "duration", "num_outputs": "n"}
-VIDEO_FIELDS = {"width": "size", "height": "size", "init_image": "input_reference", "num_outputs": "n"}
+VIDEO_FIELDS = {"width": "size", "height": "size", "init_image": "input_reference", "num_outputs": "n",
+                "init_video": "input_video"}
 
 # Fields the official client may send that change nothing here (identification, storage, routing hints).
 _HARMLESS = frozenset({"user", "safety_identifier", "metadata", "store", "service_tier", "prompt_cache_key",
@@ -342,7 +344,7 @@ class MediaCall:
     backend: str | None = None
     response_format: str = "b64_json"
     output_format: str = "png"
-    images: dict[str, Any] = field(default_factory=dict)  # decoded input images (PIL), by aigc field name
+    images: dict[str, Any] = field(default_factory=dict)  # decoded inputs (PIL images, frames), by aigc field name
     seconds: float | None = None
 
 
@@ -373,31 +375,6 @@ def _visual_extras(body: Body, limits: ServeLimits, params: dict[str, Any]) -> N
     negative = body.text("negative_prompt", max_chars=limits.max_prompt_chars)
     if negative is not None:
         params["negative_prompt"] = negative
-
-
-def decode_image(name: str, data: bytes, limits: ServeLimits) -> Any:
-    """An uploaded PNG, JPEG or WebP as a PIL image (RGB or RGBA), refusing other formats and huge sizes before
-    decoding the pixels."""
-    from PIL import Image
-
-    try:
-        image = Image.open(io.BytesIO(data))
-        fmt = image.format
-        width, height = image.size
-    except Exception:
-        raise invalid(name, f"<{len(data)} bytes>", "not a readable image", "upload a PNG, JPEG or WebP file") \
-            from None
-    if fmt not in ("PNG", "JPEG", "WEBP"):
-        raise invalid(name, fmt, "unsupported image format", "upload a PNG, JPEG or WebP file")
-    if width * height > limits.max_input_pixels:
-        raise invalid(name, f"{width}x{height}", f"more than this server's {limits.max_input_pixels} pixels",
-                      "upload a smaller image")
-    try:
-        image.load()
-    except Exception:
-        raise invalid(name, f"<{len(data)} bytes>", "a damaged image", "upload the file again") from None
-    alpha = image.mode in ("RGBA", "LA") or (image.mode == "P" and "transparency" in image.info)
-    return image.convert("RGBA" if alpha else "RGB")
 
 
 _IMAGE_FIELDS = frozenset({"model", "prompt", "n", "size", "response_format", "output_format", "quality", "style",
@@ -490,7 +467,8 @@ def parse_speech(body: Body, limits: ServeLimits) -> MediaCall:
 
 _VIDEO_FIELDS = frozenset({"model", "prompt", "seconds", "size", "input_reference",
                            # aigc's extras
-                           "seed", "fps", "num_frames", "steps", "guidance", "negative_prompt", "truncation"})
+                           "input_video", "seed", "fps", "num_frames", "steps", "guidance", "negative_prompt",
+                           "truncation"})
 
 
 def parse_video(body: Body, limits: ServeLimits) -> MediaCall:
@@ -542,4 +520,14 @@ def parse_video(body: Body, limits: ServeLimits) -> MediaCall:
     elif body.has("input_reference"):
         raise invalid("input_reference", "<not a file>", "must be an uploaded image file",
                       "upload the image as multipart form data; URLs and file paths are never opened")
+    clips = body.files.get("input_video", [])
+    if len(clips) > 1:
+        raise invalid("input_video", f"<{len(clips)} files>", "at most one input video", "upload one clip")
+    if clips:  # a clip to transform frame by frame (e.g. the cyclegan backend's style transfer)
+        call.images["init_video"], clip_fps = decode_video("input_video", clips[0], limits)
+        if clip_fps is not None and "fps" not in params:
+            params["fps"] = min(240.0, max(0.1, clip_fps))  # the clip's own rate, as for a file given by path
+    elif body.has("input_video"):
+        raise invalid("input_video", "<not a file>", "must be an uploaded video file (GIF, WebP or MP4)",
+                      "upload the clip as multipart form data; URLs and file paths are never opened")
     return call

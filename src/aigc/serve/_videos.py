@@ -14,8 +14,8 @@ from aigc._results import Record
 from aigc.serve._base import ServedModel, ServerBase
 from aigc.serve._config import ServeConfig
 from aigc.serve._encoding import encode_video, record_json
-from aigc.serve._engine import Cancelled, Done, Failed, Job, Progress
 from aigc.serve._errors import APIError, invalid
+from aigc.serve._jobs import Cancelled, Done, Failed, Job, Progress
 from aigc.serve._metrics import Metrics
 from aigc.serve._protocol import VIDEO_FIELDS, Body, parse_video
 

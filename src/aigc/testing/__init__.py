@@ -1,7 +1,8 @@
 """Test helpers for aigc and for plugin authors.
 
 - Tiny random models saved to a directory, to test the real loading path offline: text (:func:`tiny_gpt2`,
-  :func:`tiny_llama`, :func:`tiny_t5`, :func:`tiny_tokenizer`), image (:func:`tiny_stable_diffusion`,
+  :func:`tiny_llama`, :func:`tiny_t5`, :func:`tiny_tokenizer`,
+  :func:`tiny_bert`, :func:`tiny_bert2bert`, :func:`tiny_wordpiece_tokenizer`), image (:func:`tiny_stable_diffusion`,
   :func:`tiny_gan`, :func:`tiny_vae`), audio (:func:`tiny_mel_speech`, :func:`tiny_vits`, :func:`tiny_speecht5`,
   :func:`tiny_musicgen`, :func:`tiny_bark`, :func:`tiny_fastspeech2`, :func:`tiny_audioldm`, :func:`tiny_audioldm2`,
   :func:`tiny_stable_audio`) and video (:func:`tiny_sprite_video`, :func:`tiny_text_to_video`,
@@ -32,6 +33,8 @@ from aigc.testing.audio_models import (
 from aigc.testing.contract import check_generator, outputs_equal
 from aigc.testing.factories import (
     CHAT_TEMPLATE,
+    tiny_bert,
+    tiny_bert2bert,
     tiny_gan,
     tiny_gpt2,
     tiny_llama,
@@ -39,6 +42,7 @@ from aigc.testing.factories import (
     tiny_t5,
     tiny_tokenizer,
     tiny_vae,
+    tiny_wordpiece_tokenizer,
 )
 from aigc.testing.fake import FakeImageGenerator, FakeTextGenerator, registered
 from aigc.testing.video_models import tiny_animatediff, tiny_image_to_video, tiny_motion_adapter, tiny_text_to_video
@@ -55,6 +59,8 @@ __all__ = [
     "tiny_audioldm",
     "tiny_audioldm2",
     "tiny_bark",
+    "tiny_bert",
+    "tiny_bert2bert",
     "tiny_fastspeech2",
     "tiny_gan",
     "tiny_gpt2",
@@ -72,4 +78,5 @@ __all__ = [
     "tiny_tokenizer",
     "tiny_vae",
     "tiny_vits",
+    "tiny_wordpiece_tokenizer",
 ]

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
-    "CHAT_TEMPLATE", "tiny_gan", "tiny_gpt2", "tiny_llama", "tiny_stable_diffusion", "tiny_t5", "tiny_tokenizer",
-    "tiny_vae",
+    "CHAT_TEMPLATE", "tiny_bert", "tiny_bert2bert", "tiny_gan", "tiny_gpt2", "tiny_llama", "tiny_stable_diffusion",
+    "tiny_t5", "tiny_tokenizer", "tiny_vae", "tiny_wordpiece_tokenizer",
 ]
 
 #: A minimal chat template (Jinja), so chat prompts can be tested on tiny models.
@@ -112,11 +112,97 @@ def tiny_t5(path: str | os.PathLike[str], *, seed: int = 0) -> Path:
     return _save(T5ForConditionalGeneration, config, path, seed)
 
 
-def tiny_stable_diffusion(path: str | os.PathLike[str], *, seed: int = 0, sample_size: int = 16) -> Path:
+BERT_SPECIALS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")  # ids 0-4, as in BERT's own vocabularies
+
+
+def tiny_wordpiece_tokenizer(path: str | os.PathLike[str] | None = None, *, mask_token: str = "[MASK]") -> Any:
+    """A BERT WordPiece tokenizer (``BertTokenizer``, lower-cased) over the characters and words of a few
+    English and Chinese sentences: ``[PAD]`` = 0, ``[UNK]`` = 1, ``[CLS]`` = 2, ``[SEP]`` = 3, ``[MASK]`` = 4 (or
+    ``mask_token``, e.g. RoBERTa's ``"<mask>"``), then every character of the sentences, each letter again as a
+    ``##`` continuation, and their English words. Chinese is split into single characters, as
+    ``bert-base-chinese`` does. Saved to ``path`` when given.
+    """
+    import re
+
+    from transformers import BertTokenizer  # tokenizers' WordPiece (BertTokenizerFast before transformers 5)
+
+    text = " ".join(_CORPUS).lower()
+    chars = sorted({c for c in text if not c.isspace()})
+    words = sorted({w for w in re.findall(r"[a-z]+", text) if len(w) > 1})
+    letters = [c for c in chars if "a" <= c <= "z"]
+    specials = [mask_token if t == "[MASK]" else t for t in BERT_SPECIALS]
+    vocab = [*specials, *chars, *(f"##{c}" for c in letters), *words]
+    tok = BertTokenizer(vocab={token: i for i, token in enumerate(vocab)}, do_lower_case=True, mask_token=mask_token)
+    if path is not None:
+        tok.save_pretrained(os.fspath(path))
+    return tok
+
+
+def _bert_config(vocab_size: int, *, initializer_range: float = 0.3, **extra: Any) -> Any:
+    from transformers import BertConfig
+
+    return BertConfig(vocab_size=vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                      intermediate_size=64, max_position_embeddings=64, initializer_range=initializer_range,
+                      pad_token_id=0, **extra)
+
+
+def tiny_bert(path: str | os.PathLike[str], *, seed: int = 0) -> Path:
+    """A random BERT masked language model (``BertForMaskedLM``) with its WordPiece tokenizer
+    (:func:`tiny_wordpiece_tokenizer`), saved to ``path``; returns ``path``.
+
+    Example:
+        >>> res = aigc.generate("text", "今天天气真[MASK]。", model=tiny_bert(tmp_path / "bert"))  # doctest: +SKIP
+    """
+    import torch
+    from transformers import BertForMaskedLM
+
+    out = Path(path)
+    tok = tiny_wordpiece_tokenizer(out)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = BertForMaskedLM(_bert_config(len(tok)))
+    model.save_pretrained(os.fspath(out))  # safetensors by default
+    return out
+
+
+def tiny_bert2bert(path: str | os.PathLike[str], *, seed: int = 0) -> Path:
+    """A random BERT2BERT encoder-decoder (``EncoderDecoderModel``: a ``BertModel`` encoder, a ``BertLMHeadModel``
+    decoder with cross-attention) with its WordPiece tokenizer, saved to ``path``; returns ``path``.
+
+    Decoding starts from ``[CLS]`` and ends at ``[SEP]``, the BERT2BERT convention (Rothe et al. 2020), written
+    into the config and the generation config as transformers' documentation does.
+    """
+    import torch
+    from transformers import EncoderDecoderConfig, EncoderDecoderModel
+
+    out = Path(path)
+    tok = tiny_wordpiece_tokenizer(out)
+    config = EncoderDecoderConfig.from_encoder_decoder_configs(
+        _bert_config(len(tok)),
+        # a smaller decoder initialisation: greedy outputs then vary along the sequence and with the prompt
+        _bert_config(len(tok), initializer_range=0.1, is_decoder=True, add_cross_attention=True))
+    ids = {"decoder_start_token_id": tok.cls_token_id, "eos_token_id": tok.sep_token_id,
+           "pad_token_id": tok.pad_token_id}
+    for name, value in ids.items():
+        setattr(config, name, value)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = EncoderDecoderModel(config=config)
+    for name, value in ids.items():
+        setattr(model.generation_config, name, value)
+    model.save_pretrained(os.fspath(out))
+    return out
+
+
+def tiny_stable_diffusion(path: str | os.PathLike[str], *, seed: int = 0, sample_size: int = 16,
+                          safety_checker: bool | None = None) -> Path:
     """A random Stable Diffusion pipeline (UNet, VAE, CLIP text encoder and tokenizer, DDIM), saved to ``path``.
 
     The UNet works on ``sample_size`` latents and the VAE has a scale factor of 2, so images are
     ``2 * sample_size`` pixels square (32x32 by default): fast on a CPU, the real code path throughout.
+    ``safety_checker``: ``None`` for none (the default); ``True`` adds a tiny random ``StableDiffusionSafetyChecker``
+    (and its CLIP image processor) whose thresholds flag every image, ``False`` one that flags none -- the real
+    checker code either way.
     """
     import string
 
@@ -148,11 +234,39 @@ def tiny_stable_diffusion(path: str | os.PathLike[str], *, seed: int = 0, sample
         ))
     scheduler = DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
                               clip_sample=False, set_alpha_to_one=False, steps_offset=1)
+    checker = extractor = None
+    if safety_checker is not None:
+        checker, extractor = _tiny_safety_checker(seed, flag_all=safety_checker)
     pipe = StableDiffusionPipeline(unet=unet, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer,
-                                   scheduler=scheduler, safety_checker=None, feature_extractor=None,
+                                   scheduler=scheduler, safety_checker=checker, feature_extractor=extractor,
                                    requires_safety_checker=False)
     pipe.save_pretrained(os.fspath(path))
     return Path(path)
+
+
+def _tiny_safety_checker(seed: int, *, flag_all: bool) -> tuple[Any, Any]:
+    """A random StableDiffusionSafetyChecker (a 2-layer CLIP vision tower) whose concept thresholds flag every
+    image (``flag_all``) or none: a cosine distance is in [-1, 1], the thresholds -2 or 2."""
+    import torch
+    from diffusers.pipelines.stable_diffusion.safety_checker import StableDiffusionSafetyChecker
+    from transformers import CLIPConfig, CLIPImageProcessor
+
+    config = CLIPConfig(
+        text_config={"hidden_size": 32, "intermediate_size": 37, "num_attention_heads": 4, "num_hidden_layers": 2,
+                     "vocab_size": 64, "max_position_embeddings": 16},
+        vision_config={"hidden_size": 32, "intermediate_size": 37, "num_attention_heads": 4, "num_hidden_layers": 2,
+                       "image_size": 32, "patch_size": 8},
+        projection_dim=16,
+    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed + 1)
+        checker = StableDiffusionSafetyChecker(config)
+    with torch.no_grad():
+        threshold = -2.0 if flag_all else 2.0
+        checker.concept_embeds_weights.fill_(threshold)
+        checker.special_care_embeds_weights.fill_(threshold)
+    extractor = CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
+    return checker, extractor
 
 
 _TINY_CLASSES = ("circle", "square", "cross")

@@ -61,37 +61,38 @@ NASTY: list[Any] = [
 ]
 # Plausible values per request field: most calls should get deep into the code before something is wrong.
 GOOD: dict[str, list[Any]] = {
-    "prompt": ["an ankle boot", "a 3 moving left", "say seven", "Hi", ["a boot", "a bag"],
+    "prompt": ["an ankle boot", "a 3 moving left", "say seven", "Hi", ["a boot", "a bag"], "今天天气真[MASK]。",
+               ["[MASK][MASK] boot", "a [MASK]"], "a2b", "a sneaker", ["b2a", "an ankle boot"],
                [{"role": "user", "content": "hi"}], "a photo of a " + "very " * 50 + "nice ankle boot"],
     "seed": [0, 1, 42, [1, 2], 2**63 - 2], "num_outputs": [None, 1, 2, 4, 5], "deterministic": [False, True],
     "max_new_tokens": [1, 4, 12, 13], "min_new_tokens": [0, 2, 50], "do_sample": [True, False],
     "temperature": [0.5, 1.0, 0.01, 5.0], "top_k": [None, 0, 5], "top_p": [0.9, 1.0, 0.01], "min_p": [0.0, 0.1, 1.0],
-    "repetition_penalty": [1.0, 1.3, 100.0, 0.01], "stop": [[], ["\n"], ["e"], "a"],
+    "repetition_penalty": [1.0, 1.3, 100.0, 0.01], "stop": [[], ["\n"], ["e"], "a"], "num_fills": [None, 1, 3, 200],
     "width": [None, 32, 64, 96, 33, 128], "height": [None, 32, 64, 96], "steps": [None, 1, 2, 3, 4],
     "guidance": [None, 0.0, 1.0, 3.0], "scheduler": [None, "ddim", "euler", "dpm", "bogus"],
     "negative_prompt": [None, "a bag"], "strength": [0.0, 0.5, 1.0], "init_image": [None, "@png"], "mask": [None],
     "truncation": [None, 0.0, 0.5, 2.0], "mix_seed": [None, 1], "mix_layer": [None, 1, 2, 50],
     "duration_s": [None, 0.5, 1.0, 1.5, 0.01], "voice": [None, 0, 1, "bogus", 99],
     "num_frames": [None, 2, 4, 8, 16, 17], "fps": [None, 8, 0.01, 240], "keyframes": [None, 2, 3, 4, 5],
-    "interpolation": [None, "z", "w", "q"],
+    "interpolation": [None, "z", "w", "q"], "init_video": [None, "@gif", "@folder", "@png"],
 }
 _FIELDS = {
     "text": ["max_new_tokens", "min_new_tokens", "do_sample", "temperature", "top_k", "top_p", "min_p",
-             "repetition_penalty", "stop"],
+             "repetition_penalty", "stop", "num_fills"],
     "image": ["negative_prompt", "width", "height", "steps", "guidance", "scheduler", "init_image", "strength",
               "mask", "truncation", "mix_seed", "mix_layer"],
     "audio": ["duration_s", "voice", "negative_prompt", "steps", "guidance"],
     "video": ["negative_prompt", "width", "height", "steps", "guidance", "scheduler", "num_frames", "fps",
-              "init_image", "keyframes", "interpolation", "truncation"],
+              "init_image", "init_video", "keyframes", "interpolation", "truncation"],
 }
 _TYPOS = ["temprature", "bogus", "num_output", "__class__", "prompt ", "Seed", "steps\n"]
 _DEVICES = ["auto", "cpu", "cpu:0", "cuda", "cuda:01", "cuda:128", "mps", "meta", "cpu\n", "gpu", " cpu", "cpu:1",
             {"$": "object"}]
 _DTYPES = ["auto", "float32", "bfloat16", "fp16", "int8", "float64", "", {"$": "object"}]
-_BACKENDS = {"text": ["transformers"], "image": ["diffusion", "gan", "vae", "diffusers"], "audio": ["mel"],
-             "video": ["sprites", "walk"]}
+_BACKENDS = {"text": ["transformers"], "image": ["diffusion", "gan", "vae", "diffusers", "cyclegan"],
+             "audio": ["mel"], "video": ["sprites", "walk", "cyclegan"]}
 _OPTIONS = ["max_batch_size", "upscale", "adapter", "merge_adapter", "lora", "attention_slicing", "bogus",
-            "trust_remote_code", "device", "cache", "offload", "allow_pickle", "vocoder"]
+            "trust_remote_code", "device", "cache", "offload", "allow_pickle", "vocoder", "temporal"]
 _SAVE_NAMES = ["", ".", "..", "x", "x.png", "x.txt", "x.json", "x.wav", "x.flac", "x.ogg", "x.gif", "x.webp",
                "x.mp4", "x.jpg", "x.unknown", "sub/dir/x.png", "a" * 300 + ".png", "x.PNG", "clip", "\x00.png",
                "x.txt.json", "/", "sub", "x.png/y.png"]
@@ -120,7 +121,7 @@ class FuzzEnv:
 
     Attributes:
         root: the working folder; every file a call writes goes under it.
-        models: name -> model directory (``"gpt2"``, ``"sd"``: tiny random models).
+        models: name -> model directory (``"gpt2"``, ``"sd"``, ``"bert"``: tiny random models).
         files: genuine saved outputs by kind (``"json"``, ``"txt"``, ``"png"``, ``"wav"``, ``"gif"``, ``"folder"``).
     """
 
@@ -132,11 +133,12 @@ class FuzzEnv:
     @classmethod
     def create(cls, root: str | os.PathLike[str]) -> FuzzEnv:
         """Build the tiny models and save one genuine output per modality (a few seconds on a CPU)."""
-        from aigc.testing import tiny_gpt2, tiny_stable_diffusion
+        from aigc.testing import tiny_bert, tiny_gpt2, tiny_stable_diffusion
 
         env = cls(Path(root))
         env.root.mkdir(parents=True, exist_ok=True)
-        env.models = {"gpt2": tiny_gpt2(env.root / "gpt2"), "sd": tiny_stable_diffusion(env.root / "sd")}
+        env.models = {"gpt2": tiny_gpt2(env.root / "gpt2"), "sd": tiny_stable_diffusion(env.root / "sd"),
+                      "bert": tiny_bert(env.root / "bert")}
         with aigc.limits.override(**FUZZ_LIMITS):
             text = aigc.load("text", env.models["gpt2"], device="cpu").generate("Hi", max_new_tokens=4, seed=1)
             image = aigc.generate("image", "an ankle boot", steps=2, seed=1, device="cpu")
@@ -150,9 +152,10 @@ class FuzzEnv:
         return env
 
     def value(self, value: Any) -> Any:
-        """Decode a case value, with ``"@png"`` standing for the genuine PNG."""
-        if value == "@png":
-            return str(self.files["png"])
+        """Decode a case value, with ``"@png"``, ``"@gif"`` and ``"@folder"`` standing for the genuine PNG, GIF
+        and frame folder."""
+        if isinstance(value, str) and value[:1] == "@" and value[1:] in ("png", "gif", "folder"):
+            return str(self.files[value[1:]])
         return decode(value)
 
 
@@ -177,10 +180,10 @@ def _params(rng: random.Random, modality: str) -> dict[str, Any]:
 def _model(rng: random.Random, modality: str) -> tuple[Any, Any]:
     """(model, backend) for a generate/load call: mostly the embedded ones and the tiny models."""
     choices: dict[str, list[tuple[Any, Any]]] = {
-        "text": [(None, None), ("@gpt2", None), ("default", None)],
-        "image": [(None, None), ("default", "gan"), ("default", "vae"), ("@sd", None)],
+        "text": [(None, None), ("@gpt2", None), ("default", None), ("@bert", None)],
+        "image": [(None, None), ("default", "gan"), ("default", "vae"), ("@sd", None), ("default", "cyclegan")],
         "audio": [(None, None)],
-        "video": [(None, None), ("default", "walk"), ("gan", "walk")],
+        "video": [(None, None), ("default", "walk"), ("gan", "walk"), ("default", "cyclegan")],
     }
     return rng.choice(choices[modality])
 
@@ -195,8 +198,12 @@ def random_case(rng: random.Random) -> Case:
             modality = "text"
         model, backend = _model(rng, modality)
         prompt = _pick(rng, GOOD["prompt"], nasty=0.15)
+        params = _params(rng, modality)
+        if backend == "cyclegan" and rng.random() < 0.8:  # a translation needs its input: mostly give one
+            name = "init_image" if modality == "image" else "init_video"
+            params.setdefault(name, rng.choice(GOOD[name][1:]))
         return {"call": kind, "modality": modality, "model": model, "backend": backend, "prompt": prompt,
-                "params": _params(rng, modality)}
+                "params": params}
     if kind == "load":
         model, backend = _model(rng, modality)
         case: Case = {"call": "load", "modality": modality if rng.random() > 0.05 else rng.choice(NASTY),

@@ -42,6 +42,17 @@ def _clip_parts() -> tuple[Any, Any, Any]:
     return tokenizer, text_encoder, scheduler
 
 
+def _unet(cls: Any, dims: str, sample_size: int) -> Any:
+    """A two-block conditional UNet of ``cls`` (``dims`` "2D" or "3D": the block names' suffix), 8 and 16
+    channels, one layer each, cross-attending to the CLIP parts' width."""
+    return cls(
+        block_out_channels=(8, 16), layers_per_block=1, sample_size=sample_size, in_channels=4, out_channels=4,
+        down_block_types=(f"CrossAttnDownBlock{dims}", f"DownBlock{dims}"),
+        up_block_types=(f"UpBlock{dims}", f"CrossAttnUpBlock{dims}"),
+        cross_attention_dim=_CROSS_DIM, attention_head_dim=4, norm_num_groups=4,
+    )
+
+
 def _vae(sample_size: int) -> Any:
     from diffusers import AutoencoderKL
 
@@ -63,12 +74,7 @@ def tiny_text_to_video(path: str | os.PathLike[str], *, seed: int = 0, sample_si
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         tokenizer, text_encoder, scheduler = _clip_parts()
-        unet = UNet3DConditionModel(
-            block_out_channels=(8, 16), layers_per_block=1, sample_size=sample_size, in_channels=4, out_channels=4,
-            down_block_types=("CrossAttnDownBlock3D", "DownBlock3D"),
-            up_block_types=("UpBlock3D", "CrossAttnUpBlock3D"),
-            cross_attention_dim=_CROSS_DIM, attention_head_dim=4, norm_num_groups=4,
-        )
+        unet = _unet(UNet3DConditionModel, "3D", sample_size)
         vae = _vae(sample_size)
     pipe = TextToVideoSDPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
                                  scheduler=scheduler)
@@ -109,12 +115,7 @@ def tiny_animatediff(path: str | os.PathLike[str], *, seed: int = 0, sample_size
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         tokenizer, text_encoder, scheduler = _clip_parts()
-        unet = UNet2DConditionModel(
-            block_out_channels=(8, 16), layers_per_block=1, sample_size=sample_size, in_channels=4, out_channels=4,
-            down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
-            up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
-            cross_attention_dim=_CROSS_DIM, norm_num_groups=4, attention_head_dim=4,
-        )
+        unet = _unet(UNet2DConditionModel, "2D", sample_size)
         vae = _vae(sample_size)
     adapter = _motion_adapter(seed + 1, max_frames)
     pipe = AnimateDiffPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,

@@ -8,12 +8,15 @@ import math
 import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aigc.errors import InvalidRequest
 
-__all__ = ["MAX_SEED", "check_bool", "check_choice", "check_float", "check_int", "check_out", "check_seed",
-           "is_nonempty_dir", "jsonl_rows"]
+if TYPE_CHECKING:
+    import torch
+
+__all__ = ["MAX_SEED", "check_bool", "check_choice", "check_export_dtype", "check_float", "check_int", "check_out",
+           "check_seed", "export_torch_dtype", "is_nonempty_dir", "jsonl_rows"]
 
 MAX_SEED = 2**63 - 1
 
@@ -50,6 +53,19 @@ def check_float(field: str, value: Any, *, low: float, high: float = math.inf, l
 def check_bool(field: str, value: Any) -> None:
     if not isinstance(value, bool):
         raise InvalidRequest(field, value, "must be True or False", f"pass {field}=True or {field}=False")
+
+
+def check_export_dtype(value: Any) -> None:
+    """The recipes' ``export_dtype``: ``"float32"`` or ``"float16"``."""
+    if value not in ("float32", "float16"):
+        raise InvalidRequest("export_dtype", value, "unknown dtype", "pass 'float32' or 'float16'")
+
+
+def export_torch_dtype(value: str) -> torch.dtype:
+    """The torch dtype of a checked ``export_dtype``."""
+    import torch
+
+    return torch.float16 if value == "float16" else torch.float32
 
 
 def check_choice(field: str, value: Any, choices: Sequence[str]) -> None:

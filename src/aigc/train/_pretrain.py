@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from aigc.errors import InvalidRequest
-from aigc.train._checks import check_bool, check_float, check_int
+from aigc.train._checks import check_bool, check_export_dtype, check_float, check_int, export_torch_dtype
 from aigc.train._result import PretrainResult
 from aigc.train._run import RunKeywords, RunOptions, run_options
 from aigc.train.data import ImageSet, class_table, load_image_set
@@ -69,9 +69,7 @@ class ImageOptions:
     @property
     def dtype(self) -> torch.dtype:
         """The exported weights' dtype."""
-        import torch
-
-        return torch.float16 if self.image["export_dtype"] == "float16" else torch.float32
+        return export_torch_dtype(self.image["export_dtype"])
 
     def autocast(self, device: torch.device) -> Any:
         """The forward passes' autocast context (bfloat16 with ``mixed_precision``, else a no-op)."""
@@ -97,8 +95,7 @@ def image_options(recipe: str, settings: Mapping[str, Any], defaults: Mapping[st
     lr = defaults["lr"] if lr is None else lr
     check_int("batch_size", batch_size, minimum=2, fix=f"pass batch_size={defaults['batch_size']}")
     check_float("lr", lr, low=0.0, low_open=True, high=1.0, fix=f"pass lr={defaults['lr']}")
-    if image["export_dtype"] not in ("float32", "float16"):
-        raise InvalidRequest("export_dtype", image["export_dtype"], "unknown dtype", "pass 'float32' or 'float16'")
+    check_export_dtype(image["export_dtype"])
     check_bool("balance_classes", image["balance_classes"])
     check_bool("mixed_precision", image["mixed_precision"])
     return ImageOptions(run_options(recipe, given, defaults, unsupported=unsupported), image)

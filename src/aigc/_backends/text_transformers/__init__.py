@@ -1,8 +1,11 @@
-"""Text backend ``transformers``: causal and seq2seq language models, decoded by aigc's own seeded loop.
+"""Text backend ``transformers``: causal, seq2seq and masked language models, sampled by aigc's own seeded loops.
 
-The model runs through transformers (``AutoModelForCausalLM`` / ``AutoModelForSeq2SeqLM``) with its KV
-cache; token choice, seeds, stop sequences and streaming are aigc's (:mod:`aigc.sampling`), so every
-sample has its own ``torch.Generator`` and sample *i* of a batch equals a single run with its seed.
+The model runs through transformers (``AutoModelForCausalLM`` / ``AutoModelForSeq2SeqLM``, BERT2BERT's
+``EncoderDecoderModel`` among them) with its KV cache; token choice, seeds, stop sequences and streaming are
+aigc's (:mod:`aigc.sampling`), so every sample has its own seed and sample *i* of a batch equals a single run
+with its seed. Masked language models (BERT, RoBERTa: ``AutoModelForMaskedLM``) fill ``[MASK]`` instead; their
+generator is :class:`~aigc._backends.text_transformers._masked.TransformersMaskedLMGenerator`, which
+:meth:`TransformersTextGenerator.load` returns for them (see :func:`model_kind`).
 
 Stages of one ``generate``:
     1. tokenize the prompts (chat conversations through the tokenizer's chat template) and check lengths;
@@ -19,7 +22,7 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
@@ -42,6 +45,7 @@ __all__ = ["TransformersTextGenerator"]
 logger = logging.getLogger(__name__)
 
 _LM_ARCH_SUFFIXES = ("ForCausalLM", "LMHeadModel", "ForConditionalGeneration", "ForSeq2SeqLM", "WithLMHead")
+_MASKED_ARCH_SUFFIXES = ("ForMaskedLM",)
 _PREFIX_TOKENS = 8  # prompt tokens decoded with the output, for correct spacing (see TextAssembler)
 _SYNC_EVERY = 8  # decoding steps between two reads of the tokens on an accelerator, when nobody watches each one
 
@@ -150,7 +154,9 @@ class TransformersTextGenerator(TransformersGenerator[TextRequest, TextResult]):
     """Causal and seq2seq language models through ``transformers``.
 
     Loads any local directory or hub id that ``AutoModelForCausalLM`` or ``AutoModelForSeq2SeqLM`` loads,
-    with safetensors only unless ``allow_pickle=True`` and ``trust_remote_code=False`` unless given.
+    with safetensors only unless ``allow_pickle=True`` and ``trust_remote_code=False`` unless given. For a masked
+    LM (``AutoModelForMaskedLM``), :meth:`load` and :meth:`wrap` return its subclass
+    :class:`~aigc._backends.text_transformers._masked.TransformersMaskedLMGenerator`.
 
     Example:
         >>> gen = aigc.load("text", "path/to/gpt2-dir")  # doctest: +SKIP
@@ -162,7 +168,7 @@ class TransformersTextGenerator(TransformersGenerator[TextRequest, TextResult]):
     request_type = TextRequest
     supported_params = frozenset(
         {"max_new_tokens", "min_new_tokens", "do_sample", "temperature", "top_k", "top_p", "min_p",
-         "repetition_penalty", "stop"}
+         "repetition_penalty", "stop", "watermark"}  # watermark: make_sampler applies it
     )
     options_type = TextOptions
     builtin_models = frozenset(BUILTIN_MODELS)
@@ -184,9 +190,16 @@ class TransformersTextGenerator(TransformersGenerator[TextRequest, TextResult]):
         self._compiled: Any = None
         gen_config = getattr(model, "generation_config", None)
         self.request_defaults = _request_defaults(gen_config)
+        # BERT2BERT (transformers' EncoderDecoderModel, model_type "encoder-decoder") keeps its ids and sizes in
+        # the encoder's and the decoder's own configs; a tokenizer without an end-of-sequence token (BERT's) ends
+        # with [SEP] and starts with [CLS], the convention of transformers' documentation (Rothe et al. 2020).
+        composite = getattr(model.config, "model_type", None) == "encoder-decoder"
+        decoder_config = getattr(model.config, "decoder", None) if composite else None
         eos = getattr(gen_config, "eos_token_id", None)
         if eos is None:
             eos = tokenizer.eos_token_id
+        if eos is None and composite:
+            eos = _first_id(decoder_config, "eos_token_id", tokenizer.sep_token_id)
         self.eos_ids: set[int] = set(eos if isinstance(eos, list) else ([] if eos is None else [eos]))
         pad = tokenizer.pad_token_id
         if pad is None:
@@ -197,10 +210,16 @@ class TransformersTextGenerator(TransformersGenerator[TextRequest, TextResult]):
         start = getattr(gen_config, "decoder_start_token_id", None)
         if start is None:
             start = getattr(model.config, "decoder_start_token_id", None)
+        if start is None and composite:
+            start = _first_id(decoder_config, "decoder_start_token_id", _first_id(
+                decoder_config, "bos_token_id", tokenizer.cls_token_id if tokenizer.cls_token_id is not None
+                else tokenizer.bos_token_id))
         self.start_id: int = int(start if start is not None else self.pad_id)
-        self.max_positions: int | None = next(
-            (getattr(model.config, k) for k in ("max_position_embeddings", "n_positions")
-             if isinstance(getattr(model.config, k, None), int)), None)
+        self.max_positions: int | None = _max_positions(model.config)
+        #: encoder-decoder models: the longest prompt (encoder) and output (decoder) their position tables hold,
+        #: where the config states them (BERT2BERT's absolute positions); None where positions are relative (T5)
+        self.encoder_positions: int | None = _max_positions(model.config.encoder) if composite else None
+        self.decoder_positions: int | None = _max_positions(decoder_config)
 
     @property
     def model(self) -> Any:
@@ -214,15 +233,14 @@ class TransformersTextGenerator(TransformersGenerator[TextRequest, TextResult]):
         data = read_json_object(path / "config.json")
         if data is None or (path / "model_index.json").exists():
             return False
-        return _is_language_model(data.get("model_type"), data.get("architectures") or [])
+        return model_kind(data) is not None
 
     @classmethod
     def wraps(cls, obj: Any) -> bool:
         config = getattr(obj, "config", None)
         if not type(obj).__module__.startswith(("transformers.", "peft.")) or config is None:
             return False
-        return _is_language_model(getattr(config, "model_type", None), getattr(config, "architectures", None) or [
-            type(obj).__name__])
+        return model_kind(config, architectures=[type(obj).__name__]) is not None
 
     @classmethod
     def wrap(cls, obj: Any, *, tokenizer: Any = None) -> TransformersTextGenerator:
@@ -231,8 +249,25 @@ class TransformersTextGenerator(TransformersGenerator[TextRequest, TextResult]):
                                  "prompts", "pass tokenizer=AutoTokenizer.from_pretrained(...) (the model's own)")
         param = next(obj.parameters())
         options = LoadOptions(device=param.device, dtype=param.dtype)
-        return cls(model=obj.eval(), tokenizer=tokenizer, model_id=str(getattr(obj, "name_or_path", "") or "wrapped"),
-                   options=options, weights=None, revision=getattr(obj.config, "_commit_hash", None))
+        kind = model_kind(obj.config, architectures=[type(obj).__name__])
+        return _generator_class(kind)(
+            model=obj.eval(), tokenizer=tokenizer, model_id=str(getattr(obj, "name_or_path", "") or "wrapped"),
+            options=options, weights=None, revision=getattr(obj.config, "_commit_hash", None))
+
+    @classmethod
+    def precheck(cls, model: str, request: Any) -> None:
+        """A masked language model's prompts must hold a mask: checked on the folder's config and tokenizer
+        files, before the weights load."""
+        path = Path(_builtin_dir(model) if model in BUILTIN_MODELS and not os.path.isdir(model) else model)
+        data = read_json_object(path / "config.json")
+        if data is None or model_kind(data) != "masked" or not isinstance(request, TextRequest):
+            return
+        from aigc._backends.text_transformers._masked import check_has_mask, saved_mask_token
+
+        mask = saved_mask_token(path)
+        for i, prompt in enumerate(request.prompts()):
+            if isinstance(prompt, str):
+                check_has_mask(prompt, mask, field="prompt" if isinstance(request.prompt, str) else f"prompt[{i}]")
 
 
     @classmethod
@@ -251,8 +286,9 @@ class TransformersTextGenerator(TransformersGenerator[TextRequest, TextResult]):
         import transformers
 
         config = cls.load_config(model, options)
-        auto = (transformers.AutoModelForSeq2SeqLM if getattr(config, "is_encoder_decoder", False)
-                else transformers.AutoModelForCausalLM)
+        kind = model_kind(config)
+        auto = {"seq2seq": transformers.AutoModelForSeq2SeqLM,
+                "masked": transformers.AutoModelForMaskedLM}.get(kind or "", transformers.AutoModelForCausalLM)
         common = cls.common_kwargs(options)
         with cls.loading_errors(model, options):
             lm = auto.from_pretrained(model, config=config, dtype=options.dtype,
@@ -261,8 +297,8 @@ class TransformersTextGenerator(TransformersGenerator[TextRequest, TextResult]):
         if adapter is not None:
             lm = _apply_adapter(lm, adapter, merge=TextOptions.of(options).merge_adapter)
         cls.place([lm], options.device)
-        return cls(model=lm, tokenizer=tokenizer, model_id=model_id, options=options, weights=weights,
-                   revision=cls.revision_of(options, config))
+        return _generator_class(kind)(model=lm, tokenizer=tokenizer, model_id=model_id, options=options,
+                                      weights=weights, revision=cls.revision_of(options, config))
 
     # -- Generator hooks -------------------------------------------------------------------------
     def _modules(self) -> list[torch.nn.Module]:
@@ -373,21 +409,33 @@ class TransformersTextGenerator(TransformersGenerator[TextRequest, TextResult]):
     def _rows(self, request: TextRequest) -> tuple[list[list[int]], list[int]]:
         """1-2. Token ids for each sample (prompt-major) and the prompt each continues."""
         encoded = [self._encode(p, i) for i, p in enumerate(request.prompts())]
-        if self.max_positions is not None and not self.is_seq2seq:
-            longest = max(len(ids) for ids in encoded)
-            if longest + request.max_new_tokens > self.max_positions:
-                raise InvalidRequest(
-                    "max_new_tokens", request.max_new_tokens,
-                    f"the longest prompt has {longest} tokens and the model's context is {self.max_positions}",
-                    f"pass max_new_tokens <= {max(self.max_positions - longest, 0)} or a shorter prompt")
+        longest = max(len(ids) for ids in encoded)
+        if self.max_positions is not None and not self.is_seq2seq and (
+                longest + request.max_new_tokens > self.max_positions):
+            raise InvalidRequest(
+                "max_new_tokens", request.max_new_tokens,
+                f"the longest prompt has {longest} tokens and the model's context is {self.max_positions}",
+                f"pass max_new_tokens <= {max(self.max_positions - longest, 0)} or a shorter prompt")
+        if self.encoder_positions is not None and longest > self.encoder_positions:
+            raise InvalidRequest("prompt", f"<{longest} tokens>", f"the model's encoder reads at most "
+                                 f"{self.encoder_positions} tokens", "pass a shorter prompt")
+        if self.decoder_positions is not None and request.max_new_tokens > self.decoder_positions:
+            raise InvalidRequest("max_new_tokens", request.max_new_tokens, f"the model's decoder holds "
+                                 f"{self.decoder_positions} positions (the start token and the tokens fed back)",
+                                 f"pass max_new_tokens <= {self.decoder_positions}")
         n = request.samples_per_prompt
         rows = [ids for ids in encoded for _ in range(n)]
         return rows, [i for i in range(len(encoded)) for _ in range(n)]
 
+    @property
+    def _pads_left(self) -> bool:
+        """Decoders pad on the left, so every row ends at the last column; encoders on the right."""
+        return not self.is_seq2seq
+
     def _batch(self, rows: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Pad rows into (input_ids, attention_mask, context_ids with -1 at padding)."""
         width = max(len(r) for r in rows)
-        left = not self.is_seq2seq  # decoders pad on the left so every row ends at the last column
+        left = self._pads_left
         ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
         mask = torch.zeros((len(rows), width), dtype=torch.long)
         for i, r in enumerate(rows):
@@ -463,22 +511,76 @@ class TransformersTextGenerator(TransformersGenerator[TextRequest, TextResult]):
         return decode
 
 
-def _is_language_model(model_type: Any, archs: list[Any]) -> bool:
-    """Whether a transformers config (its ``model_type`` and ``architectures``) is a causal or seq2seq LM that this
-    backend drives (not an audio model)."""
+def _first_id(config: Any, name: str, default: int | None) -> int | None:
+    """``config.<name>`` where it is set (a sub-config of an encoder-decoder model), else ``default``."""
+    value = getattr(config, name, None)
+    return int(value) if isinstance(value, int) else default
+
+
+def _max_positions(config: Any) -> int | None:
+    """The longest sequence a config's position table holds (``max_position_embeddings`` / ``n_positions``)."""
+    return next((getattr(config, k) for k in ("max_position_embeddings", "n_positions")
+                 if isinstance(getattr(config, k, None), int)), None)
+
+
+ModelKind = Literal["causal", "seq2seq", "masked"]
+
+
+def model_kind(config: Any, *, architectures: list[str] | None = None) -> ModelKind | None:
+    """What a transformers config (a ``config.json`` mapping or a config object) describes, for this backend:
+    ``"seq2seq"`` (``is_encoder_decoder``: T5, BART, BERT2BERT's ``EncoderDecoderModel``), ``"causal"`` (an LM head
+    that continues text), ``"masked"`` (a masked LM that fills ``[MASK]``: BERT, RoBERTa, ...), or ``None`` (not a
+    language model this backend drives: an audio model, an encoder without an LM head).
+
+    The architectures decide (``architectures`` if given, e.g. the class of an object in memory, else the
+    config's); without them (or with ``...ForPreTraining``) its ``model_type``: a type with both kinds of head
+    (``bert``, ``roberta``) is masked unless the config says ``is_decoder``, as ``BertLMHeadModel`` needs.
+
+    Example:
+        >>> model_kind({"model_type": "bert", "architectures": ["BertForMaskedLM"]})
+        'masked'
+        >>> model_kind({"model_type": "encoder-decoder", "is_encoder_decoder": True})
+        'seq2seq'
+    """
     from transformers.models.auto.modeling_auto import (
         MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
+        MODEL_FOR_MASKED_LM_MAPPING_NAMES,
         MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES,
         MODEL_FOR_TEXT_TO_SPECTROGRAM_MAPPING_NAMES,
         MODEL_FOR_TEXT_TO_WAVEFORM_MAPPING_NAMES,
     )
 
+    def get(name: str) -> Any:
+        return config.get(name) if isinstance(config, dict) else getattr(config, name, None)
+
+    model_type = get("model_type")
+    archs = [str(a) for a in (architectures or get("architectures") or [])]
     if model_type in MODEL_FOR_TEXT_TO_WAVEFORM_MAPPING_NAMES or (
             model_type in MODEL_FOR_TEXT_TO_SPECTROGRAM_MAPPING_NAMES):
-        return False  # MusicGen, Bark, SpeechT5, ...: the audio backend's ("...ForConditionalGeneration" too)
-    if any(str(a).endswith(_LM_ARCH_SUFFIXES) for a in archs):
-        return True
+        return None  # MusicGen, Bark, SpeechT5, ...: the audio backend's ("...ForConditionalGeneration" too)
+    seq2seq = bool(get("is_encoder_decoder"))
+    if any(a.endswith(_LM_ARCH_SUFFIXES) for a in archs):
+        return "seq2seq" if seq2seq else "causal"
+    if not seq2seq and any(a.endswith(_MASKED_ARCH_SUFFIXES) for a in archs):
+        return "masked"
     if not model_type:
-        return False
-    return model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES or (
-        model_type in MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES)
+        return None
+    if model_type in MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES or (
+            seq2seq and model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES):
+        return "seq2seq"
+    pretraining = any(a.endswith("ForPreTraining") for a in archs)  # BERT's MLM head with another one
+    if model_type in MODEL_FOR_MASKED_LM_MAPPING_NAMES and (not archs or pretraining) and not (
+            get("is_decoder") and model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES):
+        return "masked"
+    if model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
+        return "causal"
+    return None
+
+
+def _generator_class(kind: ModelKind | None) -> type[TransformersTextGenerator]:
+    """The generator class of a model kind: masked LMs have their own."""
+    if kind == "masked":
+        from aigc._backends.text_transformers._masked import TransformersMaskedLMGenerator
+
+        return TransformersMaskedLMGenerator
+    return TransformersTextGenerator

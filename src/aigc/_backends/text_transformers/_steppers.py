@@ -3,11 +3,11 @@
 
 from __future__ import annotations
 
-import inspect
-from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import torch
+
+from aigc._backends._text_batching import forward_params
 
 if TYPE_CHECKING:
     from aigc._backends.text_transformers import TransformersTextGenerator
@@ -61,13 +61,6 @@ def slot_cache(model: Any, capacity: int) -> Any:
     cache = DynamicCache(config=model.config)
     cache.layers = [SlotLayer() if type(layer) is DynamicLayer else layer for layer in cache.layers]
     return cache
-
-
-def forward_params(model: Any) -> Mapping[str, inspect.Parameter]:
-    """The keyword parameters of the model's own ``forward`` (through a PEFT wrapper, whose ``forward`` takes
-    ``**kwargs``): which cache keyword (``cache``, or the older ``past_key_values``), positions, logits_to_keep."""
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    return inspect.signature(base.forward).parameters
 
 
 class CausalStepper:

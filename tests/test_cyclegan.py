@@ -132,6 +132,32 @@ def test_a_few_steps_reduce_the_cycle_loss_and_the_export_loads(tmp_path: Path) 
     assert saved["config"]["recipe"] == "cyclegan" and saved["result"]["method"] == "cyclegan"
 
 
+def test_pooled_self_regularisation_compares_coarse_layout_only(tmp_path: Path) -> None:
+    from aigc.models.cyclegan import cyclegan_losses
+    from aigc.train import train_cyclegan
+
+    torch.manual_seed(0)
+    gens, d_a, d_b = CycleGANGenerators(TINY), PatchDiscriminator(TINY), PatchDiscriminator(TINY)
+    # a checkerboard and flat grey have the same 2x2 means: the pooled term sees no difference, the pixel one does
+    board = (torch.arange(16)[:, None] + torch.arange(16)[None, :]) % 2 * 2.0 - 1.0
+    real = board.expand(2, 1, 16, 16).clone()
+    gens.g_ab.forward = lambda x, shared_stats=False: torch.zeros_like(x)  # type: ignore[method-assign]
+    gens.g_ba.forward = lambda x, shared_stats=False: torch.zeros_like(x)  # type: ignore[method-assign]
+    kw = {"lambda_cycle": 10.0, "lambda_identity": 0.0, "lambda_self": 1.0}
+    pixel, _, _ = cyclegan_losses(gens, real, real, d_a, d_b, **kw)  # type: ignore[arg-type]
+    pooled, _, _ = cyclegan_losses(gens, real, real, d_a, d_b, self_reg_pool=2, **kw)  # type: ignore[arg-type]
+    assert float(pixel["self_reg"]) == pytest.approx(2.0) and float(pooled["self_reg"]) == pytest.approx(0.0)
+    white = real.abs()
+    coarse, _, _ = cyclegan_losses(gens, white, white, d_a, d_b, self_reg_pool=4, **kw)  # type: ignore[arg-type]
+    assert float(coarse["self_reg"]) == pytest.approx(2.0)  # white vs the zeros: each cell's mean differs by 1
+
+    a, b = _toy_domains(8)
+    res = train_cyclegan(a, b, tmp_path / "run", names=("square", "bar"), config=TINY, steps=2, batch_size=2,
+                         lambda_self=1.0, self_reg_pool=4, checkpoint_every=None, progress=False)
+    saved = json.loads((res.output / "training.json").read_text())
+    assert saved["config"]["self_reg_pool"] == 4 and len(res.losses["self_reg"]) == 2
+
+
 class _Stop(Exception):
     pass
 
@@ -169,6 +195,9 @@ def test_recipe_refuses_bad_arguments_before_training(tmp_path: Path) -> None:
         ({"lambda_cycle": 0.0}, "lambda_cycle"),
         ({"pool_size": -1}, "pool_size"),
         ({"lambda_self": -1.0}, "lambda_self"),
+        ({"self_reg_pool": 0}, "self_reg_pool"),
+        ({"self_reg_pool": 3}, "self_reg_pool"),  # does not divide the 16-pixel side
+        ({"self_reg_pool": 2.0}, "self_reg_pool"),
         ({"ema_decay": 1.0}, "ema_decay"),
         ({"export_dtype": "int8"}, "export_dtype"),
         ({"weight_decay": 0.1}, "weight_decay"),

@@ -150,12 +150,18 @@ def test_pooled_self_regularisation_compares_coarse_layout_only(tmp_path: Path) 
     white = real.abs()
     coarse, _, _ = cyclegan_losses(gens, white, white, d_a, d_b, self_reg_pool=4, **kw)  # type: ignore[arg-type]
     assert float(coarse["self_reg"]) == pytest.approx(2.0)  # white vs the zeros: each cell's mean differs by 1
+    # max pooling keeps the outline: a board's cells hold a white pixel, as all-white cells do
+    outline, _, _ = cyclegan_losses(gens, real, real, d_a, d_b, self_reg_pool=2, self_reg_pooling="max",
+                                    **kw)  # type: ignore[arg-type]
+    assert float(outline["self_reg"]) == pytest.approx(2.0)  # each 2x2 max is white (1) vs the zeros (0)
 
     a, b = _toy_domains(8)
     res = train_cyclegan(a, b, tmp_path / "run", names=("square", "bar"), config=TINY, steps=2, batch_size=2,
-                         lambda_self=1.0, self_reg_pool=4, checkpoint_every=None, progress=False)
+                         lambda_self=1.0, self_reg_pool=4, self_reg_pooling="max", checkpoint_every=None,
+                         progress=False)
     saved = json.loads((res.output / "training.json").read_text())
-    assert saved["config"]["self_reg_pool"] == 4 and len(res.losses["self_reg"]) == 2
+    assert saved["config"]["self_reg_pool"] == 4 and saved["config"]["self_reg_pooling"] == "max"
+    assert len(res.losses["self_reg"]) == 2
 
 
 class _Stop(Exception):
@@ -198,6 +204,7 @@ def test_recipe_refuses_bad_arguments_before_training(tmp_path: Path) -> None:
         ({"self_reg_pool": 0}, "self_reg_pool"),
         ({"self_reg_pool": 3}, "self_reg_pool"),  # does not divide the 16-pixel side
         ({"self_reg_pool": 2.0}, "self_reg_pool"),
+        ({"self_reg_pooling": "median"}, "self_reg_pooling"),
         ({"ema_decay": 1.0}, "ema_decay"),
         ({"export_dtype": "int8"}, "export_dtype"),
         ({"weight_decay": 0.1}, "weight_decay"),

@@ -1,6 +1,6 @@
-"""Measure the embedded CycleGAN (sneaker <-> ankle boot): does the domain change, and is the input's identity kept?
+"""Measure the embedded CycleGAN (sandal <-> ankle boot): does the domain change, and is the input's identity kept?
 
-Inputs are Fashion-MNIST's *test* split (Debian ``dataset-fashion-mnist``): its 1,000 sneakers and 1,000 ankle
+Inputs are Fashion-MNIST's *test* split (Debian ``dataset-fashion-mnist``): its 1,000 sandals and 1,000 ankle
 boots, which neither the CycleGAN nor the classifier below saw. They go through the public API
 (``aigc.load("image", model, backend="cyclegan")`` and ``generate(prompt, init_image=...)``), as a user's would.
 
@@ -22,6 +22,10 @@ it never saw a generated image). Measures, per direction:
    are trained to tell classes apart and hold little within-class detail, so across two classes their distances
    rank the inputs mostly by their own feature norm (an input with weak features is "near" every translation).
    Top-1 retrieval (the own input the nearest of all inputs) is reported for both.
+
+4. **video flicker** (no gate) -- 20 test sandals, each held still for 8 frames while a 3x3 white dot crosses the
+   background, translated as a video with ``temporal=True`` and ``temporal=False``: the mean change of the shoe's
+   own pixels between consecutive frames (0-255).
 
 Also writes a figure (``figure.png``: test inputs, their translations and cycles) next to the model. Prints the
 figures and writes JSON (default: ``eval.json`` next to the model, which the model card cites); exits 1 when a
@@ -49,7 +53,7 @@ from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
 TARGET = REPO / "src" / "aigc" / "assets" / "cyclegan_default"
-SNEAKER, BOOT = 7, 9
+SANDAL, BOOT = 5, 9  # Fashion-MNIST labels of domain A and domain B
 GATES = {"target_accuracy": 0.85, "cycle_mae_255": 12.75, "identity_pairwise": 0.80}
 
 
@@ -103,6 +107,28 @@ def identity(feat_out: np.ndarray, feat_in: np.ndarray) -> tuple[float, float]:
     return float(farther.mean()), float(top1)
 
 
+def flicker(model: str, shoes: np.ndarray, frames: int = 8) -> dict[str, float]:
+    """Video flicker, temporal=True vs False: each shoe held still for ``frames`` frames while a 3x3 white dot
+    crosses the top of the background (x = 1, 5, 9, ...); the mean absolute change (0-255) of the shoe's own
+    pixels (input > 16, away from the dot's path) between consecutive translated frames, over all shoes."""
+    import aigc
+
+    out: dict[str, float] = {}
+    for temporal in (True, False):
+        gen = aigc.load("video", model, backend="cyclegan", device="cpu", temporal=temporal)
+        changes = []
+        for shoe in shoes:
+            clip = np.repeat(shoe[None], frames, axis=0).copy()
+            for t in range(frames):
+                clip[t, 1:4, 1 + 4 * t:4 + 4 * t] = 255
+            mask = shoe > 16
+            mask[:5] = False  # the dot's path and its neighbours
+            video = gen.generate("a2b", init_video=clip, fps=8).videos[0][..., 0].astype(np.float64)
+            changes.append(np.abs(np.diff(video, axis=0))[:, mask].mean())
+        out["temporal" if temporal else "per_frame"] = round(float(np.mean(changes)), 2)
+    return out
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="default", help="a model folder, or 'default' (the installed one)")
@@ -125,20 +151,20 @@ def main() -> None:
     started = time.perf_counter()
     images, labels = fashion_mnist("test")
     images = pad32(images)
-    sneakers, boots = images[labels == SNEAKER][:args.count], images[labels == BOOT][:args.count]
+    sandals, boots = images[labels == SANDAL][:args.count], images[labels == BOOT][:args.count]
     gen = aigc.load("image", model, backend="cyclegan", device="cpu")
 
     report: dict[str, Any] = {"model": args.model if not args.checkpoint else args.checkpoint,
-                              "data": "Fashion-MNIST test split", "inputs_per_domain": len(sneakers),
+                              "data": "Fashion-MNIST test split", "inputs_per_domain": len(sandals),
                               "classifier": "aigc/assets/fid_classifier (real images only)", "gates": GATES}
-    real_pred, _, _ = classify(np.concatenate([sneakers, boots]))
-    real_true = np.array([SNEAKER] * len(sneakers) + [BOOT] * len(boots))
+    real_pred, _, _ = classify(np.concatenate([sandals, boots]))
+    real_true = np.array([SANDAL] * len(sandals) + [BOOT] * len(boots))
     report["classifier_accuracy_on_real_inputs"] = float((real_pred == real_true).mean())
     rng = np.random.default_rng(0)
     figure_rows = []
     ok = True
-    for name, src, target, there, back in (("a2b", sneakers, BOOT, "an ankle boot", "a sneaker"),
-                                           ("b2a", boots, SNEAKER, "a sneaker", "an ankle boot")):
+    for name, src, target, there, back in (("a2b", sandals, BOOT, "an ankle boot", "a sandal"),
+                                           ("b2a", boots, SANDAL, "a sandal", "an ankle boot")):
         out = translate(gen, there, src)
         cycled = translate(gen, back, out)
         pred, feat_out, conv_out = classify(out)
@@ -164,6 +190,8 @@ def main() -> None:
               f"{baseline:.2f}; translation changes {change:.2f}), identity pairwise {pairwise:.4f}, top-1 "
               f"{top1:.4f} (penultimate: {pen_pairwise:.4f}, {pen_top1:.4f}) -> {'pass' if passed else 'FAIL'}")
         figure_rows += [src[:12], out[:12], cycled[:12]]
+    report["video_flicker_255"] = flicker(model, sandals[:20])
+    print(f"video flicker: {report['video_flicker_255']}")
     report["passed"] = ok
     report["duration_s"] = round(time.perf_counter() - started, 1)
     out_json = Path(args.out) if args.out else folder / "eval.json"

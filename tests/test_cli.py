@@ -130,9 +130,9 @@ def test_generate_takes_backend_load_options(tmp_path: Path) -> None:
 
     import aigc
 
-    grid = Image.open(Path(__file__).parent / "data" / "shoes.png").convert("L")
-    frames = [grid.crop((32 * c, 0, 32 * c + 32, 32)) for c in range(4)]  # four different sneakers
-    clip = tmp_path / "sneakers.gif"
+    grid = Image.open(Path(__file__).parent / "data" / "sandals_boots.png").convert("L")
+    frames = [grid.crop((32 * c, 0, 32 * c + 32, 32)) for c in range(4)]  # four different sandals
+    clip = tmp_path / "sandals.gif"
     frames[0].save(clip, save_all=True, append_images=frames[1:], duration=125, loop=0)
     out = tmp_path / "boots.gif"
     done = aigc_cli("generate", "video", "an ankle boot", "--init-video", str(clip), "--backend", "cyclegan",

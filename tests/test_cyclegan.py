@@ -132,6 +132,38 @@ def test_a_few_steps_reduce_the_cycle_loss_and_the_export_loads(tmp_path: Path) 
     assert saved["config"]["recipe"] == "cyclegan" and saved["result"]["method"] == "cyclegan"
 
 
+def test_pooled_self_regularisation_compares_coarse_layout_only(tmp_path: Path) -> None:
+    from aigc.models.cyclegan import cyclegan_losses
+    from aigc.train import train_cyclegan
+
+    torch.manual_seed(0)
+    gens, d_a, d_b = CycleGANGenerators(TINY), PatchDiscriminator(TINY), PatchDiscriminator(TINY)
+    # a checkerboard and flat grey have the same 2x2 means: the pooled term sees no difference, the pixel one does
+    board = (torch.arange(16)[:, None] + torch.arange(16)[None, :]) % 2 * 2.0 - 1.0
+    real = board.expand(2, 1, 16, 16).clone()
+    gens.g_ab.forward = lambda x, shared_stats=False: torch.zeros_like(x)  # type: ignore[method-assign]
+    gens.g_ba.forward = lambda x, shared_stats=False: torch.zeros_like(x)  # type: ignore[method-assign]
+    kw = {"lambda_cycle": 10.0, "lambda_identity": 0.0, "lambda_self": 1.0}
+    pixel, _, _ = cyclegan_losses(gens, real, real, d_a, d_b, **kw)  # type: ignore[arg-type]
+    pooled, _, _ = cyclegan_losses(gens, real, real, d_a, d_b, self_reg_pool=2, **kw)  # type: ignore[arg-type]
+    assert float(pixel["self_reg"]) == pytest.approx(2.0) and float(pooled["self_reg"]) == pytest.approx(0.0)
+    white = real.abs()
+    coarse, _, _ = cyclegan_losses(gens, white, white, d_a, d_b, self_reg_pool=4, **kw)  # type: ignore[arg-type]
+    assert float(coarse["self_reg"]) == pytest.approx(2.0)  # white vs the zeros: each cell's mean differs by 1
+    # max pooling keeps the outline: a board's cells hold a white pixel, as all-white cells do
+    outline, _, _ = cyclegan_losses(gens, real, real, d_a, d_b, self_reg_pool=2, self_reg_pooling="max",
+                                    **kw)  # type: ignore[arg-type]
+    assert float(outline["self_reg"]) == pytest.approx(2.0)  # each 2x2 max is white (1) vs the zeros (0)
+
+    a, b = _toy_domains(8)
+    res = train_cyclegan(a, b, tmp_path / "run", names=("square", "bar"), config=TINY, steps=2, batch_size=2,
+                         lambda_self=1.0, self_reg_pool=4, self_reg_pooling="max", checkpoint_every=None,
+                         progress=False)
+    saved = json.loads((res.output / "training.json").read_text())
+    assert saved["config"]["self_reg_pool"] == 4 and saved["config"]["self_reg_pooling"] == "max"
+    assert len(res.losses["self_reg"]) == 2
+
+
 class _Stop(Exception):
     pass
 
@@ -169,6 +201,10 @@ def test_recipe_refuses_bad_arguments_before_training(tmp_path: Path) -> None:
         ({"lambda_cycle": 0.0}, "lambda_cycle"),
         ({"pool_size": -1}, "pool_size"),
         ({"lambda_self": -1.0}, "lambda_self"),
+        ({"self_reg_pool": 0}, "self_reg_pool"),
+        ({"self_reg_pool": 3}, "self_reg_pool"),  # does not divide the 16-pixel side
+        ({"self_reg_pool": 2.0}, "self_reg_pool"),
+        ({"self_reg_pooling": "median"}, "self_reg_pooling"),
         ({"ema_decay": 1.0}, "ema_decay"),
         ({"export_dtype": "int8"}, "export_dtype"),
         ({"weight_decay": 0.1}, "weight_decay"),
@@ -304,21 +340,29 @@ def _classify(img: Image.Image) -> int:
         return int(clf(clf.preprocess([img])).argmax())
 
 
-def test_shipped_model_turns_sneakers_into_boots_and_back() -> None:
-    # tests/data/shoes.png: the first 8 Fashion-MNIST test sneakers (top row) and ankle boots (bottom row) that the
-    # judge labels right (it misses 3.7% of real ones), padded to 32x32
-    grid = Image.open(DATA / "shoes.png")
+def test_shipped_model_turns_sandals_into_boots_and_back() -> None:
+    # tests/data/sandals_boots.png: the first 8 Fashion-MNIST test sandals (top row) and ankle boots (bottom row)
+    # that the judge labels right (it misses 2.5% of real ones), padded to 32x32
+    from aigc.evaluate._classifier import load_default_classifier
+
+    grid = Image.open(DATA / "sandals_boots.png")
     shoes = [[grid.crop((32 * c, 32 * r, 32 * c + 32, 32 * r + 32)) for c in range(8)] for r in range(2)]
-    assert [_classify(s) for s in shoes[0]] == [7] * 8 and [_classify(b) for b in shoes[1]] == [9] * 8  # the judge
+    assert [_classify(s) for s in shoes[0]] == [5] * 8 and [_classify(b) for b in shoes[1]] == [9] * 8  # the judge
     gen = aigc.load("image", "default", backend="cyclegan")
-    assert [d.name for d in gen.cyclegan.domains] == ["sneaker", "ankle boot"]
-    for row, prompt, back, target in ((0, "an ankle boot", "a sneaker", 9), (1, "a sneaker", "an ankle boot", 7)):
+    assert [d.name for d in gen.cyclegan.domains] == ["sandal", "ankle boot"]
+    clf = load_default_classifier()
+    for row, prompt, back, target in ((0, "an ankle boot", "a sandal", 9), (1, "a sandal", "an ankle boot", 5)):
         moved = [gen.generate(prompt, init_image=img).images[0] for img in shoes[row]]
-        assert sum(_classify(m) == target for m in moved) >= 6  # the model card: 98.8% and 89.6% on 1,000 each
+        assert sum(_classify(m) == target for m in moved) >= 6  # the model card: 98.6% and 93.6% on 1,000 each
         cycle = [np.abs(_pixels(gen.generate(back, init_image=m).images[0]) - _pixels(img)).mean()
                  for img, m in zip(shoes[row], moved, strict=True)]
         change = [np.abs(_pixels(m) - _pixels(img)).mean() for img, m in zip(shoes[row], moved, strict=True)]
         assert np.mean(cycle) <= 12.75 < np.mean(change), (cycle, change)  # the card's cycle gate (0-255 scale)
+        with torch.no_grad():  # identity, as the card measures it: own input nearer on the judge's conv features
+            f_in, f_out = (clf.body(clf.preprocess(imgs)).flatten(1) for imgs in (shoes[row], moved))
+        d = torch.cdist(f_out, f_in)
+        nearer = (d > d.diag()[:, None]).sum(1).float() / 7  # share of the 7 other inputs farther than its own
+        assert float(nearer.mean()) >= 0.6, nearer  # chance is 0.5; 8 inputs make it coarse (card: 0.82, 0.93)
     card = (Path(aigc.__file__).parent / "assets" / "cyclegan_default" / "MODEL_CARD.md").read_text()
     assert "target accuracy" in card.lower()
 
@@ -327,11 +371,17 @@ def test_shipped_model_turns_sneakers_into_boots_and_back() -> None:
 def test_cli_translates_an_image_offline(tmp_path: Path) -> None:
     out = tmp_path / "boot.png"
     done = subprocess.run([sys.executable, "-m", "aigc", "generate", "image", "an ankle boot", "--init-image",
-                           str(DATA / "sneaker.png"), "--backend", "cyclegan", "-o", str(out)],
+                           str(DATA / "sandal.png"), "--backend", "cyclegan", "-o", str(out)],
                           capture_output=True, text=True, timeout=300, env={"HF_HUB_OFFLINE": "1", "PATH": ""})
     assert done.returncode == 0, done.stderr
     assert _classify(Image.open(out)) == 9
-    bad = subprocess.run([sys.executable, "-m", "aigc", "generate", "image", "a sandal", "--init-image",
-                          str(DATA / "sneaker.png"), "--backend", "cyclegan", "-o", str(out)],
+    # a sneaker (not one of the model's domains) sent to "an ankle boot" becomes a boot too (card: 97% of 200)
+    issue = subprocess.run([sys.executable, "-m", "aigc", "generate", "image", "an ankle boot", "--init-image",
+                            str(DATA / "sneaker.png"), "--backend", "cyclegan", "-o", str(out)],
+                           capture_output=True, text=True, timeout=300, env={"HF_HUB_OFFLINE": "1", "PATH": ""})
+    assert issue.returncode == 0, issue.stderr
+    assert _classify(Image.open(out)) == 9
+    bad = subprocess.run([sys.executable, "-m", "aigc", "generate", "image", "a sneaker", "--init-image",
+                          str(DATA / "sandal.png"), "--backend", "cyclegan", "-o", str(out)],
                          capture_output=True, text=True, timeout=300)
     assert bad.returncode != 0 and "neither domain" in bad.stderr and "Traceback" not in bad.stderr

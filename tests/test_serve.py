@@ -337,8 +337,8 @@ def test_videos_are_created_polled_and_downloaded(client: openai.OpenAI, tmp_pat
 def test_videos_transform_an_uploaded_clip(server: RunningServer, client: openai.OpenAI, tmp_path: Path) -> None:
     """``input_video`` (aigc's extra, multipart): the CycleGAN translates the uploaded clip frame by frame, at the
     clip's own frame rate; bad uploads are refused naming the field."""
-    grid = Image.open(Path(__file__).parent / "data" / "shoes.png").convert("L")
-    frames = [grid.crop((32 * c, 0, 32 * c + 32, 32)) for c in range(4)]  # four sneakers
+    grid = Image.open(Path(__file__).parent / "data" / "sandals_boots.png").convert("L")
+    frames = [grid.crop((32 * c, 0, 32 * c + 32, 32)) for c in range(4)]  # four sandals
     buf = io.BytesIO()
     frames[0].save(buf, format="GIF", save_all=True, append_images=frames[1:], duration=250, loop=0)
     headers = {"Authorization": f"Bearer {KEY}"}
@@ -352,7 +352,7 @@ def test_videos_transform_an_uploaded_clip(server: RunningServer, client: openai
         return http("POST", server.base_url + "/videos", body=b"".join(parts) + f"--{boundary}--\r\n".encode(),
                     headers={**headers, "Content-Type": f"multipart/form-data; boundary={boundary}"})
 
-    created = post("sneakers.gif", buf.getvalue(), "image/gif")
+    created = post("sandals.gif", buf.getvalue(), "image/gif")
     assert created.status == 200, created.text
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)

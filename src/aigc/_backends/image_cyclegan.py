@@ -2,11 +2,11 @@
 
 A model directory is what :func:`aigc.train.train_cyclegan` exports, in the format :mod:`aigc.formats.cyclegan`
 owns: two generators (A -> B and B -> A) and the names of the two domains. The built-in name ``"default"`` is the
-model shipped in the package (``aigc/assets/cyclegan_default``): Fashion-MNIST sneakers (A) <-> ankle boots (B),
+model shipped in the package (``aigc/assets/cyclegan_default``): Fashion-MNIST sandals (A) <-> ankle boots (B),
 32x32 grey.
 
 The prompt says where to go: ``"a2b"``, ``"b2a"``, or a phrase naming the *target* domain (``"an ankle boot"``
-translates a sneaker into a boot; the phrases are in the model's ``config.json``). The input is not checked to
+translates a sandal into a boot; the phrases are in the model's ``config.json``). The input is not checked to
 belong to the source domain.
 
 Stages of one ``generate``:
@@ -26,9 +26,9 @@ same image, and sample *i* of a batch equals a single run. Replay works from the
 as a file path (a record cannot hold an image passed in memory).
 
 Example:
-    >>> res = aigc.generate("image", "an ankle boot", backend="cyclegan", init_image="sneaker.png")  # doctest: +SKIP
+    >>> res = aigc.generate("image", "an ankle boot", backend="cyclegan", init_image="sandal.png")  # doctest: +SKIP
     >>> res.save("boot.png")  # doctest: +SKIP
-    >>> aigc.generate("video", "a2b", backend="cyclegan", init_video="sneakers.gif").save("boots.gif")  # doctest: +SKIP
+    >>> aigc.generate("video", "a2b", backend="cyclegan", init_video="sandals.gif").save("boots.gif")  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -189,7 +189,7 @@ class CycleGANImageGenerator(_CycleGANGenerator[ImageRequest, ImageResult]):
 
     Example:
         >>> gen = aigc.load("image", "default", backend="cyclegan")  # doctest: +SKIP
-        >>> gen.generate("an ankle boot", init_image="sneaker.png", width=128).images[0]  # doctest: +SKIP
+        >>> gen.generate("an ankle boot", init_image="sandal.png", width=128).images[0]  # doctest: +SKIP
     """
 
     modality = "image"
@@ -241,7 +241,7 @@ class CycleGANVideoGenerator(_CycleGANGenerator[VideoRequest, VideoResult]):
 
     Example:
         >>> gen = aigc.load("video", "default", backend="cyclegan", temporal=True)  # doctest: +SKIP
-        >>> gen.generate("an ankle boot", init_video="sneakers.gif").save("boots.gif")  # doctest: +SKIP
+        >>> gen.generate("an ankle boot", init_video="sandals.gif").save("boots.gif")  # doctest: +SKIP
     """
 
     modality = "video"

@@ -8,7 +8,10 @@ discriminators (``D_a``, ``D_b``) score overlapping patches of an image as real 
     adversarial   L_gan(G, D) = mean((D(G(x)) - 1)^2)                           (eq. 1, least-squares form)
     cycle         L_cyc = |G_ba(G_ab(a)) - a|_1 + |G_ab(G_ba(b)) - b|_1          (eq. 2)
     identity      L_idt = |G_ba(a) - a|_1 + |G_ab(b) - b|_1                      (section 5.2, Taigman et al.)
-    self-reg.     L_self = |G_ab(a) - a|_1 + |G_ba(b) - b|_1      (Shrivastava et al. 2017's self-regularisation)
+    self-reg.     L_self = |P(G_ab(a)) - P(a)|_1 + |P(G_ba(b)) - P(b)|_1    (Shrivastava et al. 2017's
+                  self-regularisation; P is the identity, or with ``self_reg_pool=k`` a k x k average pooling
+                  (the coarse layout and brightness are kept, texture inside a cell may change) or max pooling
+                  (``self_reg_pooling="max"``: the outline is kept, holes inside it may be filled or cut))
     generators    L_gan(G_ab, D_b) + L_gan(G_ba, D_a) + lambda_cyc L_cyc + lambda_idt L_idt + lambda_self L_self
                   (eq. 3 of the paper, which has no L_self: it keeps a translation close to its own input)
     discriminator (mean((D(real) - 1)^2) + mean(D(pooled fake)^2)) / 2
@@ -286,8 +289,13 @@ def _lsgan(scores: torch.Tensor, target: float) -> torch.Tensor:
 
 def cyclegan_losses(gens: CycleGANGenerators, real_a: torch.Tensor, real_b: torch.Tensor, d_a: PatchDiscriminator,
                     d_b: PatchDiscriminator, *, lambda_cycle: float, lambda_identity: float,
-                    lambda_self: float = 0.0) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
+                    lambda_self: float = 0.0, self_reg_pool: int = 1,
+                    self_reg_pooling: Literal["average", "max"] = "average",
+                    ) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
     """The generators' losses of one batch (eq. 3 of the paper; see the module docstring).
+
+    ``self_reg_pool`` (k >= 1, dividing the image side) compares a translation with its input after a k x k
+    pooling (``self_reg_pooling``: ``"average"`` or ``"max"``) in the self-regularisation term (1: pixel by pixel).
 
     Returns:
         (the terms by name -- ``"g_loss"`` the total, ``"gan"``, ``"cycle"``, ``"identity"``, ``"self_reg"``; the
@@ -303,7 +311,12 @@ def cyclegan_losses(gens: CycleGANGenerators, real_a: torch.Tensor, real_b: torc
     if lambda_identity > 0:
         identity = F.l1_loss(gens.g_ba(real_a), real_a) + F.l1_loss(gens.g_ab(real_b), real_b)
         total = total + lambda_identity * identity
-    self_reg = F.l1_loss(fake_b, real_a) + F.l1_loss(fake_a, real_b)
+    if self_reg_pool == 1:
+        self_reg = F.l1_loss(fake_b, real_a) + F.l1_loss(fake_a, real_b)
+    else:
+        k = self_reg_pool
+        pool = F.max_pool2d if self_reg_pooling == "max" else F.avg_pool2d
+        self_reg = F.l1_loss(pool(fake_b, k), pool(real_a, k)) + F.l1_loss(pool(fake_a, k), pool(real_b, k))
     if lambda_self > 0:
         total = total + lambda_self * self_reg
     return {"g_loss": total, "gan": gan, "cycle": cycle, "identity": identity, "self_reg": self_reg}, fake_a, fake_b

@@ -52,6 +52,8 @@ def train_cyclegan(
     lambda_cycle: float = 10.0,
     lambda_identity: float = 5.0,
     lambda_self: float = 0.0,
+    self_reg_pool: int = 1,
+    self_reg_pooling: Literal["average", "max"] = "average",
     pool_size: int = 50,
     ema_decay: float = 0.999,
     export_dtype: Literal["float32", "float16"] = "float32",
@@ -79,6 +81,11 @@ def train_cyclegan(
         lambda_identity: weight of the identity loss (the paper: 0.5 * lambda_cycle; 0 turns it off).
         lambda_self: weight of the self-regularisation ``|G_ab(a) - a|_1 + |G_ba(b) - b|_1`` (Shrivastava et al.
             2017; not in the CycleGAN paper): keeps each translation close to its own input (default 0: off).
+        self_reg_pool: compare a translation with its input after a ``k x k`` pooling in the
+            self-regularisation (default 1: pixel by pixel). Must divide the image side.
+        self_reg_pooling: that pooling: ``"average"`` (default; keeps the input's coarse layout and brightness,
+            lets the texture inside each cell change) or ``"max"`` (keeps the input's outline, lets holes inside
+            it be filled or cut).
         pool_size: images in each discriminator's pool (the paper: 50; 0 turns the pools off).
         ema_decay: the generators' average's decay (0 exports the last weights).
         export_dtype: ``"float32"`` or ``"float16"`` (halves the file).
@@ -120,6 +127,9 @@ def train_cyclegan(
     check_float("lambda_cycle", lambda_cycle, low=0.0, low_open=True, fix="pass lambda_cycle=10")
     check_float("lambda_identity", lambda_identity, low=0.0, fix="pass lambda_identity=5 (0 turns it off)")
     check_float("lambda_self", lambda_self, low=0.0, fix="pass lambda_self=1 (0 turns it off)")
+    check_int("self_reg_pool", self_reg_pool, minimum=1, fix="pass self_reg_pool=1 (pixels) or e.g. 4")
+    if self_reg_pooling not in ("average", "max"):
+        raise InvalidRequest("self_reg_pooling", self_reg_pooling, "unknown pooling", "pass 'average' or 'max'")
     check_int("pool_size", pool_size, minimum=0, fix="pass pool_size=50 (0 turns the pools off)")
     check_float("ema_decay", ema_decay, low=0.0, high=1.0, fix="pass ema_decay=0.999 (0 exports the last weights)")
     if ema_decay == 1.0:
@@ -140,6 +150,9 @@ def train_cyclegan(
     channels, side = int(set_a.pixels.shape[1]), int(set_a.pixels.shape[-1])
     if config is None:
         config = CycleGANConfig(resolution=side, channels=channels)
+    if side % self_reg_pool:
+        raise InvalidRequest("self_reg_pool", self_reg_pool, f"does not divide the image side ({side})",
+                             f"pass a divisor of {side}, e.g. self_reg_pool=4")
     if config.channels != channels:
         raise InvalidRequest("config", f"channels={config.channels}", f"the data has {channels} channel(s)",
                              f"pass config with channels={channels}")
@@ -147,6 +160,7 @@ def train_cyclegan(
         "recipe": "cyclegan", "model": config.to_dict(), "data": [fingerprint(set_a), fingerprint(set_b)],
         "domains": domains, "steps": run.steps, "batch_size": batch_size, "lr": options.lr,
         "lambda_cycle": lambda_cycle, "lambda_identity": lambda_identity, "lambda_self": lambda_self,
+        **({"self_reg_pool": self_reg_pool, "self_reg_pooling": self_reg_pooling} if self_reg_pool != 1 else {}),
         "pool_size": pool_size,
         "ema_decay": ema_decay, "seed": run.seed,
         **changed_settings(options, _RUN_DEFAULTS, ("schedule", "warmup_steps", "lr_floor", "max_grad_norm")),
@@ -185,7 +199,8 @@ def train_cyclegan(
         # 3.1 generators: fool D_a and D_b, keep the cycles and the identities
         d_a.requires_grad_(False), d_b.requires_grad_(False)
         terms, fake_a, fake_b = cyclegan_losses(gens, real_a, real_b, d_a, d_b, lambda_cycle=lambda_cycle,
-                                                lambda_identity=lambda_identity, lambda_self=lambda_self)
+                                                lambda_identity=lambda_identity, lambda_self=lambda_self,
+                                                self_reg_pool=self_reg_pool, self_reg_pooling=self_reg_pooling)
         opt_g.zero_grad(set_to_none=True)
         terms["g_loss"].backward()  # type: ignore[no-untyped-call]
         if clip is not None:

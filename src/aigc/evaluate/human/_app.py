@@ -25,6 +25,7 @@ import io
 import logging
 import mimetypes
 import socket
+from collections.abc import Awaitable, Callable
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -169,7 +170,7 @@ def build_app(study: Study, *, host: str = "127.0.0.1") -> Any:
         undone = study.undo(rater)  # durable when it returns
         return {**next_payload(rater), "undone": undone}
 
-    def posting(action: Any) -> Any:
+    def posting(action: Callable[[dict[str, Any]], dict[str, Any]]) -> Callable[[Request], Awaitable[Response]]:
         """A POST route: the JSON body to ``action`` off the event loop (it waits on the database), its payload
         back, or the error naming the field."""
         async def route(request: Request) -> Response:

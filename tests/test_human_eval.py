@@ -367,7 +367,7 @@ def test_frame_folders_are_shown_as_animated_gifs(tmp_path: Path) -> None:
         with Image.open(io.BytesIO(r.content)) as gif:
             assert gif.n_frames == 16 and gif.size == (32, 32)
             durations.add(gif.info["duration"])
-    assert durations == {200, 100}  # each at its record's frame rate
+    assert durations == {200, 100}  # each at the frame rate saved with its frames
 
 
 def test_report_and_csv(tmp_path: Path, image_systems: list[Path]) -> None:

@@ -327,6 +327,19 @@ def _save_folder(frames: np.ndarray[Any, Any], fps: float, folder: Path, record:
     return written + ([folder / RECORD_FILE] if record is not None else [])
 
 
+def is_saved_clip(folder: Path) -> bool:
+    """Whether ``folder`` is a clip saved as a folder: ``frame-NNNNN.png`` files and its ``record.json``."""
+    return folder.is_dir() and (folder / RECORD_FILE).is_file() and bool(_frame_files(folder))
+
+
+def gif_bytes(frames: np.ndarray[Any, Any], fps: float) -> bytes:
+    """``frames`` (T, H, W, 3) uint8 as an animated GIF at ``fps``, in memory, without a record -- encoded as
+    :func:`save_video` encodes a ``.gif``."""
+    buf = io.BytesIO()
+    _encode_animation(check_frames(frames), check_fps(fps), buf, "GIF", None)
+    return buf.getvalue()
+
+
 def _replaceable(name: str) -> bool:
     """A file a saved clip folder may hold: frames, the record, and temporaries of earlier aigc versions."""
     return bool(_FRAME_RE.fullmatch(name)) or name == RECORD_FILE or bool(_OLD_PART_RE.fullmatch(name))

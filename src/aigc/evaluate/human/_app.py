@@ -21,7 +21,6 @@ preflight, which is never granted).
 from __future__ import annotations
 
 import functools
-import io
 import logging
 import mimetypes
 import socket
@@ -32,7 +31,7 @@ from typing import Any
 from urllib.parse import quote
 
 from aigc.errors import AigcError, BackendUnavailable, InvalidRequest
-from aigc.evaluate.human._items import frame_files, read_text_output
+from aigc.evaluate.human._items import read_text_output
 from aigc.evaluate.human._study import Study, check_rater
 
 __all__ = ["bind", "build_app", "serve_forever"]
@@ -51,27 +50,13 @@ def _static(name: str) -> str:
     return resources.files("aigc.evaluate.human").joinpath("static").joinpath(name).read_text(encoding="utf-8")
 
 
-#: frame rate of a frame folder whose record names none (the sprite and walk backends' default)
-DEFAULT_FPS = 8.0
-
-
 @functools.lru_cache(maxsize=32)
 def _frames_gif(folder: Path, mtime_ns: int) -> bytes:
-    """An animated GIF of a frame folder's PNGs, at the frame rate its record names (``mtime_ns`` keys the cache,
-    so a folder written again is read again)."""
-    from PIL import Image
+    """An animated GIF of a saved clip folder's frames, at the frame rate stored with them (``mtime_ns`` keys the
+    cache: saving a clip replaces its whole folder)."""
+    from aigc._media.video import gif_bytes, load_video
 
-    from aigc._record import Record
-
-    fps = Record.from_file(folder).request.get("fps") or DEFAULT_FPS
-    frames = []
-    for path in frame_files(folder):
-        with Image.open(path) as im:
-            frames.append(im.convert("RGB"))
-    buf = io.BytesIO()
-    frames[0].save(buf, format="GIF", save_all=True, append_images=frames[1:], loop=0,
-                   duration=max(20, round(1000 / float(fps))))
-    return buf.getvalue()
+    return gif_bytes(*load_video(folder))
 
 
 def build_app(study: Study, *, host: str = "127.0.0.1") -> Any:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from aigc.errors import InvalidRequest, ProvenanceError
 
-__all__ = ["Output", "Task", "find_outputs", "frame_files", "is_frame_folder", "plan"]
+__all__ = ["Output", "Task", "find_outputs", "plan"]
 
 logger = logging.getLogger(__name__)
 
@@ -78,16 +78,6 @@ class Task:
         return json.dumps([self.prompt, self.seed, self.a.system, self.b.system], ensure_ascii=False)
 
 
-def is_frame_folder(path: Path) -> bool:
-    """Whether ``path`` is a video saved as frames: a folder with ``record.json`` and ``frame-*.png`` files."""
-    return path.is_dir() and (path / "record.json").is_file() and any(path.glob("frame-*.png"))
-
-
-def frame_files(folder: Path) -> list[Path]:
-    """The PNG frames of a frame folder, in order."""
-    return sorted(folder.glob("frame-*.png"))
-
-
 def _is_sidecar(path: Path) -> bool:
     return path.suffix == ".json" and path.with_name(path.name[: -len(".json")]).is_file()
 
@@ -131,7 +121,9 @@ def find_outputs(folder: str | os.PathLike[str], *, system: str | None = None, f
     if not root.is_dir():
         raise InvalidRequest(flag, os.fspath(folder), "not a folder", "pass a folder of outputs saved by aigc")
     name = system or root.resolve().name
-    files = sorted(p for p in root.iterdir() if (p.is_file() or is_frame_folder(p)) and not p.name.startswith("."))
+    from aigc._media.video import is_saved_clip
+
+    files = sorted(p for p in root.iterdir() if (p.is_file() or is_saved_clip(p)) and not p.name.startswith("."))
     if not files:
         raise InvalidRequest(flag, os.fspath(folder), "the folder is empty",
                              "save the system's outputs into it with result.save(...)")

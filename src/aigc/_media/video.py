@@ -167,14 +167,26 @@ def _encode_mp4(
     return record is not None
 
 
-def _load_mp4(path: Path) -> tuple[np.ndarray[Any, Any], float]:
+def _load_mp4(source: Path | io.BytesIO, *, max_frames: int | None = None,
+              max_pixels: int | None = None) -> tuple[np.ndarray[Any, Any], float]:
+    """Frames and frame rate of an MP4 (a file, or bytes in memory). With ``max_pixels`` / ``max_frames``, larger
+    frames are refused before decoding (``InvalidRequest("max_pixels", ...)``) and decoding stops at the first
+    frame past ``max_frames`` (``InvalidRequest("max_frames", ...)``)."""
     av = _import_av("loading")
-    with av.open(str(path)) as container:
+    with av.open(str(source) if isinstance(source, Path) else source) as container:
         if not container.streams.video:
-            raise InvalidRequest("path", str(path), "the file has no video stream", "pass a video file")
+            raise InvalidRequest("path", str(source), "the file has no video stream", "pass a video file")
         stream = container.streams.video[0]
+        if max_pixels is not None and stream.width * stream.height > max_pixels:
+            raise InvalidRequest("max_pixels", f"{stream.width}x{stream.height}",
+                                 f"frames of more than {max_pixels} pixels", "pass a smaller clip")
         rate = stream.average_rate or stream.guessed_rate or stream.base_rate
-        frames = [frame.to_ndarray(format="rgb24") for frame in container.decode(stream)]
+        frames: list[np.ndarray[Any, Any]] = []
+        for frame in container.decode(stream):
+            if max_frames is not None and len(frames) == max_frames:
+                raise InvalidRequest("max_frames", len(frames) + 1, f"more than {max_frames} frames",
+                                     "pass a shorter clip")
+            frames.append(frame.to_ndarray(format="rgb24"))
         shape = (0, stream.height, stream.width, 3)
     fps = float(rate) if rate else 0.0
     return (np.stack(frames) if frames else np.zeros(shape, np.uint8)), fps
@@ -262,17 +274,22 @@ def _encode_animation(
     return record is not None
 
 
-def _load_animation(path: Path) -> tuple[np.ndarray[Any, Any], float]:
+def _load_animation(source: Path | io.BytesIO, *, max_frames: int | None = None) -> tuple[np.ndarray[Any, Any], float]:
+    """Frames and frame rate of a GIF or WebP (a file, or bytes in memory), repeated frames unfolded; with
+    ``max_frames``, a clip that would unfold to more frames raises ``InvalidRequest("max_frames", count, ...)``
+    before the frames are repeated."""
+    path = source if isinstance(source, Path) else "<in memory>"
     frames: list[np.ndarray[Any, Any]] = []
     durations: list[float] = []
-    with Image.open(path) as im:
+    with Image.open(source) as im:
         is_gif = im.format == "GIF"
         xmp = im.info.get("xmp")
         for i in range(getattr(im, "n_frames", 1)):
             im.seek(i)
             frames.append(np.asarray(im.convert("RGB")))
             durations.append(float(im.info.get("duration") or 0))
-    clip_info = _gif_clip_info(path.read_bytes()) if is_gif else _xmp_clip_info(xmp)
+    data = source.read_bytes() if isinstance(source, Path) else source.getvalue()
+    clip_info = _gif_clip_info(data) if is_gif else _xmp_clip_info(xmp)
     positive = [d for d in durations if d > 0]
     if clip_info is not None:
         fps = clip_info[0]
@@ -288,6 +305,9 @@ def _load_animation(path: Path) -> tuple[np.ndarray[Any, Any], float]:
     if clip_info is not None and len(frames) == 1:
         # A still clip folds into one frame (which libwebp stores as a still image, without a duration).
         counts = [max(1, clip_info[1])]
+    if max_frames is not None and sum(counts) > max_frames:
+        raise InvalidRequest("max_frames", sum(counts), f"the clip unfolds to more than {max_frames} frames",
+                             "pass a shorter clip")
     expanded = np.repeat(np.stack(frames), counts, axis=0)
     if clip_info is not None and clip_info[1] != len(expanded):
         logger.debug("%s: %d frames after unfolding, %d saved", path, len(expanded), clip_info[1])
@@ -325,6 +345,29 @@ def _save_folder(frames: np.ndarray[Any, Any], fps: float, folder: Path, record:
             (tmp / RECORD_FILE).write_text(record, encoding="utf-8")
     written = [folder / f"frame-{i:05d}.png" for i in range(len(frames))]
     return written + ([folder / RECORD_FILE] if record is not None else [])
+
+
+def decode_mp4(data: bytes, *, max_frames: int | None = None,
+               max_pixels: int | None = None) -> tuple[np.ndarray[Any, Any], float]:
+    """An MP4 in memory as :func:`load_video` reads the file: uint8 ``(T, H, W, 3)`` frames and the frame rate (0
+    where the stream names none).
+
+    Raises:
+        InvalidRequest: ``field == "max_pixels"`` for larger frames (before decoding), ``"max_frames"`` for a
+            longer clip (decoding stops there).
+        BackendUnavailable: PyAV is not installed.
+    """
+    return _load_mp4(io.BytesIO(data), max_frames=max_frames, max_pixels=max_pixels)
+
+
+def decode_animation(data: bytes, *, max_frames: int | None = None) -> tuple[np.ndarray[Any, Any], float]:
+    """A GIF or animated WebP in memory as :func:`load_video` reads the file: uint8 ``(T, H, W, 3)`` frames (repeated
+    frames unfolded, aigc's own frame rate and count honoured) and the frame rate.
+
+    Raises:
+        InvalidRequest: ``field == "max_frames"`` when the clip would unfold to more than ``max_frames`` frames.
+    """
+    return _load_animation(io.BytesIO(data), max_frames=max_frames)
 
 
 def is_saved_clip(folder: Path) -> bool:

@@ -139,6 +139,12 @@ def test_config_file_then_flags_then_environment(tmp_path: Path, monkeypatch: py
     config, models = serve_settings(args)
     assert (config.port, config.max_queue, config.api_key) == (0, 3, "from-env")
     assert config.limits.max_n == 2 and config.limits.max_tokens == 100
+    every_limit = ["serve", "--max-video-frames", "8", "--max-audio-s", "2.5", "--max-input-pixels", "1024"]
+    limits = serve_settings(parser.parse_args(every_limit))[0].limits  # every limit is a flag, typed as its field
+    assert (limits.max_video_frames, limits.max_audio_s, limits.max_input_pixels) == (8, 2.5, 1024)
+    assert isinstance(limits.max_video_frames, int) and limits.max_n == ServeLimits().max_n
+    with pytest.raises(SystemExit):
+        parser.parse_args(["serve", "--max-video-frames", "2.5"])
     assert config.cors_origins == ("http://localhost:3000",) and config.host == "127.0.0.1"
     assert [m.id for m in models] == ["poet"]
     args = parser.parse_args(["serve", "--api-key", "flag", "--device", "cpu"])

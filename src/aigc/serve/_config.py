@@ -19,44 +19,42 @@ from aigc.errors import InvalidRequest
 __all__ = ["ModelSpec", "ServeConfig", "ServeLimits", "load_config", "parse_model_spec"]
 
 
+def _limit(default: float, help: str) -> Any:
+    """A :class:`ServeLimits` field: its default and what it bounds (the ``aigc serve --help`` line)."""
+    return field(default=default, metadata={"help": help})
+
+
 @dataclass(frozen=True, kw_only=True)
 class ServeLimits:
     """The largest request the server accepts; anything bigger gets a 400 naming the field.
 
     These are the server's own bounds (a request from the network is a stranger's): they apply before any model
-    work, on top of the checks of :class:`aigc.TextRequest` and friends.
+    work, on top of the checks of :class:`aigc.TextRequest` and friends. Each field is also a ``[limits]`` key of
+    the config file and a flag of ``aigc serve`` (``max_tokens``: ``--max-tokens``); what a field bounds is in its
+    metadata (``dataclasses.fields(ServeLimits)[i].metadata["help"]``), which ``aigc serve --help`` prints.
 
-    Attributes:
-        max_body_bytes: the whole request body (JSON or multipart, images included); bigger bodies get 413.
-        max_prompt_chars: characters of a prompt, or of all chat messages together.
-        max_messages: chat messages per request.
-        max_tokens: ``max_tokens`` (``max_completion_tokens``) per sample.
-        max_n: samples per request (``n``), every modality.
-        max_stop: stop sequences per request (OpenAI allows 4).
-        max_stop_chars: characters of one stop sequence.
-        max_image_side: ``size`` width and height, in pixels (images and videos).
-        max_input_pixels: pixels of an uploaded image (``/v1/images/edits``, ``input_reference``).
-        max_steps: denoising ``steps``.
-        max_speech_chars: characters of ``input`` for speech (OpenAI allows 4096).
-        max_audio_s: ``duration`` of speech or music, seconds.
-        max_video_s: ``seconds`` of a video.
-        max_video_frames: ``num_frames`` of a video.
+    Example:
+        >>> ServeLimits(max_tokens=1024).max_tokens
+        1024
+        >>> {f.name: f.metadata["help"] for f in dataclasses.fields(ServeLimits)}["max_n"]
+        'samples per request (n), every modality'
     """
 
-    max_body_bytes: int = 16 * 1024 * 1024
-    max_prompt_chars: int = 100_000
-    max_messages: int = 512
-    max_tokens: int = 4096
-    max_n: int = 16
-    max_stop: int = 4
-    max_stop_chars: int = 256
-    max_image_side: int = 2048
-    max_input_pixels: int = 4096 * 4096
-    max_steps: int = 500
-    max_speech_chars: int = 4096
-    max_audio_s: float = 60.0
-    max_video_s: float = 60.0
-    max_video_frames: int = 512
+    max_body_bytes: int = _limit(16 * 1024 * 1024, "the whole request body (JSON or multipart, images included); "
+                                 "bigger bodies get 413")
+    max_prompt_chars: int = _limit(100_000, "characters of a prompt, or of all chat messages together")
+    max_messages: int = _limit(512, "chat messages per request")
+    max_tokens: int = _limit(4096, "max_tokens (max_completion_tokens) per sample")
+    max_n: int = _limit(16, "samples per request (n), every modality")
+    max_stop: int = _limit(4, "stop sequences per request (OpenAI allows 4)")
+    max_stop_chars: int = _limit(256, "characters of one stop sequence")
+    max_image_side: int = _limit(2048, "size: width and height in pixels (images and videos)")
+    max_input_pixels: int = _limit(4096 * 4096, "pixels of an uploaded image or of one frame of an uploaded clip")
+    max_steps: int = _limit(500, "denoising steps")
+    max_speech_chars: int = _limit(4096, "characters of a speech input (OpenAI allows 4096)")
+    max_audio_s: float = _limit(60.0, "duration of speech or music, seconds")
+    max_video_s: float = _limit(60.0, "seconds of a video")
+    max_video_frames: int = _limit(512, "num_frames of a video, or frames of an uploaded clip")
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):

@@ -36,15 +36,6 @@ _SERVER_FLAGS: list[tuple[str, str, Any, str]] = [
     ("--max-batch-samples", "max_batch_samples", int, "image/audio/video: samples per batched call (default 16)"),
     ("--video-retention", "video_retention_s", float, "seconds finished videos stay downloadable (default 3600)"),
 ]
-# flag -> (ServeLimits field, type, help)
-_LIMIT_FLAGS: list[tuple[str, str, Any, str]] = [
-    ("--max-body-bytes", "max_body_bytes", int, "largest request body (default 16 MiB)"),
-    ("--max-prompt-chars", "max_prompt_chars", int, "longest prompt or conversation (default 100000)"),
-    ("--max-tokens", "max_tokens", int, "largest max_tokens (default 4096)"),
-    ("--max-n", "max_n", int, "most samples per request (default 16)"),
-    ("--max-image-side", "max_image_side", int, "largest image/video side in pixels (default 2048)"),
-    ("--max-steps", "max_steps", int, "most denoising steps (default 500)"),
-]
 
 
 def add_serve_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -71,13 +62,22 @@ def add_serve_parser(subparsers: Any) -> argparse.ArgumentParser:
                    "$AIGC_API_KEY; none: no authentication)")
     p.add_argument("--cors-origin", action="append", default=None, dest="cors_origins", metavar="ORIGIN",
                    help="allow browser requests from ORIGIN (repeatable; default: CORS off)")
-    for flag, dest, typ, help_text in _SERVER_FLAGS + _LIMIT_FLAGS:
+    for flag, dest, typ, help_text in _SERVER_FLAGS:
         p.add_argument(flag, dest=dest, type=typ, default=None, help=help_text)
+    for f in _limit_fields():
+        p.add_argument("--" + f.name.replace("_", "-"), dest=f.name, type=type(f.default), default=None, metavar="N",
+                       help=f"{f.metadata['help']} (default {f.default})")
     p.add_argument("--threads", type=int, default=None, metavar="N",
                    help="torch CPU threads (default: torch's choice; 1 is often fastest on a busy machine)")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"],
                    help="log level (access lines are info)")
     return p
+
+
+def _limit_fields() -> tuple[dataclasses.Field[Any], ...]:
+    from aigc.serve._config import ServeLimits  # every limit is a flag: --max-tokens sets max_tokens
+
+    return dataclasses.fields(ServeLimits)
 
 
 def serve_settings(args: argparse.Namespace) -> tuple[Any, list[Any]]:
@@ -88,7 +88,7 @@ def serve_settings(args: argparse.Namespace) -> tuple[Any, list[Any]]:
 
     config, models = load_config(args.config) if args.config else (ServeConfig(), [])
     server = {dest: getattr(args, dest) for _, dest, _, _ in _SERVER_FLAGS if getattr(args, dest) is not None}
-    limits = {dest: getattr(args, dest) for _, dest, _, _ in _LIMIT_FLAGS if getattr(args, dest) is not None}
+    limits = {f.name: getattr(args, f.name) for f in _limit_fields() if getattr(args, f.name) is not None}
     key = args.api_key if args.api_key is not None else os.environ.get("AIGC_API_KEY") or None
     if key is not None:
         server["api_key"] = key

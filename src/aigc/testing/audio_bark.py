@@ -26,6 +26,8 @@ import string
 from pathlib import Path
 from typing import Any
 
+from aigc.testing.factories import new_model_dir
+
 __all__ = ["VOICES", "tiny_bark"]
 
 VOICES = ("en_speaker_0", "en_speaker_1")
@@ -53,8 +55,7 @@ def tiny_bark(path: str | os.PathLike[str], *, seed: int = 0, semantic_tokens: i
     )
     from transformers.models.bark.generation_configuration_bark import BarkGenerationConfig
 
-    out = Path(path)
-    out.mkdir(parents=True, exist_ok=True)
+    out = new_model_dir(path)
     letters = string.ascii_lowercase
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *letters, *".,?!'-", *("##" + c for c in letters)]
     tokenizer: Any = BertTokenizer(vocab={t: i for i, t in enumerate(vocab)}, do_lower_case=True,

@@ -27,6 +27,8 @@ import string
 from pathlib import Path
 from typing import Any
 
+from aigc.testing.factories import new_model_dir
+
 __all__ = [
     "tiny_audioldm", "tiny_audioldm2", "tiny_fastspeech2", "tiny_musicgen", "tiny_speecht5", "tiny_stable_audio",
     "tiny_vits",
@@ -90,8 +92,7 @@ def tiny_vits(path: str | os.PathLike[str], *, seed: int = 0, speakers: int = 2,
     """
     from transformers import VitsConfig, VitsModel, VitsTokenizer
 
-    out = Path(path)
-    out.mkdir(parents=True, exist_ok=True)
+    out = new_model_dir(path)
     vocab = {"<pad>": 0, "<unk>": 1}
     for ch in _CHARS:
         vocab.setdefault(ch, len(vocab))
@@ -147,8 +148,7 @@ def tiny_speecht5(path: str | os.PathLike[str], *, seed: int = 0) -> Path:
     import torch
     from transformers import SpeechT5Config, SpeechT5ForTextToSpeech, SpeechT5HifiGan, SpeechT5HifiGanConfig
 
-    out = Path(path)
-    out.mkdir(parents=True, exist_ok=True)
+    out = new_model_dir(path)
     tokenizer = _char_tokenizer(out, specials=["<s>", "<pad>", "</s>", "<unk>"], eos="</s>")
     config = SpeechT5Config(
         vocab_size=len(tokenizer), hidden_size=32, encoder_layers=2, encoder_attention_heads=2, encoder_ffn_dim=32,
@@ -228,8 +228,7 @@ def tiny_audioldm(path: str | os.PathLike[str], *, seed: int = 0) -> Path:
     from diffusers import AudioLDMPipeline, AutoencoderKL, DDIMScheduler, UNet2DConditionModel
     from transformers import ClapTextConfig, ClapTextModelWithProjection, SpeechT5HifiGan, SpeechT5HifiGanConfig
 
-    out = Path(path)
-    out.mkdir(parents=True, exist_ok=True)
+    out = new_model_dir(path)
     tokenizer = _roberta_tokenizer()
     with _seeded(seed):
         unet = UNet2DConditionModel(
@@ -304,8 +303,7 @@ def tiny_fastspeech2(path: str | os.PathLike[str], *, seed: int = 0) -> Path:
         FastSpeech2ConformerWithHifiGanConfig,
     )
 
-    out = Path(path)
-    out.mkdir(parents=True, exist_ok=True)
+    out = new_model_dir(path)
     tokenizer = _char_tokenizer(out, specials=["<blank>", "<unk>", "<sos/eos>"], eos=None)
     model_config = FastSpeech2ConformerConfig(
         vocab_size=len(tokenizer), hidden_size=16, num_mel_bins=8, encoder_layers=1, decoder_layers=1,

@@ -64,6 +64,19 @@ def tiny_tokenizer(path: str | os.PathLike[str] | None = None, *, vocab_size: in
     return fast
 
 
+def new_model_dir(path: str | os.PathLike[str]) -> Path:
+    """``path`` as a ``Path``, created with its parents if missing: where a factory saves its model.
+
+    Example:
+        >>> import tempfile
+        >>> new_model_dir(Path(tempfile.mkdtemp()) / "a" / "b").is_dir()
+        True
+    """
+    out = Path(path)
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
 def _save(model_cls: Any, config: Any, path: str | os.PathLike[str], seed: int) -> Path:
     import torch
 

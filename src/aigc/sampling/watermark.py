@@ -120,9 +120,9 @@ def tournament(logits: torch.Tensor, token_ids: torch.Tensor, ctx: torch.Tensor,
     h = _g_hash(ctx, token_ids)  # (B, K)
     shifts = torch.arange(DEPTH, device=h.device)[:, None, None]
     g = ((h[None] >> shifts) & 1).to(p.dtype)  # (DEPTH, B, K): layer l's g-values are bit l of the hash
-    for layer in range(DEPTH):
+    for g_layer in g.unbind(0):  # one view per layer up front: 30 fewer indexing calls a step
         # p <- p * (1 + g - E_p[g]); the total probability of the candidates is unchanged
-        p = torch.addcmul(p, p, g[layer] - torch.linalg.vecdot(p, g[layer])[:, None])
+        p = torch.addcmul(p, p, g_layer - torch.linalg.vecdot(p, g_layer)[:, None])
     if mass is not None:
         p = p * mass
     marked = torch.log(p.clamp(min=0.0))  # p >= 0 in exact arithmetic; rounding may leave -0.0

@@ -224,6 +224,30 @@ def test_musicgen_batches_of_different_prompts_equal_singles(musicgen_dir: Path)
     assert np.allclose(batch.waveforms[1], single.waveform, atol=TOL)
 
 
+def test_musicgen_sampler_draws_the_counter_based_uniform_of_each_step_and_codebook() -> None:
+    """Each row's token is the inverse-CDF choice of the uniform (seed, "tokens", step, codebook), the same at
+    every step, with the whole horizon drawn at once and past it (a step beyond ``total``)."""
+    from aigc._backends.audio_transformers._musicgen import _SeededSampler
+    from aigc._runtime.events import EventEmitter
+    from aigc.sampling import draws
+    from aigc.sampling.processors import TopK
+    from aigc.sampling.sampler import inverse_cdf
+
+    seeds, codebooks, total, vocab = [7, 8], 2, 5, 300
+    sampler = _SeededSampler(seeds, codebooks, [TopK(250)], EventEmitter(None, progress=False, total=total, desc=""),
+                             total, 0)
+    logits = torch.randn(total + 2, len(seeds) * codebooks, vocab, generator=torch.Generator().manual_seed(0))
+    ids = torch.zeros(len(seeds) * codebooks, 1, dtype=torch.long)
+    for step, scores in enumerate(logits):
+        out = sampler(ids, scores)
+        chosen = out.argmax(dim=-1)
+        assert torch.equal(out.isfinite().sum(dim=-1), torch.ones(4, dtype=torch.long))  # one token a row
+        u = torch.tensor([draws.reference_uniform(s, "tokens", step, c) for s in seeds for c in range(codebooks)],
+                         dtype=torch.float64)
+        assert torch.equal(chosen, inverse_cdf(TopK(250)(ids, scores), u))
+        assert (scores.argsort(dim=-1, descending=True)[:, :250] == chosen[:, None]).any(dim=-1).all()
+
+
 def test_musicgen_step_events_and_cancel(musicgen_dir: Path) -> None:
     gen = load(musicgen_dir)
     steps: list[int] = []

@@ -263,6 +263,19 @@ def test_draws_are_independent_of_the_batch_and_of_other_purposes() -> None:
     assert draws.stream_seed(6, "tokens") != draws.stream_seed(6, "step-noise") != 6
 
 
+def test_uniform_table_equals_a_call_a_position() -> None:
+    from aigc.sampling import draws
+
+    seeds, positions = [3, 2**62 + 5, 0], torch.arange(7).expand(3, 7)
+    keys = draws.stream_keys(seeds, "tokens")
+    table = draws.uniform_table(keys, positions, (4,))  # (3, 7, 4): the whole horizon of 4 draws a position
+    assert table.shape == (3, 7, 4)
+    for t in range(7):
+        assert torch.equal(table[:, t], draws.uniform(keys, torch.full((3,), t), (4,)))
+    assert table[1, 6, 3].item() == draws.reference_uniform(2**62 + 5, "tokens", 6, 3)
+    assert torch.equal(draws.uniform_table(keys, positions), table[..., 0])  # shape () = index 0
+
+
 def test_uniform_and_normal_statistics() -> None:
     from aigc.sampling import draws
 

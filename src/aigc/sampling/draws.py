@@ -196,17 +196,27 @@ def uniform(keys: torch.Tensor, positions: torch.Tensor, shape: Sequence[int] = 
     return _to_uniform(_bits(keys, positions, shape))
 
 
-def uniform_table(keys: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-    """Index-0 draws of every row at several positions at once: ``positions`` ``(B, P)`` -> ``(B, P)``,
-    equal to :func:`uniform` at each position (a decode loop computes its whole horizon in one call).
+def uniform_table(keys: torch.Tensor, positions: torch.Tensor, shape: Sequence[int] = ()) -> torch.Tensor:
+    """Draws of every row at several positions at once: ``positions`` ``(B, P)`` -> ``(B, P, *shape)``, equal
+    to :func:`uniform` at each position (a decode loop computes its whole horizon in one call instead of a
+    dozen small tensor operations a step). With ``shape=()`` (the default) each position gives index 0.
 
     Example:
         >>> keys = stream_keys([3, 4], "tokens")
         >>> table = uniform_table(keys, torch.arange(6).expand(2, 6))
         >>> bool(table[1, 5] == uniform(keys, torch.tensor([5, 5]))[1])
         True
+        >>> codebooks = uniform_table(keys, torch.arange(6).expand(2, 6), (4,))   # (2, 6, 4)
+        >>> bool((codebooks[:, 5] == uniform(keys, torch.tensor([5, 5]), (4,))).all())
+        True
     """
-    return _to_uniform(mix64(row_keys(keys, positions) + _S_GOLDEN))
+    rows = row_keys(keys, positions)  # (B, P)
+    if not shape:
+        return _to_uniform(mix64(rows + _S_GOLDEN))
+    count = math.prod(shape)
+    index = torch.arange(1, count + 1, dtype=torch.int64, device=keys.device) * _S_GOLDEN  # (N,)
+    bits = mix64(rows[:, :, None] + index[None, None, :])  # (B, P, N)
+    return _to_uniform(bits).reshape(*rows.shape, *shape)
 
 
 def normal(

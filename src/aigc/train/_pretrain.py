@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 from aigc.errors import InvalidRequest
 from aigc.train._checks import check_bool, check_export_dtype, check_float, check_int, export_torch_dtype
 from aigc.train._result import PretrainResult
-from aigc.train._run import RunKeywords, RunOptions, run_options
+from aigc.train._run import RunKeywords, RunOptions, forward_autocast, run_options
 from aigc.train.data import ImageSet, class_table, load_image_set
 
 if TYPE_CHECKING:
@@ -73,9 +73,7 @@ class ImageOptions:
 
     def autocast(self, device: torch.device) -> Any:
         """The forward passes' autocast context (bfloat16 with ``mixed_precision``, else a no-op)."""
-        import torch
-
-        return torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.image["mixed_precision"])
+        return forward_autocast(device, self.image["mixed_precision"])
 
     def load(self, data: Any, *, resolution: int | None = None) -> tuple[ImageSet, list[dict[str, Any]]]:
         """Read and check ``data`` (:func:`aigc.train.load_image_set`); return it with its class table."""

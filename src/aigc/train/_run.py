@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     import torch
 
 __all__ = ["SCHEDULES", "Run", "RunKeywords", "RunOptions", "Schedule", "TrainStep", "batch_indices",
-           "changed_settings", "derive_seed", "lr_at", "run_options", "seeded_rng"]
+           "changed_settings", "derive_seed", "forward_autocast", "lr_at", "run_options", "seeded_rng"]
 
 Schedule = Literal["constant", "linear", "cosine"]
 SCHEDULES: tuple[Schedule, ...] = ("constant", "linear", "cosine")
@@ -242,6 +242,21 @@ class RunOptions:
 
 
 _LOOP_DEFAULTS = RunOptions()
+
+
+def forward_autocast(device: torch.device, enabled: bool) -> Any:
+    """The autocast context of a recipe's training forward passes: bfloat16 with ``mixed_precision``, else a no-op
+    (the weights, their gradients and the optimizer stay float32).
+
+    Example:
+        >>> import torch
+        >>> with forward_autocast(torch.device("cpu"), True):
+        ...     (torch.ones(2, 2) @ torch.ones(2, 2)).dtype
+        torch.bfloat16
+    """
+    import torch
+
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
 
 
 def changed_settings(options: RunOptions, defaults: Mapping[str, Any], names: Sequence[str]) -> dict[str, Any]:

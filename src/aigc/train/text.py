@@ -30,7 +30,7 @@ from aigc.errors import BackendUnavailable, InvalidRequest, ModelNotFound, Unsaf
 from aigc.train._checks import check_bool, check_choice, check_float, check_int
 from aigc.train._loop import StepContext, TrainState, train_loop
 from aigc.train._result import FinetuneResult, write_result
-from aigc.train._run import RunKeywords, changed_settings, run_options
+from aigc.train._run import RunKeywords, changed_settings, forward_autocast, run_options
 from aigc.train.text_data import (
     IGNORE,
     TextData,
@@ -297,11 +297,9 @@ def finetune_text(
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
 
     def step_fn(ctx: StepContext) -> torch.Tensor:
-        import torch
-
         rows = [train_idx[i] for i in ctx.epoch_batch(len(train_idx))]
         x, mask, y = collate([tokens.ids[i] for i in rows], [tokens.labels[i] for i in rows], pad, run.device)
-        with torch.autocast(run.device.type, dtype=torch.bfloat16, enabled=mixed_precision):
+        with forward_autocast(run.device, mixed_precision):
             return token_losses(lm, x, mask, y, "mean")  # the cross-entropy itself runs on float32 logits
 
     def eval_fn() -> float:
